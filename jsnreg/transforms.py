@@ -1,0 +1,105 @@
+"""Per-bone similarity transform, FIXED -> MOVING, about the joint centre.
+
+Coordinates are (x, y) = (column, row) in pixels of the ROI, rows growing downwards.
+A fixed-image point p maps to the moving-image point
+
+    q = c + scale * R(dtheta) @ (p - c) + (dx, dy),     R(t) = [[cos t, -sin t], [sin t, cos t]]
+
+with c the ROI centre ((W - 1) / 2, (H - 1) / 2), the joint centre. So (dx, dy) is exactly the
+displacement of the joint centre (dy > 0: the bone appears lower in the follow-up) and scale or
+rotation cannot leak into it. With y pointing down, a positive dtheta turns clockwise on screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class BoneMotion:
+    """One bone's rigid motion plus isotropic scale (dx_px, dy_px in pixels of the ROI)."""
+
+    scale: float = 1.0
+    dtheta_rad: float = 0.0
+    dx_px: float = 0.0
+    dy_px: float = 0.0
+
+    def to_dict(self) -> dict:
+        """JSON form with the CLI's short keys: dx, dy (px), dtheta (rad), scale."""
+        return {"dx": self.dx_px, "dy": self.dy_px, "dtheta": self.dtheta_rad, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BoneMotion":
+        return cls(scale=float(d["scale"]), dtheta_rad=float(d["dtheta"]),
+                   dx_px=float(d["dx"]), dy_px=float(d["dy"]))
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return tuple(asdict(self).values())
+
+
+IDENTITY = BoneMotion()
+
+
+def roi_centre(shape: tuple[int, int]) -> tuple[float, float]:
+    """Joint centre (x, y) in pixels of an ROI of the given (rows, cols) shape."""
+    rows, cols = shape[:2]
+    return (cols - 1) / 2.0, (rows - 1) / 2.0
+
+
+def matrix(motion: BoneMotion, centre_xy: tuple[float, float]) -> np.ndarray:
+    """3x3 homogeneous matrix acting on (x, y, 1): fixed point -> moving point."""
+    c, s = np.cos(motion.dtheta_rad), np.sin(motion.dtheta_rad)
+    a = motion.scale * np.array([[c, -s], [s, c]])
+    centre = np.asarray(centre_xy, dtype=float)
+    m = np.eye(3)
+    m[:2, :2] = a
+    m[:2, 2] = centre - a @ centre + (motion.dx_px, motion.dy_px)
+    return m
+
+
+def from_matrix(m: np.ndarray, centre_xy: tuple[float, float]) -> BoneMotion:
+    """Inverse of `matrix` for a similarity matrix (the rotation-scale part is projected)."""
+    a = m[:2, :2]
+    scale = float(np.sqrt(abs(np.linalg.det(a))))
+    dtheta = float(np.arctan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))
+    centre = np.asarray(centre_xy, dtype=float)
+    shift = a @ centre + m[:2, 2] - centre
+    return BoneMotion(scale, dtheta, float(shift[0]), float(shift[1]))
+
+
+def map_points(motion: BoneMotion, xy: np.ndarray, centre_xy: tuple[float, float]) -> np.ndarray:
+    """Map fixed-image points (N, 2) in (x, y) to the moving image."""
+    m = matrix(motion, centre_xy)
+    xy = np.asarray(xy, dtype=float)
+    return xy @ m[:2, :2].T + m[:2, 2]
+
+
+def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, order: int = 3,
+           cval: float = np.nan) -> np.ndarray:
+    """Interpolate `image` at (x, y) pixel positions; cubic B-spline by default, `cval` outside."""
+    return ndimage.map_coordinates(np.asarray(image, dtype=np.float64), [y, x], order=order,
+                                   mode="constant", cval=cval)
+
+
+def warp_to_fixed(moving: np.ndarray, motion: BoneMotion, order: int = 3,
+                  cval: float = np.nan) -> np.ndarray:
+    """Resample `moving` onto the fixed grid: out(p) = moving(T(p)); NaN where T(p) falls outside."""
+    rows, cols = moving.shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    q = map_points(motion, np.stack([x.ravel(), y.ravel()], axis=1), roi_centre(moving.shape))
+    out = sample(moving, q[:, 0], q[:, 1], order=order, cval=cval)
+    return out.reshape(rows, cols)
+
+
+def warp_to_moving(fixed: np.ndarray, motion: BoneMotion, order: int = 3,
+                   cval: float = np.nan) -> np.ndarray:
+    """Render what a fixed-frame image looks like after the motion: out(q) = fixed(T^-1(q))."""
+    rows, cols = fixed.shape
+    centre = roi_centre(fixed.shape)
+    inv = np.linalg.inv(matrix(motion, centre))
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    pts = np.stack([x.ravel(), y.ravel()], axis=1) @ inv[:2, :2].T + inv[:2, 2]
+    return sample(fixed, pts[:, 0], pts[:, 1], order=order, cval=cval).reshape(rows, cols)

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("jsnreg/__init__.py").read_text().split('"""', 2)[2], version)
+
+setup(
+    name="jsnregistration",
+    version=version["__version__"],
+    description="Joint space narrowing in rheumatoid arthritis by per-bone registration of hand radiographs",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["jsnreg", "jsnreg.*", "jsnreg_viewer", "jsnreg_viewer.*"]),
+    package_data={"jsnreg": ["weights/*.pt", "weights/*.json"]},
+    # Lower bounds only: the core also runs inside 3D Slicer's own Python and must not pin its numpy.
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "SimpleITK>=2.2",
+        "pydicom>=2.4",
+        "torch>=2.1",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "viewer": ["PyQt5>=5.15", "pyqtgraph>=0.13"],
+        "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4"],
+    },
+    entry_points={
+        "console_scripts": [
+            "jsnreg=jsnreg.cli:main",
+            "jsnreg-viewer=jsnreg_viewer.app:main",
+        ],
+    },
+)
