@@ -79,9 +79,17 @@ def map_points(motion: BoneMotion, xy: np.ndarray, centre_xy: tuple[float, float
 
 def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, order: int = 3,
            cval: float = np.nan) -> np.ndarray:
-    """Interpolate `image` at (x, y) pixel positions; cubic B-spline by default, `cval` outside."""
-    return ndimage.map_coordinates(np.asarray(image, dtype=np.float64), [y, x], order=order,
-                                   mode="constant", cval=cval)
+    """Interpolate `image` at (x, y) pixel positions; cubic B-spline by default.
+
+    Positions outside the image (beyond its first and last pixel centres) get `cval`; the
+    interpolation itself mirrors at the border so no fill value leaks into inside samples.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    out = ndimage.map_coordinates(image, [y, x], order=order, mode="mirror")
+    rows, cols = image.shape
+    outside = (x < 0) | (x > cols - 1) | (y < 0) | (y > rows - 1)
+    out[outside] = cval
+    return out
 
 
 def warp_to_fixed(moving: np.ndarray, motion: BoneMotion, order: int = 3,

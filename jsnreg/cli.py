@@ -1,0 +1,265 @@
+"""`jsnreg`: the command line face. Each subcommand parses, calls the core, prints; nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+MANIFEST_OUT = ["jsn_mm", "jsn_px", "dx_upper", "dy_upper", "dtheta_upper", "scale_upper",
+                "dx_lower", "dy_lower", "dtheta_lower", "scale_lower",
+                "mse_before", "mse_after", "confidence", "flagged", "error"]
+
+
+def _write_json(path: Path, data) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def roi_json(result) -> dict:
+    """The `roi --json` contract: jsn, spacing, per-bone motions, MSEs, confidence, flag."""
+    d = result.to_dict()
+    return {k: d[k] for k in ("jsn_mm", "jsn_px", "spacing_mm", "upper", "lower", "mse_before",
+                              "mse_after", "confidence", "flagged")}
+
+
+def _measure_roi(engine, fixed_path, moving_path, mask_path, spacing_mm, refine):
+    from .images import read_mask, read_radiograph
+
+    fixed = read_radiograph(fixed_path, spacing_mm=spacing_mm)
+    moving = read_radiograph(moving_path, spacing_mm=spacing_mm or fixed.spacing_mm)
+    if abs(moving.spacing_mm - fixed.spacing_mm) > 1e-6:
+        raise InputError(f"ROIs differ in spacing ({fixed.spacing_mm} vs {moving.spacing_mm} mm): "
+                         "cut both at one spacing")
+    mask = read_mask(mask_path, fixed.pixels.shape) if mask_path else None
+    return engine.register_roi(fixed.pixels, moving.pixels, fixed.spacing_mm, upper_mask=mask,
+                               refine=refine, name=Path(fixed_path).stem)
+
+
+def summary_line(r) -> str:
+    flag = f"  FLAGGED: {r.flag_reason}" if r.flagged else ""
+    return (f"JSN {r.jsn_mm:+.4f} mm ({r.jsn_px:+.3f} px)  upper dy {r.upper.dy_px:+.3f} px  "
+            f"lower dy {r.lower.dy_px:+.3f} px  MSE {r.mse_before:.5f} -> {r.mse_after:.5f}  "
+            f"confidence {r.confidence:.2f}{flag}")
+
+
+def cmd_roi(args) -> int:
+    from .register import Engine
+
+    engine = Engine.load(args.weights)
+    if args.manifest:
+        return _roi_manifest(engine, Path(args.manifest), Path(args.out), not args.no_refine)
+    if not (args.fixed and args.moving):
+        raise InputError("give FIXED and MOVING ROI files, or --manifest PAIRS.csv --out RESULTS.csv")
+    result = _measure_roi(engine, args.fixed, args.moving, args.mask, args.spacing_mm, not args.no_refine)
+    print(summary_line(result))
+    if args.json:
+        _write_json(Path(args.json), roi_json(result))
+    return 0
+
+
+def _roi_manifest(engine, manifest: Path, out: Path, refine: bool) -> int:
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise InputError(f"cannot read manifest {manifest}: {exc.strerror}") from None
+    if not rows or not {"fixed", "moving"} <= set(rows[0]):
+        raise InputError(f"manifest {manifest} needs the columns fixed, moving (optional: mask, spacing_mm)")
+    base = manifest.resolve().parent
+    in_cols = list(rows[0].keys())
+    failed = 0
+    for k, row in enumerate(rows, 1):
+        resolve = lambda col: str(base / row[col]) if row.get(col) else None  # noqa: E731
+        try:
+            spacing = float(row["spacing_mm"]) if row.get("spacing_mm") else None
+            r = _measure_roi(engine, resolve("fixed"), resolve("moving"), resolve("mask"), spacing, refine)
+            d = roi_json(r)
+            row.update({"jsn_mm": d["jsn_mm"], "jsn_px": d["jsn_px"], "mse_before": d["mse_before"],
+                        "mse_after": d["mse_after"], "confidence": d["confidence"], "flagged": d["flagged"],
+                        "error": ""})
+            for bone in ("upper", "lower"):
+                for key in ("dx", "dy", "dtheta", "scale"):
+                    row[f"{key}_{bone}"] = d[bone][key]
+        except (InputError, ValueError) as exc:
+            failed += 1
+            row.update({c: "" for c in MANIFEST_OUT})
+            row["error"] = str(exc)
+        print(f"[{k}/{len(rows)}] {row['fixed']}: " + (row["error"] or f"JSN {row['jsn_mm']:+.4f} mm"),
+              file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=in_cols + [c for c in MANIFEST_OUT if c not in in_cols])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out)
+    print(f"{len(rows) - failed} of {len(rows)} pairs measured, written to {out}")
+    return 0
+
+
+def _progress(done: int, total: int, name: str) -> None:
+    print(f"[{done}/{total}] {name} done", file=sys.stderr, flush=True)
+
+
+def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm=None, settings=None,
+                 engine=None, report: bool = False):
+    """Read, measure, and write results.json, results.csv, per-joint PNGs (and the report)."""
+    from .figures import save_joint_pngs
+    from .images import read_radiograph
+    from .quantify import quantify
+
+    baseline = read_radiograph(baseline_path, spacing_mm=spacing_mm)
+    followup = read_radiograph(followup_path, spacing_mm=spacing_mm)
+    t0 = time.perf_counter()
+    results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress)
+    seconds = time.perf_counter() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "results.json", {
+        "software": f"jsnreg {__version__}", "baseline": str(baseline_path), "followup": str(followup_path),
+        "spacing_mm": baseline.spacing_mm, "seconds": seconds, "joints": [r.to_dict() for r in results]})
+    from .report import write_results_csv
+
+    write_results_csv(results, out_dir / "results.csv")
+    for r in results:
+        save_joint_pngs(r, out_dir)
+    return baseline, followup, results, seconds
+
+
+def cmd_quantify(args) -> int:
+    from .joints import load_joints_json, parse_joint_arg
+    from .quantify import Settings
+    from .register import Engine
+
+    if bool(args.joint) == bool(args.joints):
+        raise InputError("give the joints either with --joint NAME=X,Y (repeatable) or with --joints FILE.json")
+    joints = [parse_joint_arg(j) for j in args.joint] if args.joint else load_joints_json(args.joints)
+    settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine)
+    _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), args.spacing_mm,
+                                          settings, Engine.load(args.weights), report=args.report)
+    print(format_table(results))
+    print(f"{len(results)} joints in {seconds:.2f} s; results in {args.out}")
+    return 0
+
+
+def format_table(results, truth_mm: dict | None = None) -> str:
+    """The per-joint table as text (with the known truth and error when given)."""
+    head = f"{'joint':6} {'JSN mm':>8} {'shift mm':>8} {'rot deg':>7} {'MSE before':>10} {'MSE after':>9} {'conf':>5}"
+    if truth_mm is not None:
+        head += f" {'truth mm':>8} {'error mm':>8}"
+    lines = [head + "  flag"]
+    for r in results:
+        row = r.table_row()
+        line = (f"{row['joint']:6} {row['jsn_mm']:+8.3f} {row['lateral_shift_mm']:+8.3f} "
+                f"{row['relative_rotation_deg']:+7.2f} {row['mse_before']:10.5f} {row['mse_after']:9.5f} "
+                f"{row['confidence']:5.2f}")
+        if truth_mm is not None:
+            t = truth_mm[r.name]
+            line += f" {t:+8.3f} {r.jsn_mm - t:+8.3f}"
+        lines.append(line + ("  FLAG: " + r.flag_reason if r.flagged else ""))
+    return "\n".join(lines)
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+
+    from .joints import load_joints_json
+    from .synthetic import write_demo_case
+
+    out = Path(args.out)
+    print(f"Generating the synthetic hand pair (baseline and follow-up DICOM) in {out} ...")
+    case = write_demo_case(out)
+    truth = json.loads(Path(case["truth"]).read_text())["truth_jsn_mm"]
+    joints = load_joints_json(case["joints"])
+    _, _, results, seconds = run_quantify(case["baseline"], case["followup"], joints, out, report=True)
+    print(format_table(results, truth))
+    err = np.array([r.jsn_mm - truth[r.name] for r in results])
+    print(f"{len(results)} joints in {seconds:.2f} s; JSN error vs truth: mean {err.mean():+.4f} mm, "
+          f"SD {err.std():.4f} mm, max |error| {np.abs(err).max():.4f} mm")
+    print(f"Results, pictures and report in {out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    train(Path(args.out), n_train=args.pairs, epochs=args.epochs, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jsnreg", description="Joint space narrowing by per-bone registration "
+                                "(FIXED = baseline, MOVING = follow-up; positive JSN = narrower at follow-up).")
+    p.add_argument("--version", action="version", version=f"jsnreg {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    roi = sub.add_parser("roi", help="measure pre-cut joint ROI pairs")
+    roi.add_argument("fixed", nargs="?", help="baseline ROI (joint space horizontal, upper bone on top)")
+    roi.add_argument("moving", nargs="?", help="follow-up ROI of the same joint")
+    roi.add_argument("--mask", help="upper-region mask (non-zero = upper bone); default: automatic split")
+    roi.add_argument("--spacing-mm", type=float, help="pixel spacing when the files have none")
+    roi.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
+    roi.add_argument("--json", help="write the result as JSON")
+    roi.add_argument("--manifest", help="CSV of pairs: fixed, moving[, mask, spacing_mm]")
+    roi.add_argument("--out", help="with --manifest: the results CSV")
+    roi.set_defaults(func=cmd_roi)
+
+    q = sub.add_parser("quantify", help="measure joints on two whole radiographs")
+    q.add_argument("baseline")
+    q.add_argument("followup")
+    q.add_argument("--joint", action="append", default=[], metavar="NAME=X,Y",
+                   help="joint centre on the baseline in pixels (column, row); repeatable")
+    q.add_argument("--joints", help="joints file (JSON: {\"joints\": [{\"name\", \"x\", \"y\"}]})")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--spacing-mm", type=float, help="pixel spacing when the files have none")
+    q.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
+    q.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
+    q.add_argument("--report", action="store_true", help="also write the session and its PDF/HTML report")
+    q.set_defaults(func=cmd_quantify)
+
+    d = sub.add_parser("demo", help="synthetic hand pair with known narrowing: measure and compare")
+    d.add_argument("--out", default="demo-out")
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train the network on generated pairs (reproduces the shipped weights)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--pairs", type=int, default=24_000)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
+    t.set_defaults(func=cmd_train)
+
+    for parser in (roi, q):
+        parser.add_argument("--weights", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a face shows a message, not a traceback (JSNREG_DEBUG=1 shows it)
+        if os.environ.get("JSNREG_DEBUG"):
+            raise
+        print(f"error: unexpected failure: {type(exc).__name__}: {exc} (set JSNREG_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Whole radiographs -> per-joint measurements: the pipeline every face calls.
+
+baseline + follow-up (Radiograph) -> same spacing -> per joint: axis, baseline ROI, the joint found
+in the follow-up, follow-up ROI -> register_roi (split, network, refinement, measurements).
+Every joint is checked before any registration starts, so a bad position fails at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import rois, split
+from .errors import InputError
+from .images import Radiograph, match_spacing
+from .joints import JointSpec
+from .measure import joint_images as warp_images
+from .register import Engine
+from .results import JointImages, JointResult
+
+
+@dataclass
+class Settings:
+    roi_mm: float = 22.0  # side of the square joint ROI (the published work: 127 px at 0.175 mm)
+    refine: bool = True  # per-bone sub-pixel refinement after the network
+    edge: str = "pad"  # joints near the image edge: "pad" (up to a quarter outside) or "refuse"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Cancelled(Exception):
+    """The user stopped the run (raised between joints)."""
+
+
+@dataclass
+class Placement:
+    """Where one joint's ROIs are cut: centres (x, y) px and angles (rad) in each radiograph."""
+
+    baseline_xy: tuple[float, float]
+    baseline_angle_rad: float
+    followup_xy: tuple[float, float]
+    followup_angle_rad: float
+    size_px: int
+    followup_given: bool
+
+    def to_dict(self) -> dict:
+        return {"baseline_xy": list(self.baseline_xy), "followup_xy": list(self.followup_xy),
+                "baseline_angle_rad": self.baseline_angle_rad, "followup_angle_rad": self.followup_angle_rad,
+                "roi_size_px": self.size_px, "followup_given": self.followup_given}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Placement":
+        return cls(tuple(d["baseline_xy"]), float(d["baseline_angle_rad"]), tuple(d["followup_xy"]),
+                   float(d["followup_angle_rad"]), int(d["roi_size_px"]), bool(d.get("followup_given", False)))
+
+
+def roi_size_px(roi_mm: float, spacing_mm: float) -> int:
+    """ROI side in pixels (odd, so the joint centre is a pixel centre)."""
+    n = int(round(roi_mm / spacing_mm))
+    return n + 1 - n % 2
+
+
+def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
+    """The follow-up at the baseline's spacing (resampled when the visits differ)."""
+    if baseline.spacing_mm is None or followup.spacing_mm is None:
+        raise InputError("both radiographs need a pixel spacing (give it with --spacing-mm)")
+    return match_spacing(followup, baseline.spacing_mm)
+
+
+def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
+                 settings: Settings) -> list[Placement]:
+    """Cut positions of every joint; InputError for a joint outside or too near the edge."""
+    size = roi_size_px(settings.roi_mm, baseline.spacing_mm)
+    coarse = None
+    if any(j.followup_xy is None for j in joints):
+        coarse = rois.coarse_align(baseline.pixels, followup.pixels)
+    placements = []
+    for j in joints:
+        rows, cols = baseline.pixels.shape
+        if not (0 <= j.x < cols and 0 <= j.y < rows):
+            raise InputError(f"joint {j.name} at ({j.x:.0f}, {j.y:.0f}) lies outside the baseline "
+                             f"({cols} x {rows} px)")
+        angle = rois.estimate_axis_angle(baseline.pixels, (j.x, j.y), size / 2.0)
+        _cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
+        if j.followup_xy is not None:
+            follow_xy = tuple(map(float, j.followup_xy))
+            follow_angle = angle + (rois.matrix_rotation(coarse) if coarse is not None else 0.0)
+        else:
+            follow_xy = tuple(map(float, rois.locate_joint(baseline.pixels, followup.pixels, (j.x, j.y),
+                                                           size, coarse)))
+            follow_angle = angle + rois.matrix_rotation(coarse)
+        _cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
+        placements.append(Placement((float(j.x), float(j.y)), float(angle), follow_xy, float(follow_angle),
+                                    size, j.followup_xy is not None))
+    return placements
+
+
+def _cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> np.ndarray:
+    try:
+        return rois.cut_roi(image, centre_xy, size, angle, edge=settings.edge)
+    except InputError as exc:
+        raise InputError(f"joint {what}: {exc}") from None
+
+
+def cut_pair(baseline: Radiograph, followup: Radiograph, p: Placement) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (baseline) and moving (follow-up) ROIs of a placed joint."""
+    return (rois.cut_roi(baseline.pixels, p.baseline_xy, p.size_px, p.baseline_angle_rad),
+            rois.cut_roi(followup.pixels, p.followup_xy, p.size_px, p.followup_angle_rad))
+
+
+def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
+             settings: Settings | None = None, engine: Engine | None = None,
+             on_progress: Callable[[int, int, str], None] | None = None,
+             should_cancel: Callable[[], bool] | None = None) -> list[JointResult]:
+    """Measure every joint; results in the order of `joints`, each with its images and position."""
+    settings = settings or Settings()
+    if not joints:
+        raise InputError("no joints given: place at least one joint on the baseline")
+    names = [j.name for j in joints]
+    if len(set(names)) != len(names):
+        raise InputError(f"joint names must be unique: {', '.join(n for n in names if names.count(n) > 1)}")
+    followup = same_spacing(baseline, followup)
+    placements = place_joints(baseline, followup, joints, settings)
+    engine = engine or Engine.load()
+    results = []
+    for k, (joint, place) in enumerate(zip(joints, placements)):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"stopped after {k} of {len(joints)} joints")
+        fixed, moving = cut_pair(baseline, followup, place)
+        result = engine.register_roi(fixed, moving, baseline.spacing_mm, refine=settings.refine, name=joint.name)
+        result.position = place.to_dict()
+        results.append(result)
+        if on_progress is not None:
+            on_progress(k + 1, len(joints), joint.name)
+    return results
+
+
+def joint_images(baseline: Radiograph, followup: Radiograph, result: JointResult) -> JointImages:
+    """Rebuild a stored result's images without registering again (same cuts, stored motions)."""
+    followup = same_spacing(baseline, followup)
+    fixed, moving = cut_pair(baseline, followup, Placement.from_dict(result.position))
+    rows = result.details.get("split_rows")
+    mask = split.upper_mask_from_rows(fixed.shape, np.asarray(rows)) if rows else split.split(fixed)
+    return warp_images(fixed, moving, mask, result.upper, result.lower)

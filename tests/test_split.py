@@ -1,0 +1,38 @@
+"""Upper/lower split: a minimal path through the dark joint space."""
+
+import numpy as np
+
+from jsnreg import split
+
+
+def _two_bones(rows=96, cols=96, gap_rows=(44, 52), curve=0.0):
+    y, x = np.mgrid[0:rows, 0:cols]
+    centre = (gap_rows[0] + gap_rows[1]) / 2 + curve * ((x - cols / 2) / (cols / 2)) ** 2
+    half = (gap_rows[1] - gap_rows[0]) / 2
+    img = np.where(np.abs(y - centre) < half, 0.2, 0.8)
+    return img + np.random.default_rng(0).normal(0, 0.02, img.shape), centre[0]
+
+
+def test_path_follows_a_straight_gap():
+    img, truth = _two_bones()
+    rows = split.split_rows(img)
+    assert np.all(np.abs(rows - truth) < 3.0)
+
+
+def test_path_follows_a_curved_gap_off_centre():
+    img, truth = _two_bones(gap_rows=(30, 38), curve=8.0)
+    rows = split.split_rows(img)
+    assert np.median(np.abs(rows - truth)) < 2.0
+
+
+def test_mask_and_rows_round_trip():
+    rows = np.linspace(30, 40, 50)
+    mask = split.upper_mask_from_rows((80, 50), rows)
+    assert mask[0].all() and not mask[-1].any()
+    assert np.allclose(split.rows_from_upper_mask(mask), np.ceil(rows))
+
+
+def test_minimal_path_takes_the_cheap_row():
+    cost = np.ones((20, 30))
+    cost[7, :] = 0.0
+    assert (split.minimal_path(cost) == 7).all()
