@@ -197,6 +197,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run
+
+    run(Path(args.out), n_pairs=args.pairs, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jsnreg", description="Joint space narrowing by per-bone registration "
                                 "(FIXED = baseline, MOVING = follow-up; positive JSN = narrower at follow-up).")
@@ -237,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("bench", help="accuracy, flags and speed on generated pairs vs truth and a SimpleITK peer")
+    b.add_argument("--out", default="bench-out")
+    b.add_argument("--pairs", type=int, default=500)
+    b.add_argument("--seed", type=int, default=2026)
+    b.set_defaults(func=cmd_bench)
 
     for parser in (roi, q):
         parser.add_argument("--weights", help=argparse.SUPPRESS)

@@ -57,7 +57,7 @@ def _tukey(res: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init: BoneMotion,
-                max_iter: int = 30, tol_px: float = 1e-3) -> RefineResult:
+                max_iter: int = 50, tol_px: float = 1e-3) -> RefineResult:
     """Refine `init` (fixed -> moving, about the ROI centre) on the bone's `region`.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1]. region: the bone's pixels, as a

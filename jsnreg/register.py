@@ -16,16 +16,23 @@ from .transforms import BoneMotion
 # Pixels this close to the split (px) are left out of both bones' fits: a gap pixel near the
 # boundary can show either bone once the joint space changes.
 SPLIT_MARGIN_PX = 2.0
+# Pixel weights fall off with the distance from the joint space (Gaussian, SD = this fraction of
+# the ROI height): JSN is a property of the articular surfaces, and far along a shaft a projected
+# bone changes with the finger's out-of-plane turn (seen on clinical pairs), which a 2-D rigid
+# motion cannot model.
+JOINT_WEIGHT_SD_FRAC = 0.2
 MIN_REGION_FRAC = 0.1  # each bone must cover at least this share of the ROI
 
 
 def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower fitting regions, each kept SPLIT_MARGIN_PX away from the split."""
+    """Upper and lower fitting weights in [0, 1]: zero on the other bone and near the split."""
     if boundary_rows is None:
         boundary_rows = split.rows_from_upper_mask(upper_mask)
     rows = np.arange(upper_mask.shape[0])[:, None] + 0.5
     dist = rows - np.asarray(boundary_rows)[None, :]
-    return upper_mask & (dist < -SPLIT_MARGIN_PX), ~upper_mask & (dist > SPLIT_MARGIN_PX)
+    near_joint = np.exp(-0.5 * (dist / (JOINT_WEIGHT_SD_FRAC * upper_mask.shape[0])) ** 2)
+    return (near_joint * (upper_mask & (dist < -SPLIT_MARGIN_PX)),
+            near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
 
 
 def check_pair(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | None) -> None:

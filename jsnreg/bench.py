@@ -1,0 +1,261 @@
+"""`jsnreg bench`: accuracy, flags and speed against known truth and against a SimpleITK peer.
+
+One run, one fixed seeded set of generated joint pairs (synthetic.make_joint_pair at its default
+ranges: noise sigma 0.005-0.04, exposure, gamma and blur change, per-bone rotation and translation,
+magnification change, JSN -0.5..+1.0 mm, MCP/PIP/DIP, spacing 0.1-0.2 mm). Methods side by side:
+the network alone, network + refinement, and the peer: masked SimpleITK Similarity2D registration
+per bone (correlation metric, multi-resolution), all given the same split. The Cramer-Rao bound per
+pair (SD_ty >= sigma * sqrt(2) / sqrt(sum (dI/dy)^2) per bone, combined over the two bones) says how
+close to the noise limit each method comes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import split
+from .register import Engine, bone_regions
+from .transforms import BoneMotion
+
+METHODS = ("network", "refined", "simpleitk")
+MISMATCH_PX = 0.5
+MISMATCH_MM = 0.1
+
+
+def crb_jsn_px(fixed: np.ndarray, regions: tuple[np.ndarray, np.ndarray], sigma: float) -> float:
+    """Cramer-Rao bound on the SD of jsn_px for Gaussian noise `sigma` in both images.
+
+    Per bone SD_ty >= sigma * sqrt(2) / sqrt(sum (dI/dy)^2); the gradient energy is taken from the
+    noisy fixed image less the noise's own share (central differences add sigma^2 / 2 per pixel).
+    """
+    gy = np.gradient(np.asarray(fixed, np.float64), axis=0)
+    var = 0.0
+    for region in regions:
+        energy = max(float(np.sum(gy[region] ** 2)) - region.sum() * sigma ** 2 / 2, 1e-12)
+        var += 2 * sigma ** 2 / energy
+    return float(np.sqrt(var))
+
+
+def simpleitk_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray) -> BoneMotion:
+    """The peer: masked Similarity2D, correlation metric, 3-level pyramid, about the ROI centre."""
+    import SimpleITK as sitk
+
+    f = sitk.GetImageFromArray(fixed.astype(np.float32))
+    m = sitk.GetImageFromArray(moving.astype(np.float32))
+    mask = sitk.GetImageFromArray(region.astype(np.uint8))
+    rows, cols = fixed.shape
+    tx = sitk.Similarity2DTransform()
+    tx.SetCenter(((cols - 1) / 2.0, (rows - 1) / 2.0))
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsCorrelation()
+    reg.SetMetricFixedMask(mask)
+    reg.SetInterpolator(sitk.sitkBSpline)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=200,
+                                                 relaxationFactor=0.6)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([4, 2, 1])
+    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    reg.SetInitialTransform(tx, inPlace=True)
+    reg.Execute(f, m)
+    scale, angle, dx, dy = tx.GetParameters()
+    return BoneMotion(float(scale), float(angle), float(dx), float(dy))
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def evaluate_pair(engine: Engine, pair) -> dict:
+    """One pair through the three methods: errors (px), flags, times (s), and its noise bound."""
+    weights = bone_regions(pair.upper_mask, None)
+    regions = [w > 0 for w in weights]
+    truth = pair.jsn_px
+    rec = {"kind": pair.kind, "spacing_mm": pair.spacing_mm, "noise_sigma": pair.noise_sigma,
+           "truth_jsn_px": truth, "rotation_deg": float(np.degrees(abs(pair.lower.dtheta_rad))),
+           "magnification": float(abs(pair.upper.scale - 1)),
+           "crb_jsn_px": crb_jsn_px(pair.fixed, regions, pair.noise_sigma)}
+    for method, refine in (("network", False), ("refined", True)):
+        r, sec = _timed(lambda: engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm,
+                                                    upper_mask=pair.upper_mask, refine=refine))
+        rec[f"{method}_error_px"] = r.jsn_px - truth
+        rec[f"{method}_flagged"] = r.flagged
+        rec[f"{method}_confidence"] = r.confidence
+        rec[f"{method}_seconds"] = sec
+    bones, sec = _timed(lambda: [simpleitk_bone(pair.fixed, pair.moving, reg) for reg in regions])
+    rec["simpleitk_error_px"] = bones[0].dy_px - bones[1].dy_px - truth
+    rec["simpleitk_flagged"] = False
+    rec["simpleitk_seconds"] = sec
+    return rec
+
+
+def summarise(records: list[dict], method: str) -> dict:
+    """Error statistics, mismatch and flag rates, and time for one method."""
+    err_px = np.array([r[f"{method}_error_px"] for r in records])
+    err_mm = err_px * np.array([r["spacing_mm"] for r in records])
+    flagged = np.array([r[f"{method}_flagged"] for r in records])
+    bad = np.abs(err_px) > MISMATCH_PX
+    stats = lambda e: {"mean": float(e.mean()), "sd": float(e.std(ddof=1)), "rmse": float(np.sqrt(np.mean(e ** 2))),  # noqa: E731
+                       "p95_abs": float(np.percentile(np.abs(e), 95)), "max_abs": float(np.abs(e).max())}
+    sigma = np.array([r["noise_sigma"] for r in records])
+    crb = np.array([r["crb_jsn_px"] for r in records])
+    at_001 = np.abs(np.log(sigma / 0.01)) < np.log(1.25)  # sigma within 0.008-0.0125
+    return {
+        "n": len(records),
+        "error_px": stats(err_px),
+        "error_mm": stats(err_mm),
+        "mismatch_rate_px": float(bad.mean()),
+        "mismatch_rate_mm": float((np.abs(err_mm) > MISMATCH_MM).mean()),
+        "mismatches_flagged": float(flagged[bad].mean()) if bad.any() else None,
+        "good_flagged": float(flagged[~bad].mean()) if (~bad).any() else None,
+        "median_seconds": float(np.median([r[f"{method}_seconds"] for r in records])),
+        "sd_over_crb": float(err_px.std(ddof=1) / np.sqrt(np.mean(crb ** 2))),
+        "at_sigma_0.01": {
+            "n": int(at_001.sum()),
+            "sd_mm": float(err_mm[at_001].std(ddof=1)) if at_001.sum() > 2 else None,
+            "sd_over_crb": float(err_px[at_001].std(ddof=1) / np.sqrt(np.mean(crb[at_001] ** 2)))
+            if at_001.sum() > 2 else None,
+        },
+    }
+
+
+SWEEPS = {"noise_sigma": [0.005, 0.01, 0.02, 0.04], "rotation_deg": [0, 1.5, 3, 4.5, 6.5],
+          "magnification": [0, 0.01, 0.02, 0.03, 0.045]}
+
+
+def sweep_rows(records: list[dict]) -> list[dict]:
+    """Error SD and mismatch rate per method in bins of noise, rotation and magnification."""
+    rows = []
+    for factor, edges in SWEEPS.items():
+        values = np.array([r[factor] for r in records])
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = [r for r, v in zip(records, values) if lo <= v < hi]
+            if len(sel) < 3:
+                continue
+            row = {"factor": factor, "low": lo, "high": hi, "n": len(sel)}
+            for m in METHODS:
+                e = np.array([r[f"{m}_error_px"] for r in sel])
+                row[f"{m}_sd_px"] = float(e.std(ddof=1))
+                row[f"{m}_mismatch"] = float((np.abs(e) > MISMATCH_PX).mean())
+            rows.append(row)
+    return rows
+
+
+def plot_sweep(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, factor in zip(axes, SWEEPS):
+        sel = [r for r in rows if r["factor"] == factor]
+        x = [(r["low"] + r["high"]) / 2 for r in sel]
+        for m in METHODS:
+            ax.plot(x, [r[f"{m}_sd_px"] for r in sel], "o-", label=m)
+        ax.set_xlabel(factor.replace("_", " "))
+        ax.set_ylabel("JSN error SD (px)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("JSN error vs noise, rotation and magnification change (generated pairs, known truth)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_worst(engine: Engine, pairs, records, out_dir: Path, method: str = "refined", n: int = 6) -> list[str]:
+    """PNGs of the worst pairs of `method` (fixed | moving | registered | loss after), to look at."""
+    from .figures import grey_rgb, heat_rgb, loss_vmax
+    from .images import write_png
+
+    order = np.argsort([-abs(r[f"{method}_error_px"]) for r in records])[:n]
+    names = []
+    for rank, k in enumerate(order):
+        p = pairs[k]
+        res = engine.register_roi(p.fixed, p.moving, p.spacing_mm, upper_mask=p.upper_mask)
+        im = res.images
+        vmax = loss_vmax(im)
+        strip = np.concatenate([grey_rgb(im.fixed), grey_rgb(im.moving), grey_rgb(im.warped()),
+                                heat_rgb(im.loss_after(), vmax)], axis=1)
+        name = f"worst{rank + 1}_pair{k}_{p.kind}_err{records[k][f'{method}_error_px']:+.2f}px.png"
+        write_png(out_dir / name, strip)
+        names.append(name)
+    return names
+
+
+def hand_seconds(engine: Engine, repeats: int = 3) -> dict:
+    """End-to-end time of the 10 default joints of the synthetic hand (model loaded)."""
+    from .joints import DEFAULT_JOINTS, JointSpec
+    from .images import Radiograph
+    from .quantify import quantify
+    from .synthetic import make_hand_pair
+
+    hand = make_hand_pair(seed=0)
+    base = Radiograph(hand.baseline, hand.spacing_mm, {})
+    follow = Radiograph(hand.followup, hand.spacing_mm, {})
+    joints = [JointSpec(n, *hand.joints[n]) for n in DEFAULT_JOINTS]
+    times = []
+    for _ in range(repeats):
+        _, sec = _timed(lambda: quantify(base, follow, joints, engine=engine))
+        times.append(sec)
+    return {"joints": len(joints), "median_seconds": float(np.median(times))}
+
+
+def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
+    """The whole benchmark; writes bench.json, sweep.csv, sweep.png and worst-case PNGs."""
+    import torch
+
+    from .synthetic import make_joint_pair
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pairs = [make_joint_pair(rng) for _ in range(n_pairs)]
+    engine = Engine.load()
+    records = []
+    t0 = time.time()
+    for k, pair in enumerate(pairs):
+        records.append(evaluate_pair(engine, pair))
+        if (k + 1) % 50 == 0:
+            log(f"[{k + 1}/{n_pairs}] pairs ({time.time() - t0:.0f} s)")
+    summary = {m: summarise(records, m) for m in METHODS}
+    peer = summary["simpleitk"]["median_seconds"]
+    for m in METHODS:
+        summary[m]["speedup_vs_simpleitk"] = peer / summary[m]["median_seconds"]
+    rows = sweep_rows(records)
+    with open(out_dir / "sweep.csv", "w", encoding="utf-8") as f:
+        f.write(",".join(rows[0].keys()) + "\n")
+        f.writelines(",".join(str(v) for v in r.values()) + "\n" for r in rows)
+    plot_sweep(rows, out_dir / "sweep.png")
+    result = {"seed": seed, "n_pairs": n_pairs, "methods": summary, "hand_10_joints": hand_seconds(engine),
+              "worst_cases": save_worst(engine, pairs, records, out_dir)}
+    (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out_dir / "pairs.json", "w", encoding="utf-8") as f:
+        json.dump(records, f)
+    log(format_summary(result))
+    return result
+
+
+def format_summary(result: dict) -> str:
+    lines = [f"{'method':10} {'SD mm':>7} {'SD px':>6} {'RMSE mm':>8} {'p95 px':>6} {'max px':>6} "
+             f"{'mis>0.5px':>9} {'mis>0.1mm':>9} {'caught':>6} {'good fl.':>8} {'ms/pair':>8} "
+             f"{'x SITK':>6} {'SD/CRB':>6} {'SD mm @.01':>10} {'/CRB @.01':>9}"]
+    for m, s in result["methods"].items():
+        fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
+        a = s["at_sigma_0.01"]
+        lines.append(
+            f"{m:10} {s['error_mm']['sd']:7.4f} {s['error_px']['sd']:6.3f} {s['error_mm']['rmse']:8.4f} "
+            f"{s['error_px']['p95_abs']:6.3f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:9.2%} "
+            f"{s['mismatch_rate_mm']:9.2%} {fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
+            f"{1000 * s['median_seconds']:8.1f} {s['speedup_vs_simpleitk']:6.1f} {s['sd_over_crb']:6.2f} "
+            f"{fmt(a['sd_mm'], '10.4f')} {fmt(a['sd_over_crb'], '9.2f')}")
+    h = result["hand_10_joints"]
+    lines.append(f"10-joint hand end to end: {h['median_seconds']:.2f} s (median of 3, model loaded)")
+    return "\n".join(lines)

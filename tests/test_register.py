@@ -1,0 +1,100 @@
+"""One ROI pair end to end: sign convention, recovery of known motions, masks, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jsnreg.errors import InputError
+from jsnreg.synthetic import make_joint_pair
+
+
+def _pair(seed, **kw):
+    return make_joint_pair(np.random.default_rng(seed), **kw)
+
+
+def test_known_narrowing_gives_positive_jsn(engine):
+    pair = _pair(1, kind="PIP", jsn_mm=0.6, noise_sigma=0.01, spacing_mm=0.15)
+    r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask)
+    assert r.jsn_mm > 0
+    assert r.jsn_mm == pytest.approx(pair.jsn_mm, abs=0.02)
+
+
+def test_known_widening_gives_negative_jsn(engine):
+    pair = _pair(2, kind="MCP", jsn_mm=-0.4, noise_sigma=0.01)
+    r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm)
+    assert r.jsn_mm < 0
+    assert r.jsn_mm == pytest.approx(pair.jsn_mm, abs=0.03)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_recovers_each_bones_motion(engine, seed):
+    pair = _pair(seed, noise_sigma=0.01)
+    r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask)
+    for got, truth in ((r.upper, pair.upper), (r.lower, pair.lower)):
+        assert got.dy_px == pytest.approx(truth.dy_px, abs=0.15)
+        assert got.dx_px == pytest.approx(truth.dx_px, abs=0.3)
+        assert got.dtheta_rad == pytest.approx(truth.dtheta_rad, abs=0.01)
+    assert r.mse_after < r.mse_before
+    assert not r.flagged
+
+
+def test_network_alone_is_close_and_refinement_is_closer(engine):
+    errors = {True: [], False: []}
+    for seed in range(10, 16):
+        pair = _pair(seed, noise_sigma=0.01)
+        for refine in (True, False):
+            r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask,
+                                    refine=refine)
+            errors[refine].append(abs(r.jsn_px - pair.jsn_px))
+    assert max(errors[False]) < 2.0
+    assert np.mean(errors[True]) < np.mean(errors[False])
+
+
+def test_user_mask_always_wins(engine):
+    pair = _pair(7)
+    mask = np.zeros_like(pair.upper_mask)
+    mask[: pair.fixed.shape[0] // 2 - 6] = True  # deliberately not the automatic split
+    r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=mask)
+    assert r.details["mask"] == "user"
+    assert np.array_equal(r.images.upper_mask, mask)
+
+
+def test_non_square_roi_is_measured_in_its_own_frame(engine):
+    pair = _pair(8, noise_sigma=0.01, size_px=128)
+    crop = np.s_[24:104, :]  # 80 x 128: a wide ROI around the same joint centre
+    r = engine.register_roi(pair.fixed[crop], pair.moving[crop], pair.spacing_mm, upper_mask=pair.upper_mask[crop])
+    assert r.jsn_px == pytest.approx(pair.jsn_px, abs=0.3)
+
+
+@pytest.mark.parametrize("change", ["shape", "mask_all_upper", "tiny"])
+def test_bad_input_is_refused_with_a_reason(engine, change):
+    pair = _pair(9)
+    fixed, moving, mask = pair.fixed, pair.moving, pair.upper_mask
+    if change == "shape":
+        moving = moving[:-3]
+    elif change == "mask_all_upper":
+        mask = np.ones_like(mask)
+    else:
+        fixed, moving, mask = fixed[:10, :10], moving[:10, :10], mask[:10, :10]
+    with pytest.raises(InputError):
+        engine.register_roi(fixed, moving, pair.spacing_mm, upper_mask=mask)
+
+
+def test_clinical_sample(engine, clinical_sample):
+    """Real pair, no ground truth: assert only what any correct method gives; report the numbers."""
+    from jsnreg.images import read_radiograph
+
+    ref = json.loads((clinical_sample / "reference.json").read_text())
+    spacing = ref["pixel_spacing_mm"]
+    fixed = read_radiograph(clinical_sample / "fixed.bmp", spacing_mm=spacing)
+    moving = read_radiograph(clinical_sample / "moving.bmp", spacing_mm=spacing)
+    r = engine.register_roi(fixed.pixels, moving.pixels, spacing)
+    published = ref["published_result"]
+    print(f"\nclinical sample: jsn_mm {r.jsn_mm:+.4f} (published {published['jsn_mm']:+.4f}); "
+          f"dy upper {r.upper.dy_px:+.3f} (published {published['upper']['dy_px']:+.3f}), "
+          f"dy lower {r.lower.dy_px:+.3f} (published {published['lower']['dy_px']:+.3f}); "
+          f"mse {r.mse_before:.5f} -> {r.mse_after:.5f}")
+    assert np.isfinite(r.jsn_mm)
+    assert abs(r.jsn_mm) < 0.1
+    assert r.mse_after < r.mse_before
