@@ -143,6 +143,7 @@ def run(request: dict, on_progress: Callable[[int, int, str], None] | None = Non
         "run_id": uuid.uuid4().hex,
         "results": [r.to_dict() for r in results],
         "spacing_mm": baseline.spacing_mm,
+        "spacing_mm_given": req["spacing_mm"],
         "baseline": str(req["baseline"]),
         "followup": str(req["followup"]),
         "joints": joints_to_json(req["joints"])["joints"],
@@ -220,3 +221,18 @@ def load_result(out_dir) -> list[JointResult]:
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
     return results
+
+
+def session_from_run(out_dir):
+    """The finished run as a jsnreg.session.Session (radiographs read again), e.g. for a report."""
+    from .images import read_radiograph
+    from .session import Session
+
+    summary = read_summary(out_dir)
+    results = load_result(out_dir)
+    given = summary.get("spacing_mm_given")
+    baseline = read_radiograph(summary["baseline"], spacing_mm=given)
+    followup = read_radiograph(summary["followup"], spacing_mm=given)
+    return Session.from_run(summary["baseline"], summary["followup"], baseline, followup,
+                            parse_joints(summary["joints"]), summary["settings"], results,
+                            model=summary["model"])

@@ -1,0 +1,233 @@
+"""The Slicer module's pure helpers (JSNRegistrationLib), tested without Slicer or Qt."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer" / "JSNRegistration"))
+
+from JSNRegistrationLib import conversions, display  # noqa: E402
+from JSNRegistrationLib.runner import RunState, WorkerRunner  # noqa: E402
+
+from jsnreg.errors import InputError  # noqa: E402
+from jsnreg.figures import loss_vmax  # noqa: E402
+from jsnreg.results import JointImages, JointResult  # noqa: E402
+from jsnreg.transforms import BoneMotion  # noqa: E402
+
+
+def rotation_z(deg):
+    t = np.radians(deg)
+    return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
+
+
+# A DICOM-like radiograph: origin and axes in LPS, 0.15 x 0.2 mm pixels, turned by 30 degrees.
+IJK_TO_LPS = conversions.ijk_to_ras_matrix([0.15, 0.2, 1.0], [-40.0, 25.0, 7.0], rotation_z(30))
+IJK_TO_RAS = conversions.lps_to_ras_matrix(IJK_TO_LPS)
+RAS_TO_IJK = np.linalg.inv(IJK_TO_RAS)
+
+
+def test_lps_flip_negates_x_and_y_only():
+    voxel = [[10.0, 20.0, 0.0]]
+    lps = conversions.ijk_to_ras(voxel, IJK_TO_LPS)[0]
+    ras = conversions.ijk_to_ras(voxel, IJK_TO_RAS)[0]
+    assert np.allclose(ras, [-lps[0], -lps[1], lps[2]])
+    assert np.allclose(conversions.ijk_to_ras([[0, 0, 0]], IJK_TO_RAS)[0], [40.0, -25.0, 7.0])
+    # one column step moves 0.15 mm along the turned axis
+    step = conversions.ijk_to_ras([[1, 0, 0]], IJK_TO_RAS)[0] - conversions.ijk_to_ras([[0, 0, 0]], IJK_TO_RAS)[0]
+    assert np.isclose(np.linalg.norm(step), 0.15)
+
+
+def test_ras_ijk_round_trip_and_joint_pixels():
+    ijk = np.array([[120.5, 80.25, 0.0], [3.0, 199.0, 0.0]])
+    ras = conversions.ijk_to_ras(ijk, IJK_TO_RAS)
+    assert np.allclose(conversions.ras_to_ijk(ras, RAS_TO_IJK), ijk)
+    xy = conversions.joint_xy(ras, RAS_TO_IJK, (200, 150), ["PIP2", "MCP3"])
+    assert np.allclose(xy, ijk[:, :2])  # x = column (i), y = row (j)
+    entries = conversions.joint_entries(["PIP2", " MCP3 "], xy)
+    assert entries[1]["name"] == "MCP3" and np.allclose([entries[1]["x"], entries[1]["y"]], [3.0, 199.0])
+
+
+def test_joint_off_plane_or_outside_is_refused():
+    off_plane = conversions.ijk_to_ras([[10, 10, 3.0]], IJK_TO_RAS)
+    with pytest.raises(InputError, match="PIP2.*off the baseline"):
+        conversions.joint_xy(off_plane, RAS_TO_IJK, (200, 150), ["PIP2"])
+    outside = conversions.ijk_to_ras([[160, 10, 0]], IJK_TO_RAS)
+    with pytest.raises(InputError, match="outside"):
+        conversions.joint_xy(outside, RAS_TO_IJK, (200, 150), ["PIP2"])
+    with pytest.raises(InputError, match="no joints"):
+        conversions.joint_entries([], np.zeros((0, 2)))
+
+
+def test_volume_arrays():
+    image = np.arange(12, dtype=np.float64).reshape(3, 4)
+    vol = conversions.image_to_volume(image)
+    assert vol.shape == (1, 3, 4) and vol.dtype == np.float32
+    assert np.array_equal(conversions.volume_to_image(vol), image)
+    with pytest.raises(InputError, match="single-slice"):
+        conversions.volume_to_image(np.zeros((1, 3, 4, 3)))
+
+
+def test_roi_volume_lands_where_it_was_cut():
+    size, centre, angle = 21, np.array([60.0, 90.0]), np.radians(25)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+    def roi_to_image(points):  # a turned ROI about the joint centre
+        return (np.asarray(points) - (size - 1) / 2) @ rot.T + centre
+
+    affine = conversions.roi_affine_xy(roi_to_image, size)
+    roi_ras = conversions.roi_ijk_to_ras(IJK_TO_RAS, affine)
+    roi_px = np.array([[0, 0, 0], [10, 10, 0], [20, 3, 0]], dtype=float)
+    expected = conversions.ijk_to_ras(np.c_[roi_to_image(roi_px[:, :2]), np.zeros(3)], IJK_TO_RAS)
+    assert np.allclose(conversions.ijk_to_ras(roi_px, roi_ras), expected)
+
+
+def test_build_request_and_source_file():
+    req = conversions.build_request("a.dcm", "b.dcm", [{"name": "PIP2", "x": 1.0, "y": 2.0}], "out", 22, True, 0.0)
+    assert req["spacing_mm"] is None and req["settings"] == {"roi_mm": 22.0, "refine": True}
+    assert conversions.build_request("a", "b", [], "o", 20, False, 0.1)["spacing_mm"] == 0.1
+    assert conversions.source_file("/x/a.nrrd", False, []) == "/x/a.nrrd"
+    assert conversions.source_file("/x/a.nrrd", True, ["/db/1.dcm"]) == "/db/1.dcm"
+    assert conversions.source_file(None, False, ["/db/1.dcm", "/db/2.dcm"]) is None
+
+
+def joint_result(name, dy_upper, flagged=False, reason=""):
+    rng = np.random.default_rng(len(name))
+    fixed = rng.random((32, 32))
+    moving = np.roll(fixed, 1, axis=0)
+    mask = np.zeros((32, 32), bool)
+    mask[:16] = True
+    warped = fixed + 0.01
+    warped[0] = np.nan
+    images = JointImages(fixed, moving, mask, warped, warped)
+    return JointResult(name, 0.1, BoneMotion(dy_px=dy_upper), BoneMotion(dy_px=0.5), 0.02, 0.001, 0.9,
+                       flagged, reason, images=images)
+
+
+def test_table_columns_follow_table_row():
+    results = [joint_result("PIP2", 2.5), joint_result("MCP3", 0.5, True, "poor fit")]
+    columns = {name: (kind, values) for name, kind, values in display.table_columns(results)}
+    assert list(columns) == list(results[0].table_row())
+    assert columns["joint"] == ("text", ["PIP2", "MCP3"])
+    assert columns["flagged"] == ("text", ["", "yes"])
+    assert columns["jsn_mm"][0] == "number"
+    assert np.allclose(columns["jsn_mm"][1], [0.2, 0.0])  # (2.5 - 0.5) px * 0.1 mm
+    assert display.table_columns([]) == []
+    assert display.flag_marks(results) == {"MCP3": "poor fit"}
+
+
+def test_overlays_and_shared_loss_scale():
+    images = joint_result("PIP2", 1.0).images
+    overlays = display.overlay_images(images)
+    assert set(overlays) == set(display.OVERLAYS)
+    assert all(np.isfinite(v).all() and v.shape == (32, 32) for v in overlays.values())
+    before, after = display.display_range(images, "loss_before"), display.display_range(images, "loss_after")
+    assert before == after == (0.0, loss_vmax(images))  # one scale, so before/after compare by eye
+    assert display.display_range(images, "checkerboard") == (0.0, 1.0)
+    assert display.slice_layers("loss_after") == {"background": "checkerboard", "foreground": "loss_after",
+                                                  "foreground_opacity": 0.5}
+    assert display.slice_layers("fixed")["foreground"] is None
+
+
+class Signal:
+    def __init__(self):
+        self.slots = []
+
+    def connect(self, slot):
+        self.slots.append(slot)
+
+    def emit(self, *args):
+        for slot in self.slots:
+            slot(*args)
+
+
+class FakeProcess:
+    """QProcess's interface; the test plays the worker by feeding output and firing signals."""
+
+    def __init__(self):
+        self.readyReadStandardOutput, self.finished, self.errorOccurred = Signal(), Signal(), Signal()
+        self.stdout, self.stderr, self.exit_code = b"", b"", 0
+        self.started, self.killed = None, False
+
+    def start(self, program, args):
+        self.started = (program, list(args))
+
+    def kill(self):
+        self.killed = True
+
+    def readAllStandardOutput(self):
+        out, self.stdout = self.stdout, b""
+        return out
+
+    def readAllStandardError(self):
+        return self.stderr
+
+    def exitCode(self):
+        return self.exit_code
+
+    def write(self, data: bytes):
+        self.stdout += data
+        self.readyReadStandardOutput.emit()
+
+
+def make_runner():
+    calls = []
+    process = FakeProcess()
+    runner = WorkerRunner(process, lambda *a: calls.append(("progress", *a)), lambda d: calls.append(("finished", d)),
+                          lambda m: calls.append(("error", m)), lambda: calls.append(("cancelled",)))
+    runner.start("PythonSlicer", ["-m", "jsnreg.worker", "r.json"])
+    return runner, process, calls
+
+
+def event(**kw):
+    return (json.dumps(kw) + "\n").encode()
+
+
+def test_runner_progress_then_finished_with_split_lines():
+    runner, process, calls = make_runner()
+    assert process.started == ("PythonSlicer", ["-m", "jsnreg.worker", "r.json"])
+    line = event(event="progress", done=1, total=2, joint="PIP2")
+    process.write(line[:10])  # a line arriving in two reads
+    assert calls == []
+    process.write(line[10:] + b"a stray log line\n" + event(event="progress", done=2, total=2, joint="MCP3"))
+    process.write(event(event="finished", out_dir="/tmp/out", joints=2, flagged=[])[:-1])  # no final newline
+    process.finished.emit(0, 0)
+    assert calls == [("progress", 1, 2, "PIP2"), ("progress", 2, 2, "MCP3"), ("finished", "/tmp/out")]
+    assert runner.state == RunState.FINISHED and runner.ignored_lines == ["a stray log line"]
+
+
+def test_runner_error_event_and_crash():
+    runner, process, calls = make_runner()
+    process.write(event(event="error", message="joint PIP2 lies outside the baseline"))
+    process.exit_code = 2
+    process.finished.emit(2, 0)
+    assert calls == [("error", "joint PIP2 lies outside the baseline")] and runner.state == RunState.FAILED
+
+    runner, process, calls = make_runner()
+    process.stderr, process.exit_code = b"Traceback...\nMemoryError\n", 1
+    process.finished.emit(1, 1)
+    assert calls[0][0] == "error" and "exit code 1" in calls[0][1] and "MemoryError" in calls[0][1]
+
+
+def test_runner_cancel_kills_and_reports_cancelled():
+    runner, process, calls = make_runner()
+    process.write(event(event="progress", done=1, total=3, joint="PIP2"))
+    runner.cancel()
+    assert process.killed and runner.state == RunState.CANCELLING and runner.running
+    process.write(event(event="progress", done=2, total=3, joint="PIP3"))  # late output is not progress
+    process.finished.emit(9, 1)
+    assert calls == [("progress", 1, 3, "PIP2"), ("cancelled",)] and runner.state == RunState.CANCELLED
+    runner.start("PythonSlicer", [])  # a finished runner can start again
+    assert runner.running
+
+
+def test_runner_failed_start():
+    runner, process, calls = make_runner()
+    process.errorOccurred.emit(0)  # QProcess::FailedToStart, no finished signal follows
+    assert calls == [("error", "could not start the worker (PythonSlicer): is it installed?")]
+    assert not runner.running
+    with pytest.raises(RuntimeError):
+        runner2, _, _ = make_runner()
+        runner2.start("again", [])
