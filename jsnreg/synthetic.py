@@ -1,0 +1,372 @@
+"""Generated radiograph pairs with KNOWN truth: joint ROIs for training, tests and the benchmark,
+and a whole hand for the demo.
+
+Bones are analytic shapes in millimetres, so each visit is rendered exactly: a pixel q of the
+follow-up shows bone b at the fixed-frame point T_b^-1(q), with T_b the bone's BoneMotion
+(transforms.matrix). Each bone is its own X-ray attenuation layer (projected chord through a
+cortical shell plus trabecular bone modulated by a band-pass texture that is fixed to the bone, so
+two visits differ only by the motions, blur, exposure and noise); layers and soft tissue add, then
+a monotone curve maps attenuation to intensity in [0, 1] (bone bright).
+
+Bone model (local frame, mm): u lateral, s along the bone axis from the base (proximal articular
+surface, concave, flared) to the head (distal articular surface, convex), both surfaces bent as
+s = -(c u^2 + notch(u)); half-width hw(s) flares from the shaft to the base and the head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage
+
+from .transforms import BoneMotion, from_matrix, matrix, roi_centre
+
+KINDS = ("MCP", "PIP", "DIP")
+SUPERSAMPLE = 2  # geometry is evaluated on a 2x finer grid and area-averaged (anti-aliasing)
+MIN_GAP_LEFT_MM = 0.3  # follow-up joint space never thinner than this at the joint centre
+
+
+@dataclass(frozen=True)
+class Bone:
+    """One long bone (mm): length between the articular apices, half-widths, surface shapes."""
+
+    length: float
+    half_base: float
+    half_shaft: float
+    half_head: float
+    curv_base: float  # c of the base surface s = -(c u^2 + notch): 1 / (2 radius), 1/mm
+    curv_head: float
+    notch_base: float  # depth (mm) of the median ridge / intercondylar groove
+    notch_head: float
+    cortex_end: float  # cortical thickness at the articular ends and along the shaft (mm)
+    cortex_shaft: float
+
+
+def _bump(t: np.ndarray) -> np.ndarray:
+    """1 at t <= 0 falling smoothly to 0 for t >> 1 (flares and cortex thinning near the ends)."""
+    return np.exp(-np.square(np.maximum(t, 0.0)))
+
+
+def _softmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray, r: float) -> np.ndarray:
+    """Smooth minimum (radius r mm): rounds the corners where the articular surfaces meet the sides."""
+    m = np.minimum(np.minimum(a, b), c)
+    return m - r * np.log(np.exp((m - a) / r) + np.exp((m - b) / r) + np.exp((m - c) / r))
+
+
+def _chord(depth: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """X-ray path length (mm) through a cylinder of `radius` at `depth` inside its projected edge."""
+    d = np.clip(depth, 0.0, radius)
+    return 2.0 * np.sqrt(d * (2.0 * radius - d))
+
+
+def _surface(u: np.ndarray, curv: float, notch: float) -> np.ndarray:
+    """Articular surface offset along the axis (mm, <= 0): parabola plus a ~3 mm wide median notch."""
+    return -(curv * u * u + notch * np.exp(-np.square(u / 1.5)))
+
+
+def bone_chords(bone: Bone, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cortical and trabecular path lengths (mm) at bone-local points (u lateral, s axial, mm)."""
+    flare_base = 0.8 * bone.half_base
+    flare_head = 0.5 * bone.half_head
+    # The head is widest a little below its apex, then narrows into the neck.
+    hw = (bone.half_shaft + (bone.half_base - bone.half_shaft) * _bump(s / flare_base)
+          + (bone.half_head - bone.half_shaft) * _bump((bone.length - s - 0.35 * bone.half_head) / flare_head))
+    inside_base = s - _surface(u, bone.curv_base, bone.notch_base)
+    inside_head = bone.length + _surface(u, bone.curv_head, bone.notch_head) - s
+    depth = _softmin3(inside_base, inside_head, hw - np.abs(u), 0.8)
+    ends = np.maximum(_bump(s / (1.5 * flare_base)), _bump((bone.length - s) / (1.5 * flare_head)))
+    cortex = bone.cortex_shaft - (bone.cortex_shaft - bone.cortex_end) * ends
+    outer = _chord(depth, hw)
+    inner = _chord(depth - cortex, hw - cortex)
+    return outer - inner, inner
+
+
+def band_pass_texture(rng: np.random.Generator, shape: tuple[int, int], spacing_mm: float) -> np.ndarray:
+    """Trabecular-like texture (zero mean, unit SD): band-pass noise, features ~0.4-1 mm, a little
+    elongated along the rows (the bone axis), on a grid of the given pixel spacing."""
+    white = rng.standard_normal(shape).astype(np.float32)
+    fine = 0.1 / spacing_mm
+    coarse = 0.4 / spacing_mm
+    field = (ndimage.gaussian_filter(white, (1.4 * fine, fine))
+             - ndimage.gaussian_filter(white, (1.4 * coarse, coarse)))
+    field = np.tanh(1.5 * field / field.std())  # sharper, plate-like trabeculae
+    return (field - field.mean()) / field.std()
+
+
+# Per kind, ranges (mm) of: proximal bone head half-width, its shaft half-width, distal bone base
+# and shaft half-widths, head radius, notch depth, shaft cortex, fixed joint space width, finger
+# soft-tissue half-width. MCP: metacarpal / proximal phalanx; PIP: proximal / middle phalanx;
+# DIP: middle / distal phalanx.
+ANATOMY = {
+    "MCP": dict(head=(6.5, 7.8), shaft_p=(4.0, 4.8), base=(5.6, 6.6), shaft_d=(4.4, 5.0), radius=(7.0, 10.0),
+                notch=(0.05, 0.2), cortex=(1.1, 1.7), gap=(1.2, 2.2), finger=(12.0, 17.0)),
+    "PIP": dict(head=(4.8, 5.8), shaft_p=(3.4, 4.0), base=(4.6, 5.4), shaft_d=(3.3, 3.9), radius=(8.0, 12.0),
+                notch=(0.15, 0.35), cortex=(0.9, 1.3), gap=(0.9, 1.7), finger=(8.0, 10.0)),
+    "DIP": dict(head=(3.6, 4.4), shaft_p=(2.6, 3.2), base=(3.6, 4.3), shaft_d=(2.4, 2.9), radius=(6.0, 9.0),
+                notch=(0.05, 0.2), cortex=(0.7, 1.0), gap=(0.8, 1.4), finger=(6.5, 8.0)),
+}
+LONG_BONE_MM = 60.0  # bones whose far end lies well outside the ROI
+
+
+def joint_bones(rng: np.random.Generator, kind: str) -> tuple[Bone, Bone]:
+    """Random (proximal, distal) bones of a joint of the given kind; the surfaces facing the joint
+    share curvature and notch so the joint space has a uniform width along the axis."""
+    a = ANATOMY[kind]
+    u = lambda key: float(rng.uniform(*a[key]))  # noqa: E731
+    curv, notch, cortex, shaft = 1.0 / (2.0 * u("radius")), u("notch"), u("cortex"), u("shaft_p")
+    cortex_end = float(rng.uniform(0.4, 0.7))
+    proximal = Bone(LONG_BONE_MM, shaft + 1.0, shaft, u("head"), 0.05, curv, 0.0, notch, cortex_end, cortex)
+    # The distal phalanx ends in a tuft, often inside a DIP ROI.
+    length, half_head = (rng.uniform(15.0, 20.0), rng.uniform(2.3, 3.0)) if kind == "DIP" else (LONG_BONE_MM, 4.0)
+    distal = Bone(float(length), u("base"), u("shaft_d"), float(half_head), curv, 0.25, notch, 0.0,
+                  cortex_end, 0.85 * cortex)
+    return proximal, distal
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """Fixed-frame joint: local frame, bones, soft tissue and X-ray constants of one pair."""
+
+    to_local: np.ndarray  # 3x3: fixed px (x, y, 1) -> (u, v, 1) mm; v along the finger, distal > 0
+    proximal: Bone
+    distal: Bone
+    gap_mm: float
+    finger_half_mm: float
+    neighbour: tuple[float, float] | None  # (centre u, half-width) mm of an adjacent finger
+    sesamoid: tuple[float, float, float] | None  # (u, v, radius) mm, rides on the proximal bone
+    texture: np.ndarray  # cubic-spline coefficients of the bone texture, fixed frame + margin
+    margin_px: int
+    k_soft: float  # attenuation per mm of soft tissue, cortex, trabecular bone
+    k_cortex: float
+    k_trabecular: float
+    texture_amp: float
+    background: float  # intensity of the unattenuated beam
+
+
+@lru_cache(maxsize=8)
+def _grid(shape: tuple[int, int], factor: int) -> np.ndarray:
+    """Homogeneous (3, N) float32 pixel centres (x, y) of a grid `factor` times finer than `shape`."""
+    rows, cols = shape
+    ys = (np.arange(rows * factor) + 0.5) / factor - 0.5
+    xs = (np.arange(cols * factor) + 0.5) / factor - 0.5
+    y, x = np.meshgrid(ys, xs, indexing="ij")
+    grid = np.stack([x.ravel(), y.ravel(), np.ones(x.size)]).astype(np.float32)
+    grid.flags.writeable = False
+    return grid
+
+
+def _area_down(values: np.ndarray, shape: tuple[int, int], factor: int) -> np.ndarray:
+    """Mean over factor x factor blocks of a flat fine-grid array."""
+    fine = values.reshape(shape[0] * factor, shape[1] * factor)
+    return sum(fine[i::factor, j::factor] for i in range(factor) for j in range(factor)) / factor ** 2
+
+
+def _bone_layer(scene: _Scene, bone: str, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Attenuation of one bone at output resolution; `inverse` maps image px -> fixed px."""
+    proximal = bone == "proximal"
+    b = scene.proximal if proximal else scene.distal
+    u, v = ((scene.to_local @ inverse)[:2].astype(np.float32) @ _grid(shape, SUPERSAMPLE))
+    # Bone-local axial coordinate: the proximal head apex and the distal base apex face each other.
+    s = v + np.float32(scene.gap_mm / 2 + b.length) if proximal else v - np.float32(scene.gap_mm / 2)
+    # Shapes are evaluated only where this bone can be (speed): its side of the joint, its width.
+    near = np.abs(u) < max(b.half_base, b.half_shaft, b.half_head) + 0.5
+    near &= (s < b.length + 0.5) if proximal else (s > -b.curv_base * u * u - b.notch_base - 0.5)
+    idx = np.flatnonzero(near)
+    cortex, trab = np.zeros((2, u.size), np.float32)
+    cortex[idx], trab[idx] = bone_chords(b, u[idx], s[idx])
+    if proximal and scene.sesamoid is not None:
+        su, sv, r = scene.sesamoid
+        cortex[idx] += 0.3 * _chord(r - np.hypot(u[idx] - su, v[idx] - sv), np.float32(r))
+    cortex = _area_down(cortex, shape, SUPERSAMPLE)
+    trab = _area_down(trab, shape, SUPERSAMPLE)
+    # Texture is a function of the fixed-frame position, so it moves with the bone (sampled where
+    # there is trabecular bone only, for speed).
+    inside = np.flatnonzero(trab)
+    p = (inverse[:2].astype(np.float32) @ _grid(shape, 1)[:, inside]) + scene.margin_px
+    tex = np.zeros(trab.size, np.float32)
+    tex[inside] = ndimage.map_coordinates(scene.texture, [p[1], p[0]], order=3, prefilter=False,
+                                          mode="nearest")
+    return scene.k_cortex * cortex + scene.k_trabecular * trab * (1.0 + scene.texture_amp * tex.reshape(shape))
+
+
+def _soft_layer(scene: _Scene, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Soft-tissue attenuation (finger ~0.9 times as deep as wide, a little swollen at the joint)."""
+    local = scene.to_local @ inverse @ _grid(shape, 1)
+    u, v = local[0], local[1]
+    half = scene.finger_half_mm * (1.0 + 0.08 * np.exp(-np.square(v / 6.0)))
+    thick = _chord(half - np.abs(u), half)
+    if scene.neighbour is not None:
+        nu, nh = scene.neighbour
+        thick = thick + _chord(nh - np.abs(u - nu), np.full_like(u, nh))
+    return (scene.k_soft * 0.9 * thick).reshape(shape)
+
+
+def _render(scene: _Scene, shape: tuple[int, int], proximal_inv: np.ndarray, distal_inv: np.ndarray,
+            soft_inv: np.ndarray) -> np.ndarray:
+    """Noise-free, unblurred intensity in [0, 1] of one visit (X-ray attenuations add)."""
+    mu = (_soft_layer(scene, soft_inv, shape) + _bone_layer(scene, "proximal", proximal_inv, shape)
+          + _bone_layer(scene, "distal", distal_inv, shape))
+    return scene.background + (1.0 - scene.background) * (1.0 - np.exp(-mu))
+
+
+@dataclass
+class JointPair:
+    """A generated joint ROI pair and its truth (pixel quantities in px of this ROI).
+
+    jsn_px = upper.dy_px - lower.dy_px is exactly the narrowing that was applied, measured like
+    the convention says: in follow-up pixels, along the image rows, at the ROI centre. The follow-up
+    is magnified by m (both bones' scale) and the narrowing is applied after it, so in baseline
+    millimetres the bones came jsn_mm / m closer (m within 1 +- max_magnification); and it is
+    applied along the finger axis, tilted by psi from the columns, so the gap narrowed along that
+    axis by jsn / cos(psi) (psi < ~12 deg: < 2 %) with a lateral part jsn * tan(psi) in dx.
+    """
+
+    fixed: np.ndarray
+    moving: np.ndarray
+    upper_mask: np.ndarray
+    upper: BoneMotion
+    lower: BoneMotion
+    spacing_mm: float
+    kind: str
+    noise_sigma: float
+
+    @property
+    def jsn_px(self) -> float:
+        return self.upper.dy_px - self.lower.dy_px
+
+    @property
+    def jsn_mm(self) -> float:
+        return self.jsn_px * self.spacing_mm
+
+
+def _rotation_about(theta_rad: float, point_xy: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """3x3 similarity (rotation and scale) about a point, px."""
+    return matrix(BoneMotion(scale, theta_rad, 0.0, 0.0), tuple(point_xy))
+
+
+def _translation(d_xy: np.ndarray) -> np.ndarray:
+    m = np.eye(3)
+    m[:2, 2] = d_xy
+    return m
+
+
+def _local_frame(centre_xy: np.ndarray, tilt_rad: float, spacing_mm: float) -> np.ndarray:
+    """3x3 fixed px -> (u, v) mm; v along axis (sin t, -cos t) (up on screen at t = 0), u across."""
+    c, s = np.cos(tilt_rad), np.sin(tilt_rad)
+    rot = np.array([[c, s], [s, -c]]) * spacing_mm
+    m = np.eye(3)
+    m[:2, :2] = rot
+    m[:2, 2] = -rot @ centre_xy
+    return m
+
+
+def upper_mask_from_curve(shape: tuple[int, int], to_local: np.ndarray, middle) -> np.ndarray:
+    """True above the joint-space middle curve v = middle(u) (local frame), one boundary per column."""
+    rows, cols = shape
+    u = np.linspace(-40.0, 40.0, 801)
+    to_px = np.linalg.inv(to_local)
+    xy = to_px @ np.stack([u, middle(u), np.ones_like(u)])
+    order = np.argsort(xy[0])
+    boundary = np.interp(np.arange(cols), xy[0][order], xy[1][order])
+    return np.arange(rows)[:, None] < boundary[None, :]
+
+
+def _detector(rng: np.random.Generator, image: np.ndarray, blur_px: float, noise_sigma: float) -> np.ndarray:
+    """Detector blur, then slightly signal-dependent Gaussian noise (noise_sigma at intensity 0.5)."""
+    blurred = ndimage.gaussian_filter(image, blur_px)
+    sigma = noise_sigma * (0.75 + 0.5 * blurred)
+    return blurred + sigma * rng.standard_normal(image.shape)
+
+
+def _exposure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Another exposure and processing curve: gain, offset, gamma."""
+    gamma = np.exp(rng.uniform(np.log(0.8), np.log(1.25)))
+    return rng.uniform(0.85, 1.15) * np.clip(image, 0.0, 1.0) ** gamma + rng.uniform(-0.05, 0.05)
+
+
+def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: int = 128,
+                    spacing_mm: float | None = None, noise_sigma: float | None = None,
+                    jsn_mm: float | None = None, max_rotation_deg: float = 5.0,
+                    max_translation_px: float = 6.0, max_magnification: float = 0.04,
+                    exposure_change: bool = True, blur_change: bool = True,
+                    proximal_on_top: bool | None = None) -> JointPair:
+    """A baseline (fixed) / follow-up (moving) joint ROI pair with exact per-bone truth.
+
+    None = drawn at random: kind uniform over MCP/PIP/DIP, spacing 0.1-0.2 mm/px, noise SD
+    0.005-0.04 (log-uniform), jsn -0.5..+1.0 mm, proximal_on_top with probability 1/2 (fingers
+    pointing up put the distal bone on top; ROIs cut from images with the fingers pointing down, like
+    the published clinical sample, have the proximal head on top). The follow-up is the common
+    motion of the finger (rotation, magnification, translation) followed by
+    each bone's own small rotation about the moved joint centre and shift (the narrowing along the
+    finger axis, and up to ~1 px lateral); see JointPair for what jsn means exactly.
+    """
+    kind = kind or str(rng.choice(KINDS))
+    if kind not in ANATOMY:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    spacing_mm = float(spacing_mm if spacing_mm is not None else rng.uniform(0.1, 0.2))
+    noise_sigma = float(noise_sigma if noise_sigma is not None
+                        else np.exp(rng.uniform(np.log(0.005), np.log(0.04))))
+    jsn_mm = float(jsn_mm if jsn_mm is not None else rng.uniform(-0.5, 1.0))
+    if proximal_on_top is None:
+        proximal_on_top = bool(rng.random() < 0.5)
+    shape = (size_px, size_px)
+    centre = np.array(roi_centre(shape))
+
+    proximal, distal = joint_bones(rng, kind)
+    gap_mm = max(float(rng.uniform(*ANATOMY[kind]["gap"])), jsn_mm + MIN_GAP_LEFT_MM)
+    tilt = np.radians(rng.uniform(-6.0, 6.0)) + (np.pi if proximal_on_top else 0.0)
+    joint_xy = centre + rng.uniform(-0.6, 0.6, 2) / spacing_mm  # a hand-placed centre is never exact
+    to_local = _local_frame(joint_xy, tilt, spacing_mm)
+    finger = float(rng.uniform(*ANATOMY[kind]["finger"]))
+    neighbour = None
+    if rng.random() < 0.4:
+        half = finger * rng.uniform(0.8, 1.0)
+        neighbour = (float(rng.choice([-1, 1]) * (finger + half + rng.uniform(0.3, 3.0))), float(half))
+    sesamoid = None
+    if kind == "MCP" and rng.random() < 0.25:
+        sesamoid = (float(rng.choice([-1, 1]) * rng.uniform(0.2, 0.5) * proximal.half_head),
+                    float(-gap_mm / 2 - rng.uniform(2.0, 4.0)), float(rng.uniform(1.2, 2.0)))
+    margin = int(np.ceil(2 * max_translation_px + size_px * (np.radians(max_rotation_deg + 2) + max_magnification))) + 8
+    texture = band_pass_texture(rng, (size_px + 2 * margin, size_px + 2 * margin), spacing_mm)
+    scene = _Scene(to_local, proximal, distal, gap_mm, finger, neighbour, sesamoid,
+                   ndimage.spline_filter(texture, order=3), margin,
+                   k_soft=float(rng.uniform(0.02, 0.03)), k_cortex=float(rng.uniform(0.25, 0.35)),
+                   k_trabecular=float(rng.uniform(0.035, 0.055)), texture_amp=float(rng.uniform(0.4, 0.7)),
+                   background=float(rng.uniform(0.03, 0.15)))
+
+    # Follow-up: common finger motion C, then per bone D_b = shift_b . rotation_b about C(centre).
+    # (A magnification about any other point is this one plus a shift, drawn with the translation.)
+    common = (_translation(rng.uniform(-max_translation_px, max_translation_px, 2))
+              @ _rotation_about(np.radians(rng.uniform(-max_rotation_deg, max_rotation_deg)), centre,
+                                1.0 + rng.uniform(-max_magnification, max_magnification)))
+    moved_centre = common[:2, :2] @ centre + common[:2, 2]
+    axis = common[:2, :2] @ np.array([np.sin(tilt), -np.cos(tilt)])  # towards the distal bone
+    narrowing = -axis * (jsn_mm / spacing_mm) / abs(axis[1])  # distal bone toward proximal, |dy| = jsn
+    motions = {}
+    for bone, extra in (("proximal", 0.0), ("distal", narrowing)):
+        shift = np.array([rng.uniform(-0.5, 0.5), 0.0]) + extra
+        own = _translation(shift) @ _rotation_about(np.radians(rng.uniform(-1.0, 1.0)), moved_centre)
+        motions[bone] = own @ common
+
+    truth = {b: from_matrix(m, tuple(centre)) for b, m in motions.items()}
+    upper, lower = ("proximal", "distal") if proximal_on_top else ("distal", "proximal")
+    ident = np.eye(3)
+    fixed = _render(scene, shape, ident, ident, ident)
+    moving = _render(scene, shape, np.linalg.inv(motions["proximal"]), np.linalg.inv(motions["distal"]),
+                     np.linalg.inv(common))
+
+    blur = rng.uniform(0.4, 1.2)
+    blur_moving = rng.uniform(0.4, 1.2) if blur_change else blur
+    fixed = _detector(rng, fixed, blur, noise_sigma)
+    if exposure_change:
+        moving = _exposure(rng, moving)
+    moving = _detector(rng, moving, blur_moving, noise_sigma)
+
+    curv, notch = proximal.curv_head, proximal.notch_head
+    reach = max(proximal.half_head, distal.half_base) + 1.0  # the split runs flat beyond the bones
+    mask = upper_mask_from_curve(shape, to_local,
+                                 lambda u: _surface(np.clip(u, -reach, reach), curv, notch))
+    return JointPair(np.clip(fixed, 0, 1).astype(np.float32), np.clip(moving, 0, 1).astype(np.float32),
+                     mask, truth[upper], truth[lower], spacing_mm, kind, noise_sigma)
