@@ -22,7 +22,8 @@ from scipy import ndimage
 from .transforms import BoneMotion, roi_centre
 
 LEVELS_SMOOTH_PX = (2.0, 1.0, 0.0)  # Gaussian sigma per level, coarse to fine
-LEVELS_STRIDE = (2, 1, 1)  # use every n-th pixel on smoothed levels (they carry less detail)
+LEVELS_STRIDE = (2, 2, 1)  # use every n-th pixel on smoothed levels (they carry less detail)
+LEVELS_TOL_PX = (0.02, 0.01, 1e-3)  # a smoothed level only has to bring the next one near
 
 
 @dataclass
@@ -57,7 +58,7 @@ def _tukey(res: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init: BoneMotion,
-                max_iter: int = 50, tol_px: float = 1e-3) -> RefineResult:
+                max_iter: int = 50) -> RefineResult:
     """Refine `init` (fixed -> moving, about the ROI centre) on the bone's `region`.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1]. region: the bone's pixels, as a
@@ -77,7 +78,7 @@ def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init:
     sd_params = np.full(4, np.inf)
     residual_sd = np.nan
     n_used, inliers = 0, 0.0
-    for sigma, stride in zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE):
+    for sigma, stride, tol_px in zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX):
         f = ndimage.gaussian_filter(fixed, sigma) if sigma else fixed
         m = ndimage.gaussian_filter(moving, sigma) if sigma else moving
         coeff_m = _spline(m)
