@@ -106,6 +106,7 @@ def parse_request(request) -> dict:
     unknown = sorted(set(request) - REQUEST_KEYS)
     if unknown:
         raise InputError(f"unknown request key(s) {', '.join(unknown)}; known: {', '.join(sorted(REQUEST_KEYS))}")
+    baseline, followup = _existing_file(request, "baseline"), _existing_file(request, "followup")
     spacing = request.get("spacing_mm")
     out_dir = request.get("out_dir")
     if not isinstance(out_dir, str) or not out_dir:
@@ -113,8 +114,8 @@ def parse_request(request) -> dict:
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise InputError(f"out_dir {out_dir} exists and is not a folder")
     return {
-        "baseline": _existing_file(request, "baseline"),
-        "followup": _existing_file(request, "followup"),
+        "baseline": baseline,
+        "followup": followup,
         "spacing_mm": None if spacing is None else _number(spacing, "spacing_mm", positive=True),
         "joints": parse_joints(request.get("joints")),
         "settings": parse_settings(request.get("settings")),

@@ -71,12 +71,12 @@ def test_volume_arrays():
 
 
 def test_roi_volume_lands_where_it_was_cut():
-    size, centre, angle = 21, np.array([60.0, 90.0]), np.radians(25)
-    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    from functools import partial
 
-    def roi_to_image(points):  # a turned ROI about the joint centre
-        return (np.asarray(points) - (size - 1) / 2) @ rot.T + centre
+    from jsnreg.rois import roi_to_image as core_roi_to_image
 
+    size = 21
+    roi_to_image = partial(core_roi_to_image, centre_xy=(60.0, 90.0), size_px=size, angle_rad=np.radians(25))
     affine = conversions.roi_affine_xy(roi_to_image, size)
     roi_ras = conversions.roi_ijk_to_ras(IJK_TO_RAS, affine)
     roi_px = np.array([[0, 0, 0], [10, 10, 0], [20, 3, 0]], dtype=float)
