@@ -131,7 +131,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
-        if self._parameterNode:
+        if self._parameterNode and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
@@ -151,7 +151,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.joints = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Joints")
 
     def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
+        if self._parameterNode and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
         self._parameterNode = inputParameterNode
