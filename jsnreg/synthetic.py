@@ -126,23 +126,45 @@ def joint_bones(rng: np.random.Generator, kind: str) -> tuple[Bone, Bone]:
 
 
 @dataclass(frozen=True)
-class _Scene:
-    """Fixed-frame joint: local frame, bones, soft tissue and X-ray constants of one pair."""
+class Look:
+    """X-ray constants of one radiograph pair: attenuation per mm of soft tissue, cortical and
+    trabecular bone, texture contrast, intensity of the unattenuated beam."""
 
-    to_local: np.ndarray  # 3x3: fixed px (x, y, 1) -> (u, v, 1) mm; v along the finger, distal > 0
-    proximal: Bone
-    distal: Bone
-    gap_mm: float
-    finger_half_mm: float
-    neighbour: tuple[float, float] | None  # (centre u, half-width) mm of an adjacent finger
-    sesamoid: tuple[float, float, float] | None  # (u, v, radius) mm, rides on the proximal bone
-    texture: np.ndarray  # cubic-spline coefficients of the bone texture, fixed frame + margin
-    margin_px: int
-    k_soft: float  # attenuation per mm of soft tissue, cortex, trabecular bone
+    k_soft: float
     k_cortex: float
     k_trabecular: float
     texture_amp: float
-    background: float  # intensity of the unattenuated beam
+    background: float
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "Look":
+        return cls(float(rng.uniform(0.02, 0.03)), float(rng.uniform(0.25, 0.35)),
+                   float(rng.uniform(0.035, 0.055)), float(rng.uniform(0.4, 0.7)),
+                   float(rng.uniform(0.03, 0.15)))
+
+    def intensity(self, mu: np.ndarray) -> np.ndarray:
+        """Monotone display curve of the summed attenuation, bone bright, in [background, 1)."""
+        return self.background + (1.0 - self.background) * (1.0 - np.exp(-mu))
+
+
+@dataclass(frozen=True)
+class Texture:
+    """Bone texture in the baseline frame: cubic-spline coefficients on the pixel grid + margin."""
+
+    coef: np.ndarray
+    margin_px: int
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, shape: tuple[int, int], margin_px: int,
+               spacing_mm: float) -> "Texture":
+        field = band_pass_texture(rng, (shape[0] + 2 * margin_px, shape[1] + 2 * margin_px), spacing_mm)
+        return cls(ndimage.spline_filter(field, order=3), margin_px)
+
+    def at(self, xy: np.ndarray) -> np.ndarray:
+        """Texture at baseline points (2, N) px."""
+        m = self.margin_px
+        return ndimage.map_coordinates(self.coef, [xy[1] + m, xy[0] + m], order=3, prefilter=False,
+                                       mode="nearest")
 
 
 @lru_cache(maxsize=8)
@@ -163,52 +185,66 @@ def _area_down(values: np.ndarray, shape: tuple[int, int], factor: int) -> np.nd
     return sum(fine[i::factor, j::factor] for i in range(factor) for j in range(factor)) / factor ** 2
 
 
-def _bone_layer(scene: _Scene, bone: str, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Attenuation of one bone at output resolution; `inverse` maps image px -> fixed px."""
-    proximal = bone == "proximal"
-    b = scene.proximal if proximal else scene.distal
-    u, v = ((scene.to_local @ inverse)[:2].astype(np.float32) @ _grid(shape, SUPERSAMPLE))
-    # Bone-local axial coordinate: the proximal head apex and the distal base apex face each other.
-    s = v + np.float32(scene.gap_mm / 2 + b.length) if proximal else v - np.float32(scene.gap_mm / 2)
-    # Shapes are evaluated only where this bone can be (speed): its side of the joint, its width.
-    near = np.abs(u) < max(b.half_base, b.half_shaft, b.half_head) + 0.5
-    near &= (s < b.length + 0.5) if proximal else (s > -b.curv_base * u * u - b.notch_base - 0.5)
+def bone_layer(bone: Bone, to_bone: np.ndarray, inverse: np.ndarray, shape: tuple[int, int],
+               texture: Texture, look: Look) -> np.ndarray:
+    """Attenuation of one bone on a (rows, cols) pixel block.
+
+    to_bone: 3x3, baseline px -> bone-local (u, s) mm; inverse: 3x3, block px -> baseline px (the
+    inverse of the bone's motion, times the block's offset).
+    """
+    u, s = ((to_bone @ inverse)[:2].astype(np.float32) @ _grid(shape, SUPERSAMPLE))
+    # Shapes are evaluated only where this bone can be (speed).
+    near = np.abs(u) < max(bone.half_base, bone.half_shaft, bone.half_head) + 0.5
+    near &= (s < bone.length + 0.5) & (s > -bone.curv_base * u * u - bone.notch_base - 0.5)
     idx = np.flatnonzero(near)
     cortex, trab = np.zeros((2, u.size), np.float32)
-    cortex[idx], trab[idx] = bone_chords(b, u[idx], s[idx])
-    if proximal and scene.sesamoid is not None:
-        su, sv, r = scene.sesamoid
-        cortex[idx] += 0.3 * _chord(r - np.hypot(u[idx] - su, v[idx] - sv), np.float32(r))
+    cortex[idx], trab[idx] = bone_chords(bone, u[idx], s[idx])
     cortex = _area_down(cortex, shape, SUPERSAMPLE)
     trab = _area_down(trab, shape, SUPERSAMPLE)
-    # Texture is a function of the fixed-frame position, so it moves with the bone (sampled where
+    # The texture is a function of the baseline position, so it moves with the bone (sampled where
     # there is trabecular bone only, for speed).
     inside = np.flatnonzero(trab)
-    p = (inverse[:2].astype(np.float32) @ _grid(shape, 1)[:, inside]) + scene.margin_px
     tex = np.zeros(trab.size, np.float32)
-    tex[inside] = ndimage.map_coordinates(scene.texture, [p[1], p[0]], order=3, prefilter=False,
-                                          mode="nearest")
-    return scene.k_cortex * cortex + scene.k_trabecular * trab * (1.0 + scene.texture_amp * tex.reshape(shape))
+    tex[inside] = texture.at(inverse[:2].astype(np.float32) @ _grid(shape, 1)[:, inside])
+    return look.k_cortex * cortex + look.k_trabecular * trab * (1.0 + look.texture_amp * tex.reshape(shape))
 
 
-def _soft_layer(scene: _Scene, inverse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _shifted(to_local: np.ndarray, du_mm: float, ds_mm: float) -> np.ndarray:
+    """Local frame moved to the origin (du, ds): a bone's frame from the joint's."""
+    m = to_local.copy()
+    m[:2, 2] -= (du_mm, ds_mm)
+    return m
+
+
+@dataclass(frozen=True)
+class _Joint:
+    """Baseline joint ROI: local frame, bones (each with the name of its motion), soft tissue."""
+
+    to_local: np.ndarray  # 3x3: fixed px (x, y, 1) -> (u, v, 1) mm; v along the finger, distal > 0
+    bones: tuple[tuple[Bone, np.ndarray, str], ...]  # (bone, fixed px -> bone frame, "proximal"|"distal")
+    finger_half_mm: float
+    neighbour: tuple[float, float] | None  # (centre u, half-width) mm of an adjacent finger
+
+
+def _soft_layer(joint: _Joint, inverse: np.ndarray, shape: tuple[int, int], look: Look) -> np.ndarray:
     """Soft-tissue attenuation (finger ~0.9 times as deep as wide, a little swollen at the joint)."""
-    local = scene.to_local @ inverse @ _grid(shape, 1)
+    local = joint.to_local @ inverse @ _grid(shape, 1)
     u, v = local[0], local[1]
-    half = scene.finger_half_mm * (1.0 + 0.08 * np.exp(-np.square(v / 6.0)))
+    half = joint.finger_half_mm * (1.0 + 0.08 * np.exp(-np.square(v / 6.0)))
     thick = _chord(half - np.abs(u), half)
-    if scene.neighbour is not None:
-        nu, nh = scene.neighbour
+    if joint.neighbour is not None:
+        nu, nh = joint.neighbour
         thick = thick + _chord(nh - np.abs(u - nu), np.full_like(u, nh))
-    return (scene.k_soft * 0.9 * thick).reshape(shape)
+    return (look.k_soft * 0.9 * thick).reshape(shape)
 
 
-def _render(scene: _Scene, shape: tuple[int, int], proximal_inv: np.ndarray, distal_inv: np.ndarray,
-            soft_inv: np.ndarray) -> np.ndarray:
-    """Noise-free, unblurred intensity in [0, 1] of one visit (X-ray attenuations add)."""
-    mu = (_soft_layer(scene, soft_inv, shape) + _bone_layer(scene, "proximal", proximal_inv, shape)
-          + _bone_layer(scene, "distal", distal_inv, shape))
-    return scene.background + (1.0 - scene.background) * (1.0 - np.exp(-mu))
+def _render_joint(joint: _Joint, shape: tuple[int, int], inverses: dict[str, np.ndarray],
+                  texture: Texture, look: Look) -> np.ndarray:
+    """Noise-free, unblurred intensity of one visit; inverses: image px -> fixed px per motion."""
+    mu = _soft_layer(joint, inverses["soft"], shape, look)
+    for bone, to_bone, motion in joint.bones:
+        mu = mu + bone_layer(bone, to_bone, inverses[motion], shape, texture, look)
+    return look.intensity(mu)
 
 
 @dataclass
@@ -324,17 +360,17 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
     if rng.random() < 0.4:
         half = finger * rng.uniform(0.8, 1.0)
         neighbour = (float(rng.choice([-1, 1]) * (finger + half + rng.uniform(0.3, 3.0))), float(half))
-    sesamoid = None
-    if kind == "MCP" and rng.random() < 0.25:
-        sesamoid = (float(rng.choice([-1, 1]) * rng.uniform(0.2, 0.5) * proximal.half_head),
-                    float(-gap_mm / 2 - rng.uniform(2.0, 4.0)), float(rng.uniform(1.2, 2.0)))
+    bones = [(proximal, _shifted(to_local, 0.0, -gap_mm / 2 - proximal.length), "proximal"),
+             (distal, _shifted(to_local, 0.0, gap_mm / 2), "distal")]
+    if kind == "MCP" and rng.random() < 0.25:  # a faint sesamoid over the metacarpal head
+        r = float(rng.uniform(1.2, 2.0))
+        nodule = Bone(2 * r, 0.8 * r, r, 0.8 * r, 0.5 / r, 0.5 / r, 0.0, 0.0, 0.3, 0.3)
+        bones.append((nodule, _shifted(to_local, rng.choice([-1, 1]) * rng.uniform(0.2, 0.5) * proximal.half_head,
+                                       -gap_mm / 2 - rng.uniform(3.0, 6.0)), "proximal"))
+    joint = _Joint(to_local, tuple(bones), finger, neighbour)
     margin = int(np.ceil(2 * max_translation_px + size_px * (np.radians(max_rotation_deg + 2) + max_magnification))) + 8
-    texture = band_pass_texture(rng, (size_px + 2 * margin, size_px + 2 * margin), spacing_mm)
-    scene = _Scene(to_local, proximal, distal, gap_mm, finger, neighbour, sesamoid,
-                   ndimage.spline_filter(texture, order=3), margin,
-                   k_soft=float(rng.uniform(0.02, 0.03)), k_cortex=float(rng.uniform(0.25, 0.35)),
-                   k_trabecular=float(rng.uniform(0.035, 0.055)), texture_amp=float(rng.uniform(0.4, 0.7)),
-                   background=float(rng.uniform(0.03, 0.15)))
+    texture = Texture.random(rng, shape, margin, spacing_mm)
+    look = Look.random(rng)
 
     # Follow-up: common finger motion C, then per bone D_b = shift_b . rotation_b about C(centre).
     # (A magnification about any other point is this one plus a shift, drawn with the translation.)
@@ -352,10 +388,10 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
 
     truth = {b: from_matrix(m, tuple(centre)) for b, m in motions.items()}
     upper, lower = ("proximal", "distal") if proximal_on_top else ("distal", "proximal")
-    ident = np.eye(3)
-    fixed = _render(scene, shape, ident, ident, ident)
-    moving = _render(scene, shape, np.linalg.inv(motions["proximal"]), np.linalg.inv(motions["distal"]),
-                     np.linalg.inv(common))
+    fixed = _render_joint(joint, shape, dict.fromkeys(("proximal", "distal", "soft"), np.eye(3)), texture, look)
+    moving = _render_joint(joint, shape, {"proximal": np.linalg.inv(motions["proximal"]),
+                                          "distal": np.linalg.inv(motions["distal"]),
+                                          "soft": np.linalg.inv(common)}, texture, look)
 
     blur = rng.uniform(0.4, 1.2)
     blur_moving = rng.uniform(0.4, 1.2) if blur_change else blur
