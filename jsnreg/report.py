@@ -119,8 +119,9 @@ def header_fields(session: Session, deidentify: bool) -> list[tuple[str, str]]:
     months, days = session.interval_months(), session.interval_days()
     interval = f"{months:.1f} months ({days} days)" if months is not None else "unknown (study date missing)"
     model = session.model
-    model_text = " ".join(p for p in (model.get("file", "unknown"), model.get("version", ""),
-                                      f"SHA-256 {model['sha256'][:12]}" if model.get("sha256") else "") if p)
+    model_text = model.get("file", "unknown") + (f" ({model['version']})" if model.get("version") else "")
+    if model.get("sha256"):
+        model_text += f", SHA-256 {model['sha256'][:8]}"
     fields = []
     if deidentify:
         fields.append(("Patient", "de-identified"))
@@ -204,13 +205,16 @@ def draw_overview(fig, rect, session: Session, deidentify: bool) -> None:
     import matplotlib.patheffects as pe
 
     left, bottom, width, height = rect
-    pair = session_images(session)
+    try:
+        pair, reason = session_images(session), _unavailable_reason(session)
+    except InputError as exc:
+        pair, reason = None, str(exc)
     for k, visit in enumerate(("baseline", "followup")):
         ax = fig.add_axes((left + k * width / 2 + 0.01, bottom, width / 2 - 0.02, height - 0.02))
         ax.set_axis_off()
         ax.set_title(_visit_label(session, visit, deidentify), fontsize=9, color=INK)
         if pair is None:
-            ax.text(0.5, 0.5, f"Radiograph unavailable:\n{_unavailable_reason(session)}", ha="center",
+            ax.text(0.5, 0.5, f"Radiograph unavailable:\n{reason}", ha="center",
                     va="center", fontsize=8, color=MUTED, transform=ax.transAxes, wrap=True)
             continue
         small, factor = _thumbnail(pair[k].pixels)
@@ -243,52 +247,57 @@ def draw_table(fig, rect, results: list[JointResult]) -> None:
             cell.set_facecolor("#f4f6f7")
 
 
+PANEL_IMAGE_IN = 1.18  # side of each ROI picture in a joint panel
+PANEL_GAP_IN = 0.07
+
+
+def panel_height_in(result: JointResult) -> float:
+    """Height of a joint panel: title (+ flag reason), picture titles, pictures, margins."""
+    return 0.3 + (0.18 if result.flagged else 0.0) + 0.32 + PANEL_IMAGE_IN + 0.1
+
+
 def draw_joint_panel(fig, rect, result: JointResult, images) -> None:
-    """One joint: title with the numbers (and flag reason), then baseline, follow-up, checkerboard
-    and the loss maps before/after on one colour scale with its colour bar."""
+    """One joint: title with the numbers (and flag reason), then baseline (with its split),
+    follow-up, checkerboard and the loss maps before/after on one colour scale with its colour bar.
+    `images` is a JointImages or the reason text why there are none."""
     from matplotlib import colormaps
 
     left, bottom, width, height = rect
+    fig_w, fig_h = fig.get_figwidth(), fig.get_figheight()
+    x = lambda inch: left + inch / fig_w  # noqa: E731  inches from the panel's left edge
+    y = lambda inch: bottom + height - inch / fig_h  # noqa: E731  inches from the panel's top
+    colour = FLAG_RED if result.flagged else INK
     if result.flagged:
         from matplotlib.patches import Rectangle
         fig.add_artist(Rectangle((left, bottom), width, height, transform=fig.transFigure,
                                  facecolor=FLAG_FILL, edgecolor=FLAG_RED, linewidth=0.8, zorder=-1))
-    title_h = 0.20 * height if result.flagged else 0.13 * height
-    fig.text(left + 0.01, bottom + height - 0.04 * height, joint_title(result), fontsize=9, fontweight="bold",
-             color=FLAG_RED if result.flagged else INK, va="top")
+    fig.text(x(0.1), y(0.08), joint_title(result), fontsize=9, fontweight="bold", color=colour, va="top")
+    top_in = 0.3
     if result.flagged:
-        fig.text(left + 0.01, bottom + height - 0.12 * height, f"FLAGGED: {result.flag_reason}", fontsize=8,
-                 color=FLAG_RED, va="top")
-    img_top = bottom + height - title_h
+        fig.text(x(0.1), y(top_in), f"FLAGGED: {result.flag_reason}", fontsize=8, color=FLAG_RED, va="top")
+        top_in += 0.18
     if isinstance(images, str):
-        fig.text(left + width / 2, bottom + (img_top - bottom) / 2, f"Images unavailable: {images}",
-                 ha="center", va="center", fontsize=8, color=MUTED)
+        fig.text(x(0.1), y(top_in + 0.3), f"Images unavailable: {images}", fontsize=8, color=MUTED, va="top")
         return
     vmax = loss_vmax(images)
-    before, after = images.loss_before(), images.loss_after()
     tile = max(4, images.fixed.shape[0] // 8)
     heat = colormaps["viridis"].with_extremes(bad="black")  # black = outside the follow-up ROI
     panels = [("Baseline (split)", images.fixed, "gray", 1.0),
               ("Follow-up", images.moving, "gray", 1.0),
               ("Checkerboard", images.checkerboard(tile), "gray", 1.0),
-              (f"Loss before\nMSE {result.mse_before:.5f}", before, heat, vmax),
-              (f"Loss after\nMSE {result.mse_after:.5f}", after, heat, vmax)]
-    bar_w = 0.012 * width / 0.9
-    gap = 0.008
-    cell_w = (width - bar_w - 0.05 - gap * 5) / 5
-    img_h = img_top - bottom - 0.22 * height
-    size = min(cell_w, img_h * fig.get_figheight() / fig.get_figwidth())
-    size_h = size * fig.get_figwidth() / fig.get_figheight()
-    y0 = bottom + 0.05 * height
+              (f"Loss before\nMSE {result.mse_before:.5f}", images.loss_before(), heat, vmax),
+              (f"Loss after\nMSE {result.mse_after:.5f}", images.loss_after(), heat, vmax)]
+    side_w, side_h = PANEL_IMAGE_IN / fig_w, PANEL_IMAGE_IN / fig_h
+    image_bottom = y(top_in + 0.32 + PANEL_IMAGE_IN)
     for k, (label, image, cmap, top) in enumerate(panels):
-        ax = fig.add_axes((left + 0.01 + k * (size + gap), y0, size, size_h))
+        ax = fig.add_axes((x(0.1 + k * (PANEL_IMAGE_IN + PANEL_GAP_IN)), image_bottom, side_w, side_h))
         ax.set_xticks([])
         ax.set_yticks([])
         shown = ax.imshow(image, cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
         ax.set_title(label, fontsize=7, color=INK, pad=2)
         if k == 0:
             ax.contour(images.upper_mask.astype(float), levels=[0.5], colors="#ffd400", linewidths=0.6)
-    cax = fig.add_axes((left + 0.01 + 5 * (size + gap), y0, bar_w, size_h))
+    cax = fig.add_axes((x(0.1 + 5 * (PANEL_IMAGE_IN + PANEL_GAP_IN)), image_bottom, 0.1 / fig_w, side_h))
     bar = fig.colorbar(shown, cax=cax)
     bar.ax.tick_params(labelsize=6)
     bar.set_label("squared difference\n(one scale, before/after)", fontsize=5.5)
@@ -367,7 +376,7 @@ def _draw_header(pages: _Pages, session: Session, deidentify: bool) -> None:
         x = left + col * width / 2
         y = bottom + height - (0.1 + 0.2 * row) / A4_IN[1]
         fig.text(x, y, label, fontsize=8, color=MUTED, va="top")
-        fig.text(x + 1.15 / A4_IN[0], y, value, fontsize=8.5, color=INK, va="top", fontweight="bold")
+        fig.text(x + 1.05 / A4_IN[0], y, value, fontsize=8.5, color=INK, va="top", fontweight="bold")
     fig.add_artist(_rule(fig, left, bottom + 0.02 / A4_IN[1], width))
 
 
@@ -386,9 +395,13 @@ def build_pages(session: Session, deidentify: bool) -> list:
         _text_block(pages, "Warning: " + w, 8.5, FLAG_RED, "bold")
     fig, rect = pages.block(4.3)
     draw_overview(fig, rect, session, deidentify)
+    pages.block(0.12)
     _text_block(pages, "Results per joint (positive JSN = joint space narrower at follow-up)", 10, INK, "bold")
-    fig, rect = pages.block(0.24 * (len(session.results) + 1))
-    draw_table(fig, rect, session.results)
+    if session.results:
+        fig, rect = pages.block(0.24 * (len(session.results) + 1))
+        draw_table(fig, rect, session.results)
+    else:
+        _text_block(pages, "No joint was measured in this session.", 9, MUTED)
     for r in session.results:
         if r.flagged:
             _text_block(pages, f"{r.name} flagged: {r.flag_reason}", 8, FLAG_RED)
@@ -398,7 +411,7 @@ def build_pages(session: Session, deidentify: bool) -> list:
         if k == 0:
             pages.block(0, new_page=True)
             _text_block(pages, "Joint details", 12, INK, "bold")
-        fig, rect = pages.block(2.05)
+        fig, rect = pages.block(panel_height_in(r))
         draw_joint_panel(fig, rect, r, images[r.name])
     return pages.finish()
 
@@ -476,7 +489,7 @@ def write_report_html(session: Session, path, deidentify: bool = False) -> None:
         parts.append(f"<p class='method'>{e(METHOD_NOTE)}</p><h2>Joint details</h2>")
         images = _joint_images(session)
         for r in session.results:
-            fig = Figure(figsize=(A4_IN[0] - 2 * MARGIN_IN, 2.0))
+            fig = Figure(figsize=(A4_IN[0] - 2 * MARGIN_IN, panel_height_in(r)))
             draw_joint_panel(fig, (0, 0, 1, 1), r, images[r.name])
             cls = " class='flagged'" if r.flagged else ""
             reason = f" FLAGGED: {e(r.flag_reason)}" if r.flagged else ""

@@ -397,7 +397,8 @@ def session_images(session: Session) -> tuple | None:
 
 
 def result_images(session: Session, result: JointResult) -> JointImages | None:
-    """A result's images: carried by the result, else rebuilt from the session's radiographs."""
+    """A result's images: carried by the result, else rebuilt from the session's radiographs
+    (with the user's mask when the joint has one: the per-bone warps do not depend on it)."""
     if result.images is not None:
         return result.images
     pair = session_images(session)
@@ -405,4 +406,8 @@ def result_images(session: Session, result: JointResult) -> JointImages | None:
         return None
     from .quantify import joint_images
 
-    return joint_images(pair[0], pair[1], result)
+    images = joint_images(pair[0], pair[1], result)
+    user_mask = next((j.upper_mask for j in session.joints if j.name == result.name), None)
+    if user_mask is not None and user_mask.shape == images.fixed.shape:
+        images = dataclasses.replace(images, upper_mask=user_mask)
+    return images

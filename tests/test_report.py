@@ -96,6 +96,12 @@ def test_reopened_session_report_rebuilds_images_unless_stale(session, tmp_path)
     assert f"{session.results[0].jsn_mm:+.3f}" in text
 
 
+def test_session_without_joints_reports_so(session, tmp_path):
+    import dataclasses
+    write_report_pdf(dataclasses.replace(session, results=[], joints=[]), tmp_path / "r.pdf")
+    assert "No joint was measured" in pdf_text(tmp_path / "r.pdf")
+
+
 def run_cli(argv):
     parser = argparse.ArgumentParser(prog="jsnreg")
     add_report_command(parser.add_subparsers(dest="command"))

@@ -105,6 +105,18 @@ def test_round_trip_gives_the_same_numbers_and_edits(tmp_path):
     assert loaded.created == session.created and loaded.modified >= loaded.created
 
 
+def test_reopened_images_are_rebuilt_with_the_users_mask(tmp_path):
+    session = make_session(tmp_path)
+    save_session(session, tmp_path / "s.json")
+    loaded = load_session(tmp_path / "s.json")
+    from jsnreg.session import result_images
+    with_user_mask, automatic = (result_images(loaded, r) for r in loaded.results)
+    assert np.array_equal(with_user_mask.upper_mask, session.joints[0].upper_mask)
+    assert np.array_equal(automatic.upper_mask, np.arange(ROI_PX)[:, None] < ROI_PX // 2 * np.ones(ROI_PX))
+    assert with_user_mask.fixed.shape == (ROI_PX, ROI_PX)
+    assert np.isfinite(automatic.loss_before()).all()
+
+
 def test_file_layout_relative_paths_and_schema(tmp_path):
     session = make_session(tmp_path / "case")
     save_session(session, tmp_path / "case" / "s.json")
