@@ -377,7 +377,10 @@ def deidentified(session: Session) -> Session:
     the images later); the interval between the visits is kept in days."""
     days = session.interval_days()
     out = copy.copy(session)
-    out.radiographs = session.radiographs
+    out.warnings = list(session.warnings)
+    for rec in (session.baseline, session.followup):
+        if rec.path:
+            out.warnings = [w.replace(rec.path, "(path removed)") for w in out.warnings]
     for visit, offset in zip(VISITS, (0, days)):
         rec = getattr(session, visit)
         meta = {k: v for k, v in rec.meta.items() if k not in IDENTIFYING_META}

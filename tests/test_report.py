@@ -95,6 +95,17 @@ def test_reopened_session_report_rebuilds_images_unless_stale(session, tmp_path)
     assert pdf_image_count(tmp_path / "stale.pdf") == 0  # nothing drawn from a changed image
     assert f"{session.results[0].jsn_mm:+.3f}" in text
 
+    # A real stale warning names the image file: de-identification removes it.
+    (tmp_path / "moved").mkdir()
+    save_session(session, tmp_path / "moved" / "s.json")
+    (tmp_path / "moved" / "s.json").write_text((tmp_path / "moved" / "s.json").read_text()
+                                              .replace("followup_doejane.dcm", "../gone_doejane.dcm"))
+    missing = load_session(tmp_path / "moved" / "s.json")
+    assert missing.stale and any("gone_doejane" in w for w in missing.warnings)
+    write_report_pdf(missing, tmp_path / "anon.pdf", deidentify=True)
+    text = pdf_text(tmp_path / "anon.pdf")
+    assert "STALE RESULTS" in text and "path removed" in text and "doejane" not in text.lower()
+
 
 def test_session_without_joints_reports_so(session, tmp_path):
     import dataclasses
