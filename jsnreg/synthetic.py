@@ -406,3 +406,230 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
                                  lambda u: _surface(np.clip(u, -reach, reach), curv, notch))
     return JointPair(np.clip(fixed, 0, 1).astype(np.float32), np.clip(moving, 0, 1).astype(np.float32),
                      mask, truth[upper], truth[lower], spacing_mm, kind, noise_sigma)
+
+
+# A right hand, PA view, fingers up (thumb on the image's left), mm: metacarpal base apex (x, y)
+# from the wrist centre (y up), metacarpal axis angle from vertical (deg, + = toward the little
+# finger), turn of the phalanges at the MCP, bone lengths and shaft half-widths proximal to distal,
+# joints and their baseline joint-space widths.
+DIGITS = (
+    dict(base=(-21.0, 18.0), angle=-40.0, turn=14.0, lengths=(44.0, 31.0, 23.0), halves=(4.3, 4.2, 3.4),
+         joints=("MCP1", "IP1"), gaps=(1.5, 1.2)),
+    dict(base=(-11.0, 42.0), angle=-7.0, turn=-3.0, lengths=(66.0, 40.0, 23.0, 17.0), halves=(3.9, 4.0, 3.3, 2.6),
+         joints=("MCP2", "PIP2", "DIP2"), gaps=(1.8, 1.3, 1.0)),
+    dict(base=(0.0, 44.0), angle=0.0, turn=0.0, lengths=(63.0, 45.0, 27.0, 19.0), halves=(4.1, 4.2, 3.5, 2.7),
+         joints=("MCP3", "PIP3", "DIP3"), gaps=(1.9, 1.3, 1.0)),
+    dict(base=(11.0, 41.0), angle=7.0, turn=3.0, lengths=(56.0, 42.0, 26.0, 19.0), halves=(3.7, 3.9, 3.3, 2.6),
+         joints=("MCP4", "PIP4", "DIP4"), gaps=(1.8, 1.3, 1.0)),
+    dict(base=(20.0, 36.0), angle=15.0, turn=6.0, lengths=(51.0, 33.0, 19.0, 17.0), halves=(3.4, 3.4, 2.9, 2.4),
+         joints=("MCP5", "PIP5", "DIP5"), gaps=(1.7, 1.2, 0.9)),
+)
+DEFAULT_NARROWING_MM = {
+    "IP1": 0.15, "MCP1": 0.05, "MCP2": 0.40, "MCP3": 0.60, "MCP4": 0.25, "MCP5": 0.0,
+    "PIP2": 0.30, "PIP3": 0.50, "PIP4": -0.10, "PIP5": 0.20,
+    "DIP2": 0.10, "DIP3": 0.35, "DIP4": 0.02, "DIP5": 0.15,
+}
+HAND_SHAPE_PX = (1200, 960)
+
+
+@dataclass
+class HandPair:
+    """Whole-hand baseline / follow-up radiographs (float32 in [0, 1]) with joint truth.
+
+    joints / followup_joints: joint centres (x, y) px in each image; truth_jsn_mm: narrowing of each
+    joint along its finger axis in baseline millimetres (positive = narrower at follow-up). The
+    follow-up is also magnified (meta_followup["magnification"]), so a joint's narrowing in
+    follow-up pixels times the spacing is truth * magnification.
+    """
+
+    baseline: np.ndarray
+    followup: np.ndarray
+    spacing_mm: float
+    joints: dict[str, tuple[float, float]]
+    followup_joints: dict[str, tuple[float, float]]
+    truth_jsn_mm: dict[str, float]
+    meta_baseline: dict
+    meta_followup: dict
+
+
+def _hand_bones(spacing_mm: float, origin_px: np.ndarray):
+    """Baseline bones of the hand: (bone, baseline px -> bone frame, digit, index in the digit),
+    joints {name: (centre px, distal axis unit vector, digit, index of the distal bone)}."""
+    bones, joints = [], {}
+    for d, digit in enumerate(DIGITS):
+        base_mm = np.array(digit["base"])
+        n = len(digit["lengths"])
+        for k, (length, half) in enumerate(zip(digit["lengths"], digit["halves"])):
+            angle = np.radians(digit["angle"] + (digit["turn"] if k > 0 else 0.0))
+            axis = np.array([np.sin(angle), np.cos(angle)])  # mm, y up
+            head = 1.0 / (2.0 * (2.2 * half))  # articular curvature, radius ~ 2.2 shaft half-widths
+            bone = Bone(length, (1.2 if k else 1.6) * half, half, 1.6 * half if k < n - 1 else 0.9 * half,
+                        head if k else 0.15, head if k < n - 1 else 0.35, 0.1 if k else 0.0,
+                        0.15 if k < n - 1 else 0.0, 0.5, 0.3 * half)
+            # baseline px -> (u, s) mm: image y grows down, mm y up.
+            to_bone = np.eye(3)
+            rot = np.array([[axis[1], axis[0]], [axis[0], -axis[1]]]) * spacing_mm  # u = across, s = along
+            to_bone[:2, :2] = rot
+            start_px = origin_px + np.array([base_mm[0], -base_mm[1]]) / spacing_mm
+            to_bone[:2, 2] = -rot @ start_px
+            bones.append((bone, to_bone, d, k))
+            if k < n - 1:
+                nxt = np.radians(digit["angle"] + digit["turn"])
+                nxt_axis = np.array([np.sin(nxt), np.cos(nxt)])
+                gap = digit["gaps"][k]
+                apex = base_mm + axis * length
+                centre = apex + nxt_axis * gap / 2
+                joints[digit["joints"][k]] = (origin_px + np.array([centre[0], -centre[1]]) / spacing_mm,
+                                              np.array([nxt_axis[0], -nxt_axis[1]]), d, k + 1)
+                base_mm = apex + nxt_axis * gap
+    return bones, joints
+
+
+def _capsule_mm(x_mm, y_mm, start, end, radius: float, depth: float) -> np.ndarray:
+    """Thickness (mm) of a rounded slab around a segment: depth * sqrt(1 - (distance / radius)^2)."""
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    axis = (end - start) / np.linalg.norm(end - start)
+    t = np.clip((x_mm - start[0]) * axis[0] + (y_mm - start[1]) * axis[1], 0.0, np.linalg.norm(end - start))
+    dist = np.hypot(x_mm - start[0] - t * axis[0], y_mm - start[1] - t * axis[1])
+    return depth * np.sqrt(np.clip(1.0 - np.square(dist / radius), 0.0, None))
+
+
+def _hand_soft_mm(x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
+    """Soft-tissue thickness (mm) of the hand at points (mm, wrist centre origin, y up)."""
+    thick = np.maximum(_capsule_mm(x_mm, y_mm, (0.0, -300.0), (0.0, 10.0), 29.0, 40.0),  # forearm, wrist
+                       _capsule_mm(x_mm, y_mm, (3.0, 45.0), (3.0, 80.0), 40.0, 28.0))  # palm
+    for digit in DIGITS:
+        a0, a1 = np.radians(digit["angle"]), np.radians(digit["angle"] + digit["turn"])
+        mcp = np.array(digit["base"]) + np.array([np.sin(a0), np.cos(a0)]) * digit["lengths"][0]
+        tip = mcp + np.array([np.sin(a1), np.cos(a1)]) * (sum(digit["lengths"][1:]) + 3.0)
+        half = 2.3 * digit["halves"][1]
+        thick = np.maximum(thick, _capsule_mm(x_mm, y_mm, mcp - (tip - mcp) * 0.2, tip, half, 1.8 * half))
+    thumb = DIGITS[0]
+    a0 = np.radians(thumb["angle"])
+    mcp1 = np.array(thumb["base"]) + np.array([np.sin(a0), np.cos(a0)]) * thumb["lengths"][0]
+    return np.maximum(thick, _capsule_mm(x_mm, y_mm, (0.0, 30.0), mcp1, 16.0, 30.0))  # thenar
+
+
+def _render_hand(bones, motions: list[np.ndarray], carpals, glob: np.ndarray, origin_px: np.ndarray,
+                 spacing_mm: float, texture: Texture, look: Look) -> np.ndarray:
+    """Noise-free intensity of one visit: each bone by its motion (baseline px -> image px)."""
+    shape = HAND_SHAPE_PX
+    inv_glob = np.linalg.inv(glob)
+    xy = inv_glob @ _grid(shape, 1)
+    soft = _hand_soft_mm((xy[0] - origin_px[0]) * spacing_mm, (origin_px[1] - xy[1]) * spacing_mm)
+    mu = look.k_soft * soft.reshape(shape)
+    carpal_mu = np.zeros(shape)
+    for (bone, to_bone, *_), motion in list(zip(bones, motions)) + [(c, glob) for c in carpals]:
+        # The bone's bounding box in this image, then the bone rendered on that block only.
+        half = max(bone.half_base, bone.half_shaft, bone.half_head) + 1.0
+        corners = np.array([[-half, -half, half, half], [-2.0, bone.length + 1, -2.0, bone.length + 1], [1, 1, 1, 1]])
+        px = (motion @ np.linalg.inv(to_bone) @ corners)[:2]
+        x0, y0 = np.maximum(np.floor(px.min(axis=1)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(px.max(axis=1)).astype(int) + 1, (shape[1], shape[0]))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        block = bone_layer(bone, to_bone, np.linalg.inv(motion) @ _translation(np.array([x0, y0])),
+                           (y1 - y0, x1 - x0), texture, look)
+        target = carpal_mu if motion is glob else mu
+        target[y0:y1, x0:x1] += block
+    # The carpus overlaps itself in a PA view: a blurred bright mass.
+    return look.intensity(mu + ndimage.gaussian_filter(carpal_mu, 1.2 / spacing_mm))
+
+
+def _carpals(rng: np.random.Generator, spacing_mm: float, origin_px: np.ndarray) -> list:
+    """Carpal bones and the distal radius and ulna as (bone, baseline px -> bone frame)."""
+    out = []
+    parts = [((-14.0, -57.0), 0.05, 63.0, 10.0, 12.5), ((16.0, -60.0), -0.05, 62.0, 6.0, 7.0)]  # radius, ulna
+    # Proximal row (scaphoid .. pisiform), then distal row (trapezium .. hamate), jittered.
+    for x, y in ((-17, 13), (-5, 14), (7, 13), (15, 18), (-20, 30), (-10, 33), (1, 32), (12, 31)):
+        parts.append(((x + rng.normal(0, 1), y + rng.normal(0, 1)), rng.uniform(-0.5, 0.5),
+                      rng.uniform(10, 13), rng.uniform(4.5, 6.0), rng.uniform(4.5, 6.0)))
+    for (x, y), angle, length, half, head in parts:
+        bone = Bone(length, half, half, head, 0.5 / head, 0.5 / head, 0.0, 0.0, 0.4, 0.4 if length < 20 else 1.5)
+        c, s = np.cos(angle), np.sin(angle)
+        rot = np.array([[c, s], [s, -c]]) * spacing_mm
+        m = np.eye(3)
+        m[:2, :2] = rot
+        m[:2, 2] = -rot @ (origin_px + np.array([x, -y]) / spacing_mm)
+        out.append((bone, m))
+    return out
+
+
+def make_hand_pair(seed: int = 0, spacing_mm: float = 0.2, narrowing_mm: dict | None = None) -> HandPair:
+    """A PA right-hand baseline / follow-up pair: each joint narrowed by its truth (mm along the
+    finger axis: every bone distal to it moves toward the wrist), then the whole hand moved
+    (rotation ~2 deg, shift ~10 px, magnification 1.015), another exposure, noise."""
+    rng = np.random.default_rng(seed)
+    truth = dict.fromkeys(DEFAULT_NARROWING_MM, 0.0) if narrowing_mm is not None else dict(DEFAULT_NARROWING_MM)
+    unknown = set(narrowing_mm or {}) - set(truth)
+    if unknown:
+        raise ValueError(f"unknown joints {sorted(unknown)}; known: {sorted(truth)}")
+    truth.update({k: float(v) for k, v in (narrowing_mm or {}).items()})
+    scale = 0.2 / spacing_mm
+    shape = HAND_SHAPE_PX
+    origin = np.array([0.5 * shape[1] + 10 * scale, shape[0] - 110 * scale])  # wrist centre, px
+    bones, joints = _hand_bones(spacing_mm, origin)
+    gaps = {name: g for digit in DIGITS for name, g in zip(digit["joints"], digit["gaps"])}
+    for name, n in truth.items():
+        if n > gaps[name] - MIN_GAP_LEFT_MM:
+            raise ValueError(f"{name}: narrowing {n} mm leaves less than {MIN_GAP_LEFT_MM} mm of its {gaps[name]} mm gap")
+
+    # Follow-up: each bone moves by the narrowing of every joint proximal to it in its digit.
+    shifts = [np.zeros(2) for _ in bones]
+    for name, (centre, axis, digit, first) in joints.items():
+        for i, (_, _, d, k) in enumerate(bones):
+            if d == digit and k >= first:
+                shifts[i] = shifts[i] - axis * truth[name] / spacing_mm
+    centre_px = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2])
+    magnification = 1.015
+    glob = (_translation(rng.normal(0, 7, 2) * scale)
+            @ _rotation_about(np.radians(rng.choice([-1, 1]) * rng.uniform(1.5, 2.5)), centre_px, magnification))
+    follow = [glob @ _translation(s) for s in shifts]
+
+    texture = Texture.random(rng, shape, 16, spacing_mm)
+    look = Look(0.022, 0.3, 0.045, 0.5, 0.06)
+    carpals = _carpals(rng, spacing_mm, origin)
+    baseline = _render_hand(bones, [np.eye(3)] * len(bones), carpals, np.eye(3), origin, spacing_mm, texture, look)
+    followup = _render_hand(bones, follow, carpals, glob, origin, spacing_mm, texture, look)
+    baseline = _detector(rng, baseline, 0.7, 0.01)
+    followup = _detector(rng, _exposure(rng, followup), 0.9, 0.01)
+
+    def moved(name):
+        centre, axis, digit, first = joints[name]
+        prox = next(shifts[i] for i, (_, _, d, k) in enumerate(bones) if d == digit and k == first - 1)
+        p = centre + prox - axis * truth[name] / spacing_mm / 2
+        return tuple(float(v) for v in glob[:2, :2] @ p + glob[:2, 2])
+
+    meta = dict(patient_id="DEMO-0001", patient_name="Demo^Hand", laterality="R")
+    return HandPair(np.clip(baseline, 0, 1).astype(np.float32), np.clip(followup, 0, 1).astype(np.float32),
+                    spacing_mm, {n: (float(j[0][0]), float(j[0][1])) for n, j in joints.items()},
+                    {n: moved(n) for n in joints}, truth,
+                    dict(meta, study_date="20250110"), dict(meta, study_date="20251015", magnification=magnification))
+
+
+def write_demo_case(out_dir, seed: int = 0) -> dict:
+    """Write the demo hand pair: baseline.dcm (MONOCHROME2, PixelSpacing), followup.dcm
+    (MONOCHROME1, ImagerPixelSpacing with a magnification factor), joints.json (the default joints
+    on the baseline) and truth.json; returns their paths {"baseline", "followup", "joints", "truth"}."""
+    import json
+    from pathlib import Path
+
+    from .images import write_dicom
+    from .joints import DEFAULT_JOINTS, JointSpec, joints_to_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hand = make_hand_pair(seed)
+    paths = {k: out / f"{k}.{ext}" for k, ext in
+             (("baseline", "dcm"), ("followup", "dcm"), ("joints", "json"), ("truth", "json"))}
+    meta_follow = {k: v for k, v in hand.meta_followup.items() if k != "magnification"}
+    write_dicom(paths["baseline"], hand.baseline, hand.spacing_mm, meta=hand.meta_baseline,
+                photometric="MONOCHROME2", bits_stored=12, modality="DX", spacing_tag="PixelSpacing")
+    write_dicom(paths["followup"], hand.followup, hand.spacing_mm, meta=meta_follow,
+                photometric="MONOCHROME1", bits_stored=12, modality="DX", spacing_tag="ImagerPixelSpacing",
+                magnification=1.1)  # detector-plane spacing 10 % larger than at the patient
+    specs = [JointSpec(name, *hand.joints[name]) for name in DEFAULT_JOINTS]
+    paths["joints"].write_text(json.dumps(joints_to_json(specs), indent=1))
+    paths["truth"].write_text(json.dumps({"spacing_mm": hand.spacing_mm, "truth_jsn_mm": hand.truth_jsn_mm},
+                                         indent=1))
+    return {k: str(v) for k, v in paths.items()}

@@ -97,3 +97,44 @@ def test_noise_is_what_was_asked():
     clean = make_joint_pair(np.random.default_rng(2), noise_sigma=0.0, exposure_change=False, blur_change=False)
     sd = float(np.std(pair.fixed.astype(float) - clean.fixed))
     assert 0.015 < sd < 0.025
+
+
+@pytest.fixture(scope="module")
+def hand():
+    from jsnreg.synthetic import make_hand_pair
+    return make_hand_pair(seed=1)
+
+
+def test_hand_joints_inside_and_truth(hand):
+    from jsnreg.joints import STANDARD_JOINTS
+    from jsnreg.synthetic import DEFAULT_NARROWING_MM
+    rows, cols = hand.baseline.shape
+    assert set(hand.joints) == set(STANDARD_JOINTS) == set(hand.followup_joints)
+    for pts in (hand.joints, hand.followup_joints):
+        for x, y in pts.values():
+            assert 64 <= x < cols - 64 and 64 <= y < rows - 64
+    assert hand.truth_jsn_mm == DEFAULT_NARROWING_MM
+    assert min(hand.truth_jsn_mm.values()) < 0 < max(hand.truth_jsn_mm.values()) <= 0.6
+    assert hand.meta_baseline["patient_id"] == hand.meta_followup["patient_id"] == "DEMO-0001"
+
+
+def test_hand_joints_sit_in_dark_gaps_between_bones(hand):
+    """Each joint centre is darker than the bone just above and below it along the image column."""
+    for name, (x, y) in hand.joints.items():
+        x, y = int(round(x)), int(round(y))
+        profile = hand.baseline[y - 15:y + 16, x - 1:x + 2].mean(axis=1)
+        assert profile[15] < profile[:12].max() - 0.05 and profile[15] < profile[19:].max() - 0.05, name
+
+
+def test_hand_custom_narrowing_moves_distal_bones():
+    from jsnreg.synthetic import make_hand_pair
+    a = make_hand_pair(seed=2, narrowing_mm={"PIP3": 0.8})
+    none = make_hand_pair(seed=2, narrowing_mm={})
+    assert a.truth_jsn_mm["PIP3"] == 0.8 and a.truth_jsn_mm["MCP3"] == 0.0
+    expected_px = 0.8 * a.meta_followup["magnification"] / a.spacing_mm
+    shift = lambda name: np.hypot(*np.subtract(a.followup_joints[name], none.followup_joints[name]))  # noqa: E731
+    assert shift("DIP3") == pytest.approx(expected_px, rel=1e-6)  # distal bones moved by the narrowing
+    assert shift("PIP3") == pytest.approx(expected_px / 2, rel=1e-6)  # the joint centre by half of it
+    assert shift("MCP3") == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError):
+        make_hand_pair(seed=2, narrowing_mm={"XYZ": 0.1})
