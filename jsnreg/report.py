@@ -218,10 +218,12 @@ def draw_overview(fig, rect, session: Session, deidentify: bool) -> None:
                     va="center", fontsize=8, color=MUTED, transform=ax.transAxes, wrap=True)
             continue
         small, factor = _thumbnail(pair[k].pixels)
+        # Positions are in pixels at the measurement spacing (the follow-up was resampled to it).
+        to_thumb = session.spacing_mm / pair[k].spacing_mm / factor
         ax.imshow(small, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
         for name, (x, y), flagged in _marker_positions(session, visit):
             colour = "#ff3b3b" if flagged else "#ffd400"
-            sx, sy = x / factor, y / factor
+            sx, sy = x * to_thumb, y * to_thumb
             ax.plot(sx, sy, "o", ms=5, mfc="none", mec=colour, mew=1.2)
             ax.annotate(name, (sx, sy), xytext=(5, 4), textcoords="offset points", fontsize=6.5,
                         color=colour, path_effects=[pe.withStroke(linewidth=1.8, foreground="black")])
