@@ -47,7 +47,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setFormat("%v / %m joints")
         self.progress.setMaximumWidth(220)
+        self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setTextVisible(False)  # until a run gives it a count
         self.next_name = QtWidgets.QComboBox()
         self.next_name.setEditable(True)
         self.next_name.addItems(STANDARD_JOINTS)
@@ -340,6 +342,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.done.connect(self._done)
         self.progress.setRange(0, len(specs))
         self.progress.setValue(0)
+        self.progress.setTextVisible(True)
         self._set_running(True)
         self.statusBar().showMessage(f"Registering {len(specs)} joint(s)…")
         self.thread = start_worker(self.worker, self)

@@ -10,6 +10,7 @@ outlives the positions it was measured at.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import tempfile
 from pathlib import Path
@@ -113,7 +114,7 @@ class Workspace:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise InputError("joint names must be unique")
-        self.joints = list(specs)
+        self.joints = [JointSpec(s.name, s.x, s.y, s.followup_xy) for s in specs]  # ours to edit
         self.results.clear()
         self._changed(JOINTS)
         self._changed(RESULTS)
@@ -137,8 +138,7 @@ class Workspace:
         self._check_new_name(new)
         self.joint(old).name = new
         if old in self.results:
-            self.results[new] = self.results.pop(old)
-            self.results[new].name = new
+            self.results[new] = dataclasses.replace(self.results.pop(old), name=new)
             self._changed(RESULTS)
         self._changed(JOINTS)
 
