@@ -79,7 +79,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lower = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         lower.addWidget(self.table)
         lower.addWidget(self.review)
-        lower.setSizes([700, 900])
+        lower.setSizes([780, 820])
         main = QtWidgets.QSplitter(QtCore.Qt.Vertical)
         main.addWidget(images)
         main.addWidget(lower)
