@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import split
 from .register import Engine, bone_regions
 from .transforms import BoneMotion
 

@@ -133,7 +133,26 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
     write_results_csv(results, out_dir / "results.csv")
     for r in results:
         save_joint_pngs(r, out_dir)
+    if report:
+        write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
+                                 out_dir)
     return baseline, followup, results, seconds
+
+
+def write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
+                             out_dir: Path) -> None:
+    """session.json (to reopen and audit) and its report as report.pdf and report.html."""
+    from .quantify import Settings
+    from .report import write_report_html, write_report_pdf
+    from .session import Session, save_session
+
+    session = Session.from_run(baseline_path, followup_path, baseline, followup, joints,
+                               settings or Settings(), results)
+    save_session(session, out_dir / "session.json")
+    write_report_pdf(session, out_dir / "report.pdf")
+    write_report_html(session, out_dir / "report.html")
+    print(f"session and report: {out_dir / 'session.json'}, {out_dir / 'report.pdf'}, {out_dir / 'report.html'}",
+          file=sys.stderr)
 
 
 def cmd_quantify(args) -> int:
@@ -250,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pairs", type=int, default=500)
     b.add_argument("--seed", type=int, default=2026)
     b.set_defaults(func=cmd_bench)
+
+    from .report import add_report_command
+
+    add_report_command(sub)
 
     for parser in (roi, q):
         parser.add_argument("--weights", help=argparse.SUPPRESS)

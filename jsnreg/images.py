@@ -180,18 +180,21 @@ def write_dicom(path, pixels01: np.ndarray, spacing_mm: float, meta: dict | None
     _atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
 
 
-def write_png(path, pixels01: np.ndarray, bits: int = 8) -> None:
-    """Write [0, 1] intensities as an 8- or 16-bit greyscale PNG, atomically."""
+def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
+    """Write a PNG atomically: [0, 1] intensities as 8- or 16-bit grey, or (rows, cols, 3) uint8 RGB."""
     import SimpleITK as sitk
 
-    pixels = _check_pixels01(pixels01)
-    if bits not in (8, 16):
-        raise InputError(f"PNG bits must be 8 or 16, got {bits}")
     if Path(path).suffix.lower() != ".png":
         raise InputError(f"{path}: a PNG file name must end in .png")
-    dtype = np.uint8 if bits == 8 else np.uint16
-    stored = np.rint(pixels * (2 ** bits - 1)).astype(dtype)
-    _atomic_write(path, lambda tmp: sitk.WriteImage(sitk.GetImageFromArray(stored), tmp))
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
+        image = sitk.GetImageFromArray(pixels, isVector=True)
+    else:
+        if bits not in (8, 16):
+            raise InputError(f"PNG bits must be 8 or 16, got {bits}")
+        dtype = np.uint8 if bits == 8 else np.uint16
+        image = sitk.GetImageFromArray(np.rint(_check_pixels01(pixels) * (2 ** bits - 1)).astype(dtype))
+    _atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp))
 
 
 def _is_dicom(path: Path) -> bool:

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
-from .joints import JointSpec, joints_to_json
+from .joints import joints_from_entries, joints_to_json
 from .results import JointImages, JointResult
 
 RESULT_FILE = "result.json"
@@ -52,33 +52,6 @@ def _existing_file(request: dict, key: str) -> Path:
     if not path.is_file():
         raise InputError(f"{key} radiograph not found: {path}")
     return path
-
-
-def parse_joints(entries) -> list[JointSpec]:
-    """The request's joints as JointSpecs; InputError names the bad entry."""
-    if not isinstance(entries, list) or not entries:
-        raise InputError("request: 'joints' must be a non-empty list of {name, x, y}")
-    specs = []
-    for k, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise InputError(f"joint #{k + 1} must be an object with name, x, y")
-        name = e.get("name")
-        if not isinstance(name, str) or not name.strip() or "/" in name:
-            raise InputError(f"joint #{k + 1}: name must be a non-empty text without '/', got {name!r}")
-        x = _number(e.get("x"), f"joint {name}: x (px)")
-        y = _number(e.get("y"), f"joint {name}: y (px)")
-        if ("followup_x" in e) != ("followup_y" in e):
-            raise InputError(f"joint {name}: give both followup_x and followup_y, or neither")
-        follow = None
-        if "followup_x" in e:
-            follow = (_number(e["followup_x"], f"joint {name}: followup_x (px)"),
-                      _number(e["followup_y"], f"joint {name}: followup_y (px)"))
-        specs.append(JointSpec(name.strip(), x, y, follow))
-    names = [s.name for s in specs]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InputError(f"joint names must be unique: {', '.join(repeated)} given more than once")
-    return specs
 
 
 def parse_settings(values):
@@ -117,7 +90,7 @@ def parse_request(request) -> dict:
         "baseline": baseline,
         "followup": followup,
         "spacing_mm": None if spacing is None else _number(spacing, "spacing_mm", positive=True),
-        "joints": parse_joints(request.get("joints")),
+        "joints": joints_from_entries(request.get("joints")),
         "settings": parse_settings(request.get("settings")),
         "out_dir": Path(out_dir),
     }
@@ -235,5 +208,5 @@ def session_from_run(out_dir):
     baseline = read_radiograph(summary["baseline"], spacing_mm=given)
     followup = read_radiograph(summary["followup"], spacing_mm=given)
     return Session.from_run(summary["baseline"], summary["followup"], baseline, followup,
-                            parse_joints(summary["joints"]), summary["settings"], results,
+                            joints_from_entries(summary["joints"]), summary["settings"], results,
                             model=summary["model"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+
+from .errors import InputError
 
 # Every joint a user may pick, thumb first, in the order a reader scans a hand.
 STANDARD_JOINTS = (
@@ -48,22 +52,49 @@ def parse_joint_arg(text: str) -> JointSpec:
     return JointSpec(name.strip(), x, y)
 
 
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def joints_from_entries(entries) -> list[JointSpec]:
+    """JointSpecs from JSON entries [{name, x, y, optional followup_x, followup_y}]; InputError names the bad entry."""
+    if not isinstance(entries, list) or not entries:
+        raise InputError("'joints' must be a non-empty list of {name, x, y}")
+    specs = []
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise InputError(f"joint #{k + 1} must be an object with name, x, y")
+        name = e.get("name")
+        if not isinstance(name, str) or not name.strip() or "/" in name:
+            raise InputError(f"joint #{k + 1}: name must be a non-empty text without '/', got {name!r}")
+        x = _number(e.get("x"), f"joint {name}: x (px)")
+        y = _number(e.get("y"), f"joint {name}: y (px)")
+        if ("followup_x" in e) != ("followup_y" in e):
+            raise InputError(f"joint {name}: give both followup_x and followup_y, or neither")
+        follow = None
+        if "followup_x" in e:
+            follow = (_number(e["followup_x"], f"joint {name}: followup_x (px)"),
+                      _number(e["followup_y"], f"joint {name}: followup_y (px)"))
+        specs.append(JointSpec(name.strip(), x, y, follow))
+    names = [s.name for s in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"joint names must be unique: {', '.join(repeated)} given more than once")
+    return specs
+
+
 def load_joints_json(path) -> list[JointSpec]:
     """Read a joints file: {"joints": [{"name", "x", "y", optional "followup_x", "followup_y"}]}."""
-    import json
-
-    from .errors import InputError
-
     try:
         with open(path, encoding="utf-8") as f:
-            entries = json.load(f)["joints"]
-        specs = []
-        for e in entries:
-            follow = (float(e["followup_x"]), float(e["followup_y"])) if "followup_x" in e else None
-            specs.append(JointSpec(str(e["name"]), float(e["x"]), float(e["y"]), follow))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
         raise InputError(f"cannot read joints file {path}: {exc}") from None
-    return specs
+    if not isinstance(data, dict):
+        raise InputError(f"joints file {path} must hold {{\"joints\": [...]}}")
+    return joints_from_entries(data.get("joints"))
 
 
 def joints_to_json(specs: list[JointSpec]) -> dict:

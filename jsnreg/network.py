@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
-from .transforms import BoneMotion, roi_centre, sample
+from .transforms import BoneMotion, roi_centre
 
 NET_PX = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -62,7 +63,6 @@ def _resample(image: np.ndarray, step: float) -> np.ndarray:
     offsets = (np.arange(NET_PX) - (NET_PX - 1) / 2.0) * step
     y, x = np.meshgrid(cy + offsets, cx + offsets, indexing="ij")
     # Linear is enough here (the grid is coarser than the ROI); 'nearest' padding for non-square ROIs.
-    from scipy import ndimage
     return ndimage.map_coordinates(np.asarray(image, np.float32), [y, x], order=1, mode="nearest")
 
 

@@ -25,8 +25,8 @@ def demo(tmp_path_factory):
 
 
 def make_request(demo, out_dir, n_joints=2, **changes):
-    joints = joints_to_json(load_joints_json(demo["joints.json"])[:n_joints])["joints"]
-    request = {"baseline": str(demo["baseline.dcm"]), "followup": str(demo["followup.dcm"]), "spacing_mm": None,
+    joints = joints_to_json(load_joints_json(demo["joints"])[:n_joints])["joints"]
+    request = {"baseline": str(demo["baseline"]), "followup": str(demo["followup"]), "spacing_mm": None,
                "joints": joints, "settings": {"roi_mm": 22.0, "refine": True}, "out_dir": str(out_dir)}
     request.update(changes)
     return request
@@ -53,23 +53,17 @@ def test_run_reports_progress_and_writes_result(demo, finished_run):
 
 def test_results_match_truth_and_load_back_with_images(demo, finished_run):
     out_dir, summary, _ = finished_run
-    truth = json.loads(demo["truth.json"].read_text())
+    truth = json.loads(demo["truth"].read_text())
     loaded = job.load_result(out_dir)
     for r, d in zip(loaded, summary["results"]):
         assert math.isclose(r.jsn_mm, d["jsn_mm"], abs_tol=1e-12)
         assert r.images is not None and r.images.fixed.shape == r.images.upper_mask.shape
         assert r.images.upper_mask.dtype == bool and 0 < r.images.upper_mask.mean() < 1
-        assert abs(r.jsn_mm - truth_jsn_mm(truth, r.name)) < 0.1, (r.name, r.jsn_mm)
+        assert abs(r.jsn_mm - truth["truth_jsn_mm"][r.name]) < 0.1, (r.name, r.jsn_mm)
     with np.load(out_dir / job.ARRAYS_FILE) as npz:
         name = loaded[0].name
         assert {f"{name}/{k}" for k in job.ARRAY_NAMES} <= set(npz.files)
         np.testing.assert_allclose(npz[f"{name}/loss_after"], loaded[0].images.loss_after(), equal_nan=True)
-
-
-def truth_jsn_mm(truth: dict, name: str) -> float:
-    """The demo case's true narrowing of a joint (truth.json keeps it per joint name)."""
-    per_joint = truth.get("jsn_mm", truth.get("truth_jsn_mm", truth))
-    return float(per_joint[name])
 
 
 def test_worker_process_prints_events_and_writes_result(demo, tmp_path):
