@@ -1,0 +1,329 @@
+"""Joint regions of interest cut out of whole radiographs, and finding a joint in the follow-up.
+
+Coordinates are (x, y) = (column, row) in pixels, rows growing downwards; angles in radians.
+An ROI of side S px, centred on c and turned by angle t, maps its pixel q to the image point
+
+    p = c + R(t) @ (q - r),     r = ((S - 1) / 2, (S - 1) / 2),   R(t) = [[cos t, -sin t],
+                                                                       [sin t,  cos t]]
+
+so the ROI centre pixel r lands exactly on c, and the ROI's "up" (0, -1) points along
+(sin t, -cos t) in the image: a positive t turns the ROI clockwise on screen (as in
+jsnreg.transforms). The finger axis angle is defined the same way, so cutting with it makes the
+finger vertical, distal end up, and the joint space horizontal in the ROI.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.signal import fftconvolve
+
+from .errors import InputError
+
+# Share of an ROI that may fall outside the image and be padded with the edge value.
+MAX_OUTSIDE_FRACTION = 0.25
+# Pixels kept around a sampled region so the cubic spline prefilter of the crop matches the
+# whole image's to ~1e-6 (its pole is 0.268, 0.268**12 ~ 1e-7).
+SPLINE_MARGIN_PX = 12
+
+
+def _rotation(angle_rad: float) -> np.ndarray:
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[c, -s], [s, c]])
+
+
+def roi_to_image(points_xy, centre_xy, size_px: int, angle_rad: float) -> np.ndarray:
+    """Map ROI pixel coordinates (..., 2) in (x, y) to image pixel coordinates."""
+    q = np.asarray(points_xy, dtype=np.float64)
+    half = (size_px - 1) / 2.0
+    return (q - half) @ _rotation(angle_rad).T + np.asarray(centre_xy, dtype=np.float64)
+
+
+def image_to_roi(points_xy, centre_xy, size_px: int, angle_rad: float) -> np.ndarray:
+    """Map image pixel coordinates (..., 2) in (x, y) to ROI pixel coordinates (inverse of
+    `roi_to_image`)."""
+    p = np.asarray(points_xy, dtype=np.float64)
+    half = (size_px - 1) / 2.0
+    return (p - np.asarray(centre_xy, dtype=np.float64)) @ _rotation(angle_rad) + half
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise InputError(f"a 2-D radiograph is needed, got shape {image.shape}")
+    return image
+
+
+def _sample_local(image: np.ndarray, x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
+    """Interpolate `image` at (x, y), edge values outside, working on a crop around the points
+    (a whole radiograph's spline prefilter would cost far more than the few samples)."""
+    rows, cols = image.shape
+    margin = SPLINE_MARGIN_PX if order > 1 else 2
+    x0 = int(np.clip(np.floor(x.min()) - margin, 0, cols - 1))
+    x1 = int(np.clip(np.ceil(x.max()) + margin + 1, x0 + 1, cols))
+    y0 = int(np.clip(np.floor(y.min()) - margin, 0, rows - 1))
+    y1 = int(np.clip(np.ceil(y.max()) + margin + 1, y0 + 1, rows))
+    crop = np.asarray(image[y0:y1, x0:x1], dtype=np.float64)
+    return ndimage.map_coordinates(crop, [y - y0, x - x0], order=order, mode="nearest")
+
+
+def _roi_points(centre_xy, size_px: int, angle_rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """Image (x, y) of every ROI pixel, each (size_px, size_px)."""
+    v, u = np.mgrid[0:size_px, 0:size_px].astype(np.float64)
+    p = roi_to_image(np.stack([u, v], axis=-1), centre_xy, size_px, angle_rad)
+    return p[..., 0], p[..., 1]
+
+
+def cut_roi(image: np.ndarray, centre_xy, size_px: int, angle_rad: float = 0.0,
+            edge: str = "pad") -> np.ndarray:
+    """Cut a size_px x size_px ROI centred on centre_xy (x, y px), turned by angle_rad.
+
+    Sampled with cubic B-splines; the ROI centre pixel ((size_px - 1) / 2, (size_px - 1) / 2)
+    is exactly centre_xy. edge="pad" fills pixels outside the image with the nearest edge value
+    as long as at most a quarter of the ROI is outside; edge="refuse" allows none outside.
+    """
+    image = _check_image(image)
+    if int(size_px) != size_px or size_px < 3:
+        raise InputError(f"ROI size must be a whole number of pixels >= 3, got {size_px}")
+    if edge not in ("pad", "refuse"):
+        raise InputError(f"edge policy must be 'pad' or 'refuse', got {edge!r}")
+    size_px = int(size_px)
+    rows, cols = image.shape
+    cx, cy = (float(v) for v in centre_xy)
+    if not (0 <= cx <= cols - 1 and 0 <= cy <= rows - 1):
+        raise InputError(f"joint at ({cx:.1f}, {cy:.1f}) lies outside the image "
+                         f"({cols} x {rows} px)")
+    x, y = _roi_points((cx, cy), size_px, angle_rad)
+    tol = 1e-9
+    outside = (x < -tol) | (x > cols - 1 + tol) | (y < -tol) | (y > rows - 1 + tol)
+    fraction = float(outside.mean())
+    limit = MAX_OUTSIDE_FRACTION if edge == "pad" else 0.0
+    if fraction > limit:
+        raise InputError(
+            f"joint at ({cx:.1f}, {cy:.1f}) is too close to the image edge: {fraction:.0%} of its "
+            f"{size_px} x {size_px} px ROI falls outside the image (allowed: {limit:.0%}, "
+            f"edge policy '{edge}')")
+    return _sample_local(image, x, y, order=3)
+
+
+def estimate_axis_angle(image: np.ndarray, centre_xy, radius_px: float) -> float:
+    """Direction of the finger's long axis near a joint, in radians in (-pi/2, pi/2].
+
+    The angle t is that of the axis from the image's vertical, clockwise on screen positive:
+    the distal direction is (sin t, -cos t), so cut_roi(..., angle_rad=t) shows the finger
+    vertical, distal (upper) side up. Found as the direction along which line integrals of the
+    intensity over a disc of radius_px around the joint vary most across the disc: lines along
+    the bright bones give a profile of sharp bone-soft tissue contrast, any other direction blurs
+    it (a Radon-transform orientation estimate, insensitive to the dark joint space).
+    """
+    image = _check_image(image)
+    if not radius_px >= 3:
+        raise InputError(f"axis radius must be at least 3 px, got {radius_px}")
+    # About 64 samples across the disc; smoothing first so coarse sampling does not alias.
+    step = max(1.0, radius_px / 32.0)
+    n = int(np.ceil(radius_px / step))
+    offsets = np.arange(-n, n + 1) * step
+    v, u = np.meshgrid(offsets, offsets, indexing="ij")  # v along the candidate axis, u across
+    inside = u ** 2 + v ** 2 <= radius_px ** 2
+    u, v = u[inside], v[inside]
+    columns = np.round(u / step).astype(int) + n
+    chord = np.bincount(columns, minlength=2 * n + 1)
+    used = chord > 0
+    cx, cy = (float(c) for c in centre_xy)
+    rows, cols = image.shape
+    pad = int(radius_px + 2 * step) + 2
+    y0, x0 = max(0, int(cy) - pad), max(0, int(cx) - pad)
+    local = np.asarray(image[y0:int(cy) + pad + 1, x0:int(cx) + pad + 1], dtype=np.float64)
+    if local.size == 0:
+        raise InputError(f"joint at ({cx:.1f}, {cy:.1f}) lies outside the image "
+                         f"({cols} x {rows} px)")
+    if step > 1:
+        local = ndimage.gaussian_filter(local, step / 2.0, mode="nearest")
+
+    def spread(angle: float) -> float:
+        s, c = np.sin(angle), np.cos(angle)
+        x = cx - x0 + u * c + v * s  # u along (cos t, sin t), v along the axis (sin t, -cos t)
+        y = cy - y0 + u * s - v * c
+        values = ndimage.map_coordinates(local, [y, x], order=1, mode="nearest")
+        profile = np.bincount(columns, weights=values, minlength=2 * n + 1)[used] / chord[used]
+        mean = np.average(profile, weights=chord[used])
+        return float(np.average((profile - mean) ** 2, weights=chord[used]))
+
+    scan = np.radians(np.arange(-90.0, 90.0, 3.0))
+    best = scan[int(np.argmax([spread(a) for a in scan]))]
+    fine = best + np.radians(np.arange(-3.0, 3.01, 0.25))
+    scores = np.array([spread(a) for a in fine])
+    k = int(np.clip(np.argmax(scores), 1, len(fine) - 2))
+    angle = fine[k] + _parabola_peak(scores[k - 1:k + 2]) * (fine[1] - fine[0])
+    # An axis is a line: fold into (-pi/2, pi/2] so "up" is the side nearest the image's up.
+    return float(np.pi / 2 - np.mod(np.pi / 2 - angle, np.pi))
+
+
+def _parabola_peak(three: np.ndarray) -> float:
+    """Offset in [-0.5, 0.5] (in steps) of the vertex of a parabola through three samples."""
+    a, b, c = three
+    curvature = a - 2 * b + c
+    return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
+
+
+def matrix_rotation(m: np.ndarray) -> float:
+    """Rotation angle (rad, clockwise on screen positive) of the similarity part of a 3x3 matrix.
+
+    A follow-up ROI angle is the baseline angle plus this rotation of the coarse matrix.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    return float(np.arctan2(m[1, 0] - m[0, 1], m[0, 0] + m[1, 1]))
+
+
+# Rotations of the hand between visits tried as starting points of the global alignment.
+START_ANGLES_DEG = np.arange(-30.0, 30.1, 2.5)
+
+
+def _binned(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over factor x factor blocks (trailing rows/columns that do not fill a block dropped).
+
+    Block (i, j) is centred on original pixel (factor * j + (factor - 1) / 2, same for i) in x, y.
+    """
+    rows, cols = (n // factor * factor for n in image.shape)
+    blocks = np.asarray(image[:rows, :cols], dtype=np.float64)
+    return blocks.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
+
+
+def _start_rotation_shift(fixed: np.ndarray, moving: np.ndarray) -> tuple[float, np.ndarray]:
+    """Rough (angle_rad, shift_xy px) with moving(R(angle) (p - c) + c + shift) ~ fixed(p),
+    c the centre of `fixed`: phase correlation of `fixed` turned by each START_ANGLES_DEG,
+    the angle with the sharpest peak winning. Phase correlation ignores exposure differences.
+    """
+    rows, cols = (2 * max(a, b) for a, b in zip(fixed.shape, moving.shape))
+    spectrum = np.fft.rfft2(moving - moving.mean(), (rows, cols))
+    centre_yx = (np.array(fixed.shape, dtype=np.float64) - 1) / 2
+    best = (-np.inf, 0.0, np.zeros(2))
+    for angle in np.radians(START_ANGLES_DEG):
+        c, s = np.cos(angle), np.sin(angle)
+        turn_yx = np.array([[c, -s], [s, c]])  # R(-angle) acting on (y, x)
+        turned = ndimage.affine_transform(fixed, turn_yx, centre_yx - turn_yx @ centre_yx,
+                                          order=1, mode="nearest")
+        cross = spectrum * np.conj(np.fft.rfft2(turned - turned.mean(), (rows, cols)))
+        surface = np.fft.irfft2(cross / (np.abs(cross) + 1e-12), (rows, cols))
+        surface = ndimage.gaussian_filter(surface, 1.0, mode="wrap")  # peak height, not a spike
+        iy, ix = np.unravel_index(int(np.argmax(surface)), surface.shape)
+        if surface[iy, ix] > best[0]:
+            shift = [ix if ix < cols // 2 else ix - cols, iy if iy < rows // 2 else iy - rows]
+            best = (surface[iy, ix], float(angle), np.array(shift, dtype=np.float64))
+    return best[1], best[2]
+
+
+def coarse_align(baseline: np.ndarray, followup: np.ndarray, target_px: int = 256) -> np.ndarray:
+    """Global similarity (rotation, isotropic scale, shift) of two radiographs of one hand.
+
+    Returns the 3x3 matrix acting on (x, y, 1) that maps baseline pixels to follow-up pixels.
+    Both images are binned to about target_px on the baseline's longer side; a phase-correlation
+    scan over rotations gives the start, then a multi-resolution SimpleITK registration with a
+    correlation metric (insensitive to a different exposure between visits) refines it.
+    """
+    import SimpleITK as sitk
+
+    baseline, followup = _check_image(baseline), _check_image(followup)
+    if not (np.all(np.isfinite(baseline)) and np.all(np.isfinite(followup))):
+        raise InputError("a radiograph has NaN or infinite intensities; they cannot be aligned")
+    factor = max(1, int(round(max(baseline.shape) / target_px)))
+    small = [_binned(im, factor) for im in (baseline, followup)]
+    # Physical coordinates of the binned images are the original pixel coordinates (x, y).
+    fixed, moving = (sitk.GetImageFromArray(im.astype(np.float32)) for im in small)
+    for im in (fixed, moving):
+        im.SetSpacing((float(factor), float(factor)))
+        im.SetOrigin(((factor - 1) / 2.0, (factor - 1) / 2.0))
+    quarter = [_binned(im, 4) for im in small]
+    if min(min(q.shape) for q in quarter) < 8:
+        raise InputError(f"radiographs of {baseline.shape} and {followup.shape} px are too small "
+                         "or too narrow to align")
+    angle, shift_px = _start_rotation_shift(*quarter)
+    initial = sitk.Similarity2DTransform()
+    initial.SetCenter(tuple((np.array(quarter[0].shape[::-1]) * 4 - 1) / 2.0 * factor
+                            + (factor - 1) / 2.0))
+    initial.SetAngle(angle)
+    initial.SetTranslation(tuple(shift_px * 4.0 * factor))
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsCorrelation()
+    # A regular quarter of the pixels: three times faster, still well under a pixel.
+    reg.SetMetricSamplingStrategy(reg.REGULAR)
+    reg.SetMetricSamplingPercentage(0.25, seed=1)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4,
+                                                 numberOfIterations=200,
+                                                 gradientMagnitudeTolerance=1e-8)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([4, 2, 1])
+    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(initial, inPlace=False)
+    try:
+        transform = reg.Execute(fixed, moving)
+    except RuntimeError as exc:
+        raise InputError(f"the two radiographs could not be aligned: {exc}") from None
+    # Physical coordinates are pixel coordinates: read the matrix off three mapped points.
+    origin = np.array(transform.TransformPoint((0.0, 0.0)))
+    m = np.eye(3)
+    m[:2, 0] = np.array(transform.TransformPoint((1.0, 0.0))) - origin
+    m[:2, 1] = np.array(transform.TransformPoint((0.0, 1.0))) - origin
+    m[:2, 2] = origin
+    return m
+
+
+def _ncc_map(window: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation of `template` at every position fully inside `window`."""
+    t = template - template.mean()
+    ones = np.ones_like(t)
+    numerator = fftconvolve(window, t[::-1, ::-1], mode="valid")
+    sums = fftconvolve(window, ones, mode="valid")
+    squares = fftconvolve(window ** 2, ones, mode="valid")
+    variance = np.maximum(squares - sums ** 2 / t.size, 1e-12)
+    return numerator / np.sqrt(variance * np.sum(t ** 2))
+
+
+def locate_joint(baseline: np.ndarray, followup: np.ndarray, centre_xy, size_px: int,
+                 coarse: np.ndarray, search_px: int | None = None,
+                 turns_deg: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)) -> tuple[float, float]:
+    """Centre (x, y) px in the follow-up of the joint at centre_xy in the baseline.
+
+    The coarse matrix (baseline px -> follow-up px) predicts the position; the baseline ROI
+    (size_px, axis-aligned) is then matched by normalised cross-correlation within search_px
+    (default size_px / 4) of the prediction, with the follow-up sampled through the coarse
+    matrix so rotation and scale between visits are undone, also turned by each of turns_deg
+    about the joint for a finger posed differently. The best peak is located to sub-pixel
+    precision by a parabola through its neighbours. The follow-up ROI angle is the baseline
+    angle plus matrix_rotation(coarse).
+    """
+    baseline, followup = _check_image(baseline), _check_image(followup)
+    size_px = int(size_px)
+    search = int(round(size_px / 4 if search_px is None else search_px))
+    if search < 1:
+        raise InputError(f"search radius must be at least 1 px, got {search_px}")
+    template = cut_roi(baseline, centre_xy, size_px)
+    if np.ptp(template) < 1e-6:
+        raise InputError(f"joint at ({centre_xy[0]:.1f}, {centre_xy[1]:.1f}) shows no structure "
+                         "to find in the follow-up")
+    coarse = np.asarray(coarse, dtype=np.float64)
+    centre = np.asarray(centre_xy, dtype=np.float64)
+    rows, cols = followup.shape
+    predicted = coarse[:2, :2] @ centre + coarse[:2, 2]
+    if not (0 <= predicted[0] <= cols - 1 and 0 <= predicted[1] <= rows - 1):
+        raise InputError(f"joint at ({centre[0]:.1f}, {centre[1]:.1f}) is predicted outside the "
+                         f"follow-up, at ({predicted[0]:.1f}, {predicted[1]:.1f})")
+    window_px = size_px + 2 * search
+    grid = np.stack(np.mgrid[0:window_px, 0:window_px][::-1], axis=-1) - (window_px - 1) / 2.0
+    best = (-np.inf, None)
+    for turn in np.radians(turns_deg):
+        # Baseline offsets from the joint, turned about it, then through the coarse matrix.
+        local = coarse[:2, :2] @ _rotation(turn)
+        points = (grid @ local.T) + predicted
+        window = _sample_local(followup, points[..., 0], points[..., 1], order=3)
+        scores = _ncc_map(window, template)
+        iy, ix = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        if scores[iy, ix] > best[0]:
+            best = (scores[iy, ix], (scores, iy, ix, local))
+    scores, iy, ix, local = best[1]
+    dx = ix + (_parabola_peak(scores[iy, ix - 1:ix + 2]) if 0 < ix < scores.shape[1] - 1 else 0.0)
+    dy = iy + (_parabola_peak(scores[iy - 1:iy + 2, ix]) if 0 < iy < scores.shape[0] - 1 else 0.0)
+    found = predicted + local @ (np.array([dx, dy]) - search)
+    return float(found[0]), float(found[1])
