@@ -181,7 +181,8 @@ def write_dicom(path, pixels01: np.ndarray, spacing_mm: float, meta: dict | None
 
 
 def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
-    """Write a PNG atomically: [0, 1] intensities as 8- or 16-bit grey, or (rows, cols, 3) uint8 RGB."""
+    """Write a PNG atomically: [0, 1] intensities as 8- or 16-bit grey, or (rows, cols, 3) uint8
+    RGB (bits ignored)."""
     import SimpleITK as sitk
 
     if Path(path).suffix.lower() != ".png":
@@ -193,7 +194,8 @@ def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
         if bits not in (8, 16):
             raise InputError(f"PNG bits must be 8 or 16, got {bits}")
         dtype = np.uint8 if bits == 8 else np.uint16
-        image = sitk.GetImageFromArray(np.rint(_check_pixels01(pixels) * (2 ** bits - 1)).astype(dtype))
+        stored = np.rint(_check_pixels01(pixels) * (2 ** bits - 1)).astype(dtype)
+        image = sitk.GetImageFromArray(stored)
     _atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp))
 
 

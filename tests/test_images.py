@@ -233,6 +233,14 @@ def test_write_png_round_trip_leaves_no_temporary_file(tmp_path, bits):
     assert [p.name for p in tmp_path.iterdir()] == ["roi.png"]
 
 
+def test_write_png_writes_rgb_panels(tmp_path):
+    rgb = np.zeros((3, 4, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    write_png(tmp_path / "panel.png", rgb)
+    back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "panel.png")))
+    np.testing.assert_array_equal(back, rgb)
+
+
 def test_write_dicom_refuses_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="within"):
         write_dicom(tmp_path / "a.dcm", PIXELS * 2, 0.1)
