@@ -200,7 +200,7 @@ def _start_rotation_shift(fixed: np.ndarray, moving: np.ndarray) -> tuple[float,
     best = (-np.inf, 0.0, np.zeros(2))
     for angle in np.radians(START_ANGLES_DEG):
         c, s = np.cos(angle), np.sin(angle)
-        turn_yx = np.array([[c, -s], [s, c]])  # R(-angle) acting on (y, x)
+        turn_yx = np.array([[c, -s], [s, c]])  # R(-angle) of (x, y), written for (y, x)
         turned = ndimage.affine_transform(fixed, turn_yx, centre_yx - turn_yx @ centre_yx,
                                           order=1, mode="nearest")
         cross = spectrum * np.conj(np.fft.rfft2(turned - turned.mean(), (rows, cols)))
