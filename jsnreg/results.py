@@ -59,24 +59,12 @@ class JointImages:
         return np.where(tiles, warped, self.fixed)
 
 
-@dataclass
-class JointResult:
-    """Registration result of one joint (pixel quantities in pixels of the fixed ROI)."""
+class BonePairMeasures:
+    """The joint's numbers from its two bones' motions (fields upper, lower, spacing_mm)."""
 
-    name: str
-    spacing_mm: float
     upper: BoneMotion
     lower: BoneMotion
-    mse_before: float
-    mse_after: float
-    confidence: float
-    flagged: bool
-    flag_reason: str = ""
-    # Where the ROI was cut (whole-radiograph runs): centre (x, y) px and angle in each image.
-    position: dict = field(default_factory=dict)
-    # Diagnostics of the estimate: network-alone motions, predicted SD, etc. (JSON-able).
-    details: dict = field(default_factory=dict)
-    images: JointImages | None = None
+    spacing_mm: float
 
     @property
     def jsn_px(self) -> float:
@@ -97,6 +85,26 @@ class JointResult:
     @property
     def relative_rotation_rad(self) -> float:
         return self.upper.dtheta_rad - self.lower.dtheta_rad
+
+
+@dataclass
+class JointResult(BonePairMeasures):
+    """Registration result of one joint (pixel quantities in pixels of the fixed ROI)."""
+
+    name: str
+    spacing_mm: float
+    upper: BoneMotion
+    lower: BoneMotion
+    mse_before: float
+    mse_after: float
+    confidence: float
+    flagged: bool
+    flag_reason: str = ""
+    # Where the ROI was cut (whole-radiograph runs): centre (x, y) px and angle in each image.
+    position: dict = field(default_factory=dict)
+    # Diagnostics of the estimate: network-alone motions, predicted SD, etc. (JSON-able).
+    details: dict = field(default_factory=dict)
+    images: JointImages | None = None
 
     def to_dict(self) -> dict:
         """JSON form (no images): the CLI's `roi --json` keys plus the joint's extras."""

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from .results import BonePairMeasures
 from .transforms import BoneMotion, from_matrix, matrix, roi_centre
 
 KINDS = ("MCP", "PIP", "DIP")
@@ -248,7 +249,7 @@ def _render_joint(joint: _Joint, shape: tuple[int, int], inverses: dict[str, np.
 
 
 @dataclass
-class JointPair:
+class JointPair(BonePairMeasures):
     """A generated joint ROI pair and its truth (pixel quantities in px of this ROI).
 
     jsn_px = upper.dy_px - lower.dy_px is exactly the narrowing that was applied, measured like
@@ -267,14 +268,6 @@ class JointPair:
     spacing_mm: float
     kind: str
     noise_sigma: float
-
-    @property
-    def jsn_px(self) -> float:
-        return self.upper.dy_px - self.lower.dy_px
-
-    @property
-    def jsn_mm(self) -> float:
-        return self.jsn_px * self.spacing_mm
 
 
 def _rotation_about(theta_rad: float, point_xy: np.ndarray, scale: float = 1.0) -> np.ndarray:
