@@ -19,7 +19,7 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "SimpleITK>=2.2",
-        "pydicom>=2.4",
+        "pydicom>=3.0",
         "torch>=2.1",
         "matplotlib>=3.7",
     ],

@@ -23,7 +23,7 @@ from .transforms import BoneMotion, roi_centre
 
 LEVELS_SMOOTH_PX = (2.0, 1.0, 0.0)  # Gaussian sigma per level, coarse to fine
 LEVELS_STRIDE = (2, 2, 1)  # use every n-th pixel on smoothed levels (they carry less detail)
-LEVELS_TOL_PX = (0.02, 0.01, 1e-3)  # a smoothed level only has to bring the next one near
+LEVELS_TOL_PX = (0.05, 0.02, 0.005)  # a smoothed level only has to bring the next one near
 
 
 @dataclass

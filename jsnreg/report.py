@@ -329,9 +329,9 @@ class _Pages:
         self.figures.append(fig)
         self.cursor_in = MARGIN_IN + 0.15
 
-    def block(self, height_in: float, new_page: bool = False):
+    def block(self, height_in: float):
         """(figure, (left, bottom, width, height) in figure fractions) of the next section."""
-        if new_page or self.cursor_in + height_in > A4_IN[1] - FOOTER_IN:
+        if self.cursor_in + height_in > A4_IN[1] - FOOTER_IN:
             if self.cursor_in > MARGIN_IN + 0.15:
                 self.new_page()
         top = self.cursor_in
@@ -410,8 +410,8 @@ def build_pages(session: Session, deidentify: bool) -> list:
     _text_block(pages, METHOD_NOTE, 7.5, MUTED, chars=130)
     images = _joint_images(session)
     for k, r in enumerate(session.results):
-        if k == 0:
-            pages.block(0, new_page=True)
+        if k == 0:  # the details follow on, so a page is not left holding only the method note
+            pages.block(0.2)
             _text_block(pages, "Joint details", 12, INK, "bold")
         fig, rect = pages.block(panel_height_in(r))
         draw_joint_panel(fig, rect, r, images[r.name])

@@ -283,7 +283,7 @@ def _ncc_map(window: np.ndarray, template: np.ndarray) -> np.ndarray:
 
 def locate_joint(baseline: np.ndarray, followup: np.ndarray, centre_xy, size_px: int,
                  coarse: np.ndarray, search_px: int | None = None,
-                 turns_deg: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)) -> tuple[float, float]:
+                 turns_deg: tuple[float, ...] = (-6.0, 0.0, 6.0)) -> tuple[float, float]:
     """Centre (x, y) px in the follow-up of the joint at centre_xy in the baseline.
 
     The coarse matrix (baseline px -> follow-up px) predicts the position; the baseline ROI
@@ -317,7 +317,8 @@ def locate_joint(baseline: np.ndarray, followup: np.ndarray, centre_xy, size_px:
         # Baseline offsets from the joint, turned about it, then through the coarse matrix.
         local = coarse[:2, :2] @ _rotation(turn)
         points = (grid @ local.T) + predicted
-        window = _sample_local(followup, points[..., 0], points[..., 1], order=3)
+        # Linear sampling: the registration refines the position, here ~1 px is plenty.
+        window = _sample_local(followup, points[..., 0], points[..., 1], order=1)
         scores = _ncc_map(window, template)
         iy, ix = np.unravel_index(int(np.argmax(scores)), scores.shape)
         if scores[iy, ix] > best[0]:
