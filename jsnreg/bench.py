@@ -4,7 +4,8 @@ One run, one fixed seeded set of generated joint pairs (synthetic.make_joint_pai
 ranges: noise sigma 0.005-0.04, exposure, gamma and blur change, per-bone rotation and translation,
 magnification change, JSN -0.5..+1.0 mm, MCP/PIP/DIP, spacing 0.1-0.2 mm). Methods side by side:
 the network alone, network + refinement, and the peer: masked SimpleITK Similarity2D registration
-per bone (correlation metric, multi-resolution), all given the same split. The Cramer-Rao bound per
+per bone (correlation metric, multi-resolution), all given the true split; and the whole method with
+its automatic split (refined_autosplit). The Cramer-Rao bound per
 pair (SD_ty >= sigma * sqrt(2) / sqrt(sum (dI/dy)^2) per bone, combined over the two bones) says how
 close to the noise limit each method comes.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from .register import Engine, bone_regions
 from .transforms import BoneMotion
 
-METHODS = ("network", "refined", "simpleitk")
+METHODS = ("network", "refined", "refined_autosplit", "simpleitk")
 MISMATCH_PX = 0.5
 MISMATCH_MM = 0.1
 
@@ -80,9 +81,11 @@ def evaluate_pair(engine: Engine, pair) -> dict:
            "truth_jsn_px": truth, "rotation_deg": float(np.degrees(abs(pair.lower.dtheta_rad))),
            "magnification": float(abs(pair.upper.scale - 1)),
            "crb_jsn_px": crb_jsn_px(pair.fixed, regions, pair.noise_sigma)}
-    for method, refine in (("network", False), ("refined", True)):
+    # The true split for the first two (so they compare with the peer), then the whole method.
+    for method, refine, mask in (("network", False, pair.upper_mask), ("refined", True, pair.upper_mask),
+                                 ("refined_autosplit", True, None)):
         r, sec = _timed(lambda: engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm,
-                                                    upper_mask=pair.upper_mask, refine=refine))
+                                                    upper_mask=mask, refine=refine))
         rec[f"{method}_error_px"] = r.jsn_px - truth
         rec[f"{method}_flagged"] = r.flagged
         rec[f"{method}_confidence"] = r.confidence
@@ -243,14 +246,14 @@ def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"{'method':10} {'SD mm':>7} {'SD px':>6} {'RMSE mm':>8} {'p95 px':>6} {'max px':>6} "
+    lines = [f"{'method':17} {'SD mm':>7} {'SD px':>6} {'RMSE mm':>8} {'p95 px':>6} {'max px':>6} "
              f"{'mis>0.5px':>9} {'mis>0.1mm':>9} {'caught':>6} {'good fl.':>8} {'ms/pair':>8} "
              f"{'x SITK':>6} {'SD/CRB':>6} {'SD mm @.01':>10} {'/CRB @.01':>9}"]
     for m, s in result["methods"].items():
         fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
         a = s["at_sigma_0.01"]
         lines.append(
-            f"{m:10} {s['error_mm']['sd']:7.4f} {s['error_px']['sd']:6.3f} {s['error_mm']['rmse']:8.4f} "
+            f"{m:17} {s['error_mm']['sd']:7.4f} {s['error_px']['sd']:6.3f} {s['error_mm']['rmse']:8.4f} "
             f"{s['error_px']['p95_abs']:6.3f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:9.2%} "
             f"{s['mismatch_rate_mm']:9.2%} {fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
             f"{1000 * s['median_seconds']:8.1f} {s['speedup_vs_simpleitk']:6.1f} {s['sd_over_crb']:6.2f} "
