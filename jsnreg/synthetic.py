@@ -302,9 +302,14 @@ def upper_mask_from_curve(shape: tuple[int, int], to_local: np.ndarray, middle) 
     return np.arange(rows)[:, None] < boundary[None, :]
 
 
-def _detector(rng: np.random.Generator, image: np.ndarray, blur_px: float, noise_sigma: float) -> np.ndarray:
-    """Detector blur, then slightly signal-dependent Gaussian noise (noise_sigma at intensity 0.5)."""
+def _detector(rng: np.random.Generator, image: np.ndarray, blur_px: float, noise_sigma: float,
+              reprocess: bool = False) -> np.ndarray:
+    """Detector blur, another processing curve when `reprocess` (a digital radiograph's look-up
+    curve acts on the acquired, blurred image), then slightly signal-dependent Gaussian noise
+    (noise_sigma at intensity 0.5)."""
     blurred = ndimage.gaussian_filter(image, blur_px)
+    if reprocess:
+        blurred = _exposure(rng, blurred)
     sigma = noise_sigma * (0.75 + 0.5 * blurred)
     return blurred + sigma * rng.standard_normal(image.shape)
 
@@ -389,9 +394,7 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
     blur = rng.uniform(0.4, 1.2)
     blur_moving = rng.uniform(0.4, 1.2) if blur_change else blur
     fixed = _detector(rng, fixed, blur, noise_sigma)
-    if exposure_change:
-        moving = _exposure(rng, moving)
-    moving = _detector(rng, moving, blur_moving, noise_sigma)
+    moving = _detector(rng, moving, blur_moving, noise_sigma, reprocess=exposure_change)
 
     curv, notch = proximal.curv_head, proximal.notch_head
     reach = max(proximal.half_head, distal.half_base) + 1.0  # the split runs flat beyond the bones
