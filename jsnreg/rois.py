@@ -213,7 +213,7 @@ def _start_rotation_shift(fixed: np.ndarray, moving: np.ndarray) -> tuple[float,
     return best[1], best[2]
 
 
-def coarse_align(baseline: np.ndarray, followup: np.ndarray, target_px: int = 256) -> np.ndarray:
+def coarse_align(baseline: np.ndarray, followup: np.ndarray, target_px: int = 192) -> np.ndarray:
     """Global similarity (rotation, isotropic scale, shift) of two radiographs of one hand.
 
     Returns the 3x3 matrix acting on (x, y, 1) that maps baseline pixels to follow-up pixels.
