@@ -90,6 +90,10 @@ def evaluate_pair(engine: Engine, pair) -> dict:
         rec[f"{method}_flagged"] = r.flagged
         rec[f"{method}_confidence"] = r.confidence
         rec[f"{method}_seconds"] = sec
+        rec[f"{method}_flag_reason"] = r.flag_reason
+        for key in ("sd_jsn_px", "network_refine_diff_px", "inlier_fraction"):
+            if key in r.details:
+                rec[f"{method}_{key}"] = r.details[key]
     bones, sec = _timed(lambda: [simpleitk_bone(pair.fixed, pair.moving, reg) for reg in regions])
     rec["simpleitk_error_px"] = bones[0].dy_px - bones[1].dy_px - truth
     rec["simpleitk_flagged"] = False
