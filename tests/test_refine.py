@@ -14,11 +14,14 @@ def _texture(shape=(96, 96), seed=0):
     return (img - img.min()) / np.ptp(img)
 
 
-def _pair(truth, noise=0.01, gain=1.0, offset=0.0, seed=0):
+def _pair(truth, noise=0.01, gain=1.0, offset=0.0, gamma=1.0, blur_px=0.0, seed=0):
+    """Fixed and moving textures; the moving one moved, then blurred and tone-mapped."""
     rng = np.random.default_rng(seed + 100)
     fixed = _texture(seed=seed)
     moving = warp_to_moving(fixed, truth, cval=0.5)
-    moving = gain * moving + offset
+    if blur_px:
+        moving = ndimage.gaussian_filter(moving, blur_px)
+    moving = gain * moving ** gamma + offset
     return fixed + rng.normal(0, noise, fixed.shape), moving + rng.normal(0, noise, fixed.shape)
 
 
@@ -40,12 +43,30 @@ def test_recovers_motion_from_identity(truth):
     assert 0 < r.sd_dy_px < 0.03  # precision estimate is small and finite
 
 
-def test_exposure_change_does_not_move_the_estimate():
+@pytest.mark.parametrize("gamma", [1.0, 0.8, 1.25])
+def test_exposure_and_tone_change_do_not_move_the_estimate(gamma):
     truth = BoneMotion(1.0, 0.01, 0.8, 0.45)
-    fixed, moving = _pair(truth, gain=0.8, offset=0.1)
+    fixed, moving = _pair(truth, gain=0.8, offset=0.1, gamma=gamma, noise=0.002)
     r = refine_bone(fixed, moving, _region(), IDENTITY)
-    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.03)
-    assert r.gain == pytest.approx(1 / 0.8, rel=0.05)
+    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.02)
+    assert r.motion.dx_px == pytest.approx(truth.dx_px, abs=0.02)
+    # The fitted tone curve maps the follow-up's intensities back onto the baseline's.
+    level = np.linspace(0.2, 0.8, 7)
+    c0, c1, c2 = r.tone
+    mapped = 0.8 * level ** gamma + 0.1
+    assert c0 + c1 * mapped + c2 * mapped ** 2 == pytest.approx(level, abs=0.02)
+
+
+@pytest.mark.parametrize("blur_fixed, blur_moving", [(0.0, 1.1), (1.1, 0.0)])
+def test_a_blur_difference_is_estimated_and_does_not_move_the_estimate(blur_fixed, blur_moving):
+    truth = BoneMotion(1.02, -0.03, -1.3, 0.7)
+    fixed, moving = _pair(truth, blur_px=blur_moving, noise=0.002)
+    if blur_fixed:
+        fixed = ndimage.gaussian_filter(fixed, blur_fixed)
+    r = refine_bone(fixed, moving, _region(), IDENTITY)
+    assert r.blur_px2 == pytest.approx(blur_moving ** 2 - blur_fixed ** 2, abs=0.3)
+    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.02)
+    assert r.motion.scale == pytest.approx(truth.scale, abs=1e-3)
 
 
 def test_a_local_change_is_down_weighted():
