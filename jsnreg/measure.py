@@ -54,13 +54,11 @@ def implausible(motion: BoneMotion, shape: tuple[int, int]) -> str:
     return ""
 
 
-def assess(upper: RefineResult, lower: RefineResult, jsn_net_px: float, shape: tuple[int, int]
-           ) -> tuple[float, bool, str, dict]:
-    """Confidence, flag, flag reason and the diagnostics behind them for a refined joint."""
+def assess(fit: RefineResult, jsn_net_px: float, shape: tuple[int, int]) -> tuple[float, bool, str, dict]:
+    """Confidence, flag, flag reason and the diagnostics behind them for a refined (upper, lower) joint."""
+    upper, lower = fit.bones
     jsn_px = upper.motion.dy_px - lower.motion.dy_px
-    sd_jsn = float(np.hypot(upper.sd_dy_px, lower.sd_dy_px))
-    if not np.isfinite(sd_jsn):
-        sd_jsn = np.inf
+    sd_jsn = fit.sd_jsn_px if np.isfinite(fit.sd_jsn_px) else np.inf
     disagreement = abs(jsn_px - jsn_net_px)
     inliers = min(upper.inlier_fraction, lower.inlier_fraction)
     scores = {
@@ -69,11 +67,9 @@ def assess(upper: RefineResult, lower: RefineResult, jsn_net_px: float, shape: t
         "fit": float(np.clip(inliers / INLIER_GOOD, 0.0, 1.0) ** 4),
     }
     confidence = float(np.prod(list(scores.values())))
-    reasons = []
-    for bone, r in (("upper", upper), ("lower", lower)):
-        if not r.converged:
-            reasons.append(f"{bone} bone: refinement did not converge")
-        why = implausible(r.motion, shape)
+    reasons = [] if fit.converged else ["refinement did not converge"]
+    for bone, b in (("upper", upper), ("lower", lower)):
+        why = implausible(b.motion, shape)
         if why:
             reasons.append(f"{bone} bone: {why}")
     if confidence < FLAG_BELOW:
@@ -83,6 +79,7 @@ def assess(upper: RefineResult, lower: RefineResult, jsn_net_px: float, shape: t
             "agreement": f"network and refinement disagree by {disagreement:.2f} px",
             "fit": f"poor fit (only {inliers:.0%} of pixels match)",
         }[weakest])
-    details = {"sd_jsn_px": sd_jsn, "network_refine_diff_px": float(disagreement),
-               "inlier_fraction": float(inliers), "scores": scores}
+    details = {"sd_jsn_px": float(sd_jsn), "network_refine_diff_px": float(disagreement),
+               "inlier_fraction": float(inliers), "scores": scores,
+               "blur_difference_px2": fit.blur_px2, "tone_curve": list(fit.tone)}
     return confidence, bool(reasons), "; ".join(reasons), details

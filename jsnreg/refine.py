@@ -1,23 +1,29 @@
-"""Sub-pixel refinement of one bone's motion: masked, robust, coarse-to-fine Gauss-Newton.
+"""Sub-pixel refinement of the bones' motions: masked, robust, coarse-to-fine Gauss-Newton.
 
-Model, for fixed-image pixels p in the bone's region:
+Model, for fixed-image pixels p in bone b's region:
 
-    F(p) ~ P(M(T(p)) - tau / 2 * Laplacian(M)(T(p))),     P(m) = c0 + c1 m + c2 m^2
+    F(p) ~ P(M(T_b(p)) - tau / 2 * Laplacian(M)(T_b(p))),     P(m) = c0 + c1 m + c2 m^2
 
-with T the bone's similarity transform about the joint centre (see transforms.py). Two nuisances of
-real follow-ups are modelled, because each pulls the geometry when it is not (measured on generated
-pairs: both together tripled the JSN error SD):
-- P, a quadratic tone curve: another exposure and another processing (gamma) curve at follow-up;
-- tau = sigma_moving^2 - sigma_fixed^2 (px^2), the difference in detector blur: by the heat
-  equation a blur of variance tau adds tau / 2 times the Laplacian, to first order. The smoothed
-  levels estimate tau so; the finest level blurs the sharper image by it instead.
+with T_b bone b's similarity transform about the joint centre (see transforms.py). All bones are
+fitted together: what belongs to the image pair is shared, what belongs to a bone is not.
+- one scale: a magnification change is the radiograph's geometry, the same for both bones of a
+  joint (adult bones do not grow); fitted per bone, a scale extrapolated from the bone's region
+  to the joint centre leaks into dy there (seen on the clinical pair: 0.1 mm of JSN);
+- one tone curve P (another exposure and processing curve at follow-up) and one blur difference
+  tau = sigma_moving^2 - sigma_fixed^2 (px^2): by the heat equation a blur of variance tau adds
+  tau / 2 times the Laplacian, to first order. The smoothed levels estimate tau so; the finest
+  level blurs the sharper image by it instead. Unmodelled, both pull the geometry (on generated
+  pairs, together they tripled the JSN error SD);
+- per bone a rotation and a shift (dx, dy): the bones move independently.
 The moving image is sampled with cubic B-splines (linear interpolation biases sub-pixel shifts
-towards whole pixels). Residuals are weighted by Tukey's biweight (iteratively reweighted), so a
-local change in the bone (an erosion) or a structure that moves otherwise cannot dominate.
+towards whole pixels). Residuals are weighted by Tukey's biweight per bone (iteratively
+reweighted), so a local change in a bone (an erosion) or a structure that moves otherwise cannot
+dominate.
 
 The optimiser runs on Gaussian-smoothed copies first (wide capture range), then on the images as
 they are (full precision). Near the optimum its inverse Hessian, scaled by the residual variance,
-gives the standard deviation of each parameter: the basis of the confidence.
+gives the covariance of the parameters: the standard deviation of each bone's dy and of the JSN,
+the basis of the confidence.
 """
 
 from __future__ import annotations
@@ -36,17 +42,23 @@ MAX_BLUR_PX2 = 4.0  # |sigma_m^2 - sigma_f^2| beyond this is a failed fit, not t
 
 
 @dataclass
-class RefineResult:
+class BoneFit:
     motion: BoneMotion
     sd_dy_px: float  # predicted standard deviation of dy from the local curvature
     sd_dx_px: float
+    n_pixels: int
+    inlier_fraction: float  # share of the region's pixels the robust weights kept
+
+
+@dataclass
+class RefineResult:
+    bones: tuple[BoneFit, ...]  # in the order of the regions
+    sd_jsn_px: float  # predicted SD of dy[0] - dy[1] (with two bones; covariances included)
     residual_sd: float  # robust SD of the intensity residual (noise estimate), [0, 1] units
     tone: tuple[float, float, float]  # (c0, c1, c2) of the tone curve P, moving -> fixed intensity
     blur_px2: float  # estimated sigma_moving^2 - sigma_fixed^2 (px^2): > 0, the follow-up is blurrier
     iterations: int
     converged: bool
-    n_pixels: int
-    inlier_fraction: float  # share of the region's pixels the robust weights kept
 
 
 def _spline(image: np.ndarray) -> np.ndarray:
@@ -82,28 +94,32 @@ def _level_images(fixed: np.ndarray, moving: np.ndarray, sigma_px: float, blur_p
     return smooth(fixed, var_f), smooth(moving, var_m)
 
 
-def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init: BoneMotion,
-                max_iter: int = 50) -> RefineResult:
-    """Refine `init` (fixed -> moving, about the ROI centre) on the bone's `region`.
+def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray], inits: list[BoneMotion],
+                 max_iter: int = 50) -> RefineResult:
+    """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
-    fixed, moving: ROIs of the same shape, intensities in [0, 1]. region: the bone's pixels, as a
-    boolean mask or as non-negative weights (0 = not used). Returns the refined motion with
-    its predicted precision. Parameters are kept as (log scale, rotation, dx, dy) around the centre.
+    fixed, moving: ROIs of the same shape, intensities in [0, 1]. regions: one per bone, each a
+    boolean mask or non-negative weights (0 = not used). The bones share one scale (started from
+    the mean of the inits' log scales), the tone curve and the blur difference.
+    Returns the refined motions with their predicted precision.
     """
     fixed = np.asarray(fixed, dtype=np.float64)
     moving = np.asarray(moving, dtype=np.float64)
     rows, cols = fixed.shape
     cx, cy = roi_centre(fixed.shape)
     radius = 0.5 * max(rows, cols)
+    n_bones = len(regions)
     # Geometry in pixel-like units so the normal equations are well scaled:
-    # (log s * radius, theta * radius, dx, dy).
-    p = np.array([np.log(init.scale) * radius, init.dtheta_rad * radius, init.dx_px, init.dy_px])
+    # [log s * radius, then per bone theta * radius, dx, dy].
+    geo = np.array([np.mean([np.log(b.scale) for b in inits]) * radius]
+                   + [v for b in inits for v in (b.dtheta_rad * radius, b.dx_px, b.dy_px)])
+    n_geo = len(geo)
     tone = np.array([0.0, 1.0, 0.0])
     applied_px2, tau = 0.0, 0.0  # blur difference put into the images / fitted to first order
     total_iter, converged = 0, False
-    sd_params = np.full(4, np.inf)
+    cov = None
     residual_sd = np.nan
-    n_used, inliers = 0, 0.0
+    kept = [(0, 0.0)] * n_bones
     for sigma, stride, tol_px in zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX):
         # Smoothed levels fit the blur difference to first order; the finest level has it put into
         # the images instead (the Laplacian of unsmoothed noise would only add noise).
@@ -114,19 +130,23 @@ def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init:
         gy, gx = np.gradient(m)
         coeff_m, coeff_gx, coeff_gy = _spline(m), _spline(gx), _spline(gy)
         coeff_lap = _spline(ndimage.laplace(m)) if fit_blur else None
-        sel = np.zeros_like(region, dtype=bool)
+        sel = np.zeros(fixed.shape, dtype=bool)
         sel[::stride, ::stride] = True
-        yy, xx = np.nonzero((region > 0) & sel)
-        prior = region[yy, xx].astype(np.float64)
+        pixels = [np.nonzero((region > 0) & sel) for region in regions]
+        bone_of = np.concatenate([np.full(len(yy), k) for k, (yy, _) in enumerate(pixels)])
+        yy = np.concatenate([p[0] for p in pixels])
+        xx = np.concatenate([p[1] for p in pixels])
+        prior = np.concatenate([region[p].astype(np.float64) for region, p in zip(regions, pixels)])
         u, v = xx - cx, yy - cy
         fv = f[yy, xx]
         converged = False
         for it in range(max_iter):
             total_iter += 1
-            s, th = np.exp(p[0] / radius), p[1] / radius
+            s = np.exp(geo[0] / radius)
+            th = geo[1::3][bone_of] / radius
             c, sn = np.cos(th), np.sin(th)
             rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
-            qx, qy = cx + rx + p[2], cy + ry + p[3]
+            qx, qy = cx + rx + geo[2::3][bone_of], cy + ry + geo[3::3][bone_of]
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
             mv = _at(coeff_m, qx, qy)
             if fit_blur:
@@ -137,14 +157,24 @@ def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init:
             mx, my = _at(coeff_gx, qx, qy), _at(coeff_gy, qx, qy)
             slope = tone[1] + 2.0 * tone[2] * mv  # P'(m)
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
-            robust, residual_sd = _tukey(res, inside.astype(float))
+            robust = np.zeros_like(res)
+            sds = []
+            for k in range(n_bones):
+                mine = bone_of == k
+                robust[mine], sd = _tukey(res[mine], inside[mine].astype(float))
+                sds.append(sd)
+            residual_sd = float(np.median(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            columns = [slope * (mx * rx + my * ry) / radius, slope * (-mx * ry + my * rx) / radius,
-                       slope * mx, slope * my, np.ones_like(mv), mv, mv * mv]
+            jac = np.zeros((len(res), n_geo + 3 + fit_blur))
+            jac[:, 0] = slope * (mx * rx + my * ry) / radius
+            rows_k = np.arange(len(res))
+            jac[rows_k, 1 + 3 * bone_of] = slope * (-mx * ry + my * rx) / radius
+            jac[rows_k, 2 + 3 * bone_of] = slope * mx
+            jac[rows_k, 3 + 3 * bone_of] = slope * my
+            jac[:, n_geo:n_geo + 3] = np.stack([np.ones_like(mv), mv, mv * mv], axis=1)
             if fit_blur:
-                columns.append(-0.5 * slope * lv)
-            jac = np.stack(columns, axis=1)
+                jac[:, -1] = -0.5 * slope * lv
             jw = jac * w[:, None]
             h = jac.T @ jw
             g = jw.T @ res
@@ -152,22 +182,28 @@ def refine_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray, init:
                 step = -np.linalg.solve(h + 1e-9 * np.eye(len(h)) * np.trace(h), g)
             except np.linalg.LinAlgError:
                 break
-            p += step[:4]
-            tone += step[4:7]
+            geo += step[:n_geo]
+            tone += step[n_geo:n_geo + 3]
             if fit_blur:
-                tau += step[7]
-            if np.max(np.abs(step[:4])) < tol_px:
+                tau += step[-1]
+            if np.max(np.abs(step[:n_geo])) < tol_px:
                 converged = True
                 break
-        n_used = int(np.count_nonzero(w))
-        inliers = n_used / max(len(w), 1)
-        if sigma == 0.0 and n_used > 6:
+        kept = [(int(np.count_nonzero(w[bone_of == k])), float(np.mean(w[bone_of == k] > 0)))
+                for k in range(n_bones)]
+        if not fit_blur and min(n for n, _ in kept) > 6:
             try:
-                cov = np.linalg.inv(h) * residual_sd ** 2 * (jac.shape[0] / max(w.sum(), 1.0))
-                sd_params = np.sqrt(np.clip(np.diag(cov)[:4], 0, None))
+                cov = np.linalg.inv(h)[:n_geo, :n_geo] * residual_sd ** 2 * (len(w) / max(w.sum(), 1.0))
             except np.linalg.LinAlgError:
-                pass
-    motion = BoneMotion(float(np.exp(p[0] / radius)), float(p[1] / radius), float(p[2]), float(p[3]))
-    return RefineResult(motion, float(sd_params[3]), float(sd_params[2]), float(residual_sd),
-                        tuple(float(t) for t in tone), float(applied_px2 + tau), total_iter, converged,
-                        n_used, inliers)
+                cov = None
+    var = np.clip(np.diag(cov), 0, None) if cov is not None else np.full(n_geo, np.inf)
+    scale = float(np.exp(geo[0] / radius))
+    bones = tuple(BoneFit(BoneMotion(scale, float(geo[1 + 3 * k] / radius), float(geo[2 + 3 * k]),
+                                     float(geo[3 + 3 * k])),
+                          float(np.sqrt(var[3 + 3 * k])), float(np.sqrt(var[2 + 3 * k])), *kept[k])
+                  for k in range(n_bones))
+    sd_jsn = np.inf
+    if n_bones == 2 and cov is not None:
+        sd_jsn = float(np.sqrt(max(cov[3, 3] + cov[6, 6] - 2 * cov[3, 6], 0.0)))
+    return RefineResult(bones, sd_jsn, residual_sd, tuple(float(t) for t in tone),
+                        float(applied_px2 + tau), total_iter, converged)

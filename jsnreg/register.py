@@ -9,7 +9,7 @@ import numpy as np
 from . import measure, split
 from .errors import InputError
 from .network import Network, default_network
-from .refine import refine_bone
+from .refine import refine_bones
 from .results import JointResult
 from .transforms import BoneMotion
 
@@ -88,10 +88,9 @@ class Engine:
             details["split_rows"] = [float(r) for r in boundary]
         if refine:
             regions = bone_regions(upper_mask, boundary)
-            fits = [refine_bone(fixed, moving, region, init)
-                    for region, init in zip(regions, (net_upper, net_lower))]
-            upper, lower = fits[0].motion, fits[1].motion
-            confidence, flagged, reason, extra = measure.assess(fits[0], fits[1], jsn_net, fixed.shape)
+            fit = refine_bones(fixed, moving, list(regions), [net_upper, net_lower])
+            upper, lower = (b.motion for b in fit.bones)
+            confidence, flagged, reason, extra = measure.assess(fit, jsn_net, fixed.shape)
             details.update(extra)
         else:
             upper, lower = net_upper, net_lower

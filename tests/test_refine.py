@@ -1,11 +1,17 @@
-"""Per-bone refinement recovers known motions to sub-pixel precision, despite exposure and outliers."""
+"""The refinement recovers known motions to sub-pixel precision, despite exposure, blur and outliers."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from jsnreg.refine import refine_bone
+from jsnreg.refine import refine_bones
 from jsnreg.transforms import IDENTITY, BoneMotion, warp_to_moving
+
+
+def refine_one(fixed, moving, region, init=IDENTITY):
+    """One bone: its fit and the shared terms."""
+    r = refine_bones(fixed, moving, [region], [init])
+    return r.bones[0], r
 
 
 def _texture(shape=(96, 96), seed=0):
@@ -34,22 +40,22 @@ def _region(shape=(96, 96), border=14):
 @pytest.mark.parametrize("truth", [BoneMotion(1.0, 0.0, 0.37, -0.61), BoneMotion(1.03, 0.06, -2.2, 1.4)])
 def test_recovers_motion_from_identity(truth):
     fixed, moving = _pair(truth)
-    r = refine_bone(fixed, moving, _region(), IDENTITY)
+    b, r = refine_one(fixed, moving, _region())
     assert r.converged
-    assert r.motion.dx_px == pytest.approx(truth.dx_px, abs=0.03)
-    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.03)
-    assert r.motion.dtheta_rad == pytest.approx(truth.dtheta_rad, abs=2e-3)
-    assert r.motion.scale == pytest.approx(truth.scale, abs=2e-3)
-    assert 0 < r.sd_dy_px < 0.03  # precision estimate is small and finite
+    assert b.motion.dx_px == pytest.approx(truth.dx_px, abs=0.03)
+    assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.03)
+    assert b.motion.dtheta_rad == pytest.approx(truth.dtheta_rad, abs=2e-3)
+    assert b.motion.scale == pytest.approx(truth.scale, abs=2e-3)
+    assert 0 < b.sd_dy_px < 0.03  # precision estimate is small and finite
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.8, 1.25])
 def test_exposure_and_tone_change_do_not_move_the_estimate(gamma):
     truth = BoneMotion(1.0, 0.01, 0.8, 0.45)
     fixed, moving = _pair(truth, gain=0.8, offset=0.1, gamma=gamma, noise=0.002)
-    r = refine_bone(fixed, moving, _region(), IDENTITY)
-    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.02)
-    assert r.motion.dx_px == pytest.approx(truth.dx_px, abs=0.02)
+    b, r = refine_one(fixed, moving, _region())
+    assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.02)
+    assert b.motion.dx_px == pytest.approx(truth.dx_px, abs=0.02)
     # The fitted tone curve maps the follow-up's intensities back onto the baseline's.
     level = np.linspace(0.2, 0.8, 7)
     c0, c1, c2 = r.tone
@@ -63,23 +69,44 @@ def test_a_blur_difference_is_estimated_and_does_not_move_the_estimate(blur_fixe
     fixed, moving = _pair(truth, blur_px=blur_moving, noise=0.002)
     if blur_fixed:
         fixed = ndimage.gaussian_filter(fixed, blur_fixed)
-    r = refine_bone(fixed, moving, _region(), IDENTITY)
+    b, r = refine_one(fixed, moving, _region())
     assert r.blur_px2 == pytest.approx(blur_moving ** 2 - blur_fixed ** 2, abs=0.3)
-    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.02)
-    assert r.motion.scale == pytest.approx(truth.scale, abs=1e-3)
+    assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.02)
+    assert b.motion.scale == pytest.approx(truth.scale, abs=1e-3)
 
 
 def test_a_local_change_is_down_weighted():
     truth = BoneMotion(1.0, 0.0, 0.5, 0.9)
     fixed, moving = _pair(truth)
     moving[30:45, 30:45] = 1.0  # e.g. an erosion or a marker: a large local change
-    r = refine_bone(fixed, moving, _region(), IDENTITY)
-    assert r.motion.dy_px == pytest.approx(truth.dy_px, abs=0.05)
-    assert r.inlier_fraction < 0.99
+    b, r = refine_one(fixed, moving, _region())
+    assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.05)
+    assert b.inlier_fraction < 0.99
 
 
 def test_noise_raises_the_predicted_sd():
     truth = BoneMotion(1.0, 0.0, 0.3, 0.3)
-    quiet = refine_bone(*_pair(truth, noise=0.005), _region(), IDENTITY)
-    noisy = refine_bone(*_pair(truth, noise=0.04), _region(), IDENTITY)
+    quiet, _ = refine_one(*_pair(truth, noise=0.005), _region())
+    noisy, _ = refine_one(*_pair(truth, noise=0.04), _region())
     assert noisy.sd_dy_px > 3 * quiet.sd_dy_px
+
+
+def test_two_bones_share_the_scale_and_move_on_their_own():
+    """Upper half moved one way, lower half another, one magnification: each bone's motion and
+    the JSN's predicted SD come back."""
+    up_truth, lo_truth = BoneMotion(1.02, 0.02, 1.1, -0.4), BoneMotion(1.02, -0.03, -0.7, 0.9)
+    fixed, moving_up = _pair(up_truth, noise=0.005)
+    _, moving_lo = _pair(lo_truth, noise=0.005)
+    rows = np.arange(fixed.shape[0])[:, None]
+    moving = np.where(rows < fixed.shape[0] // 2, moving_up, moving_lo)
+    upper, lower = _region(), _region()
+    upper[fixed.shape[0] // 2 - 4:] = False
+    lower[:fixed.shape[0] // 2 + 4] = False
+    r = refine_bones(fixed, moving, [upper, lower], [IDENTITY, IDENTITY])
+    for fit, truth in zip(r.bones, (up_truth, lo_truth)):
+        assert fit.motion.scale == pytest.approx(1.02, abs=2e-3)
+        assert fit.motion.dtheta_rad == pytest.approx(truth.dtheta_rad, abs=3e-3)
+        assert fit.motion.dy_px == pytest.approx(truth.dy_px, abs=0.03)
+        assert fit.motion.dx_px == pytest.approx(truth.dx_px, abs=0.03)
+    assert r.bones[0].motion.scale == r.bones[1].motion.scale
+    assert 0 < r.sd_jsn_px < 0.05
