@@ -8,7 +8,8 @@ Confidence in [0, 1] is the product of three scores, each 1 for a clean result:
 - fit: the share of each bone's pixels the robust weights kept (a bad alignment leaves many
   pixels far off), scaled so that INLIER_GOOD or more scores 1.
 A joint is flagged when confidence < FLAG_BELOW, or for a hard reason: the refinement did not
-converge, or a motion is implausible for a joint between two visits.
+converge, a bone is mostly saturated (clipped pixels carry no position), or a motion is
+implausible for a joint between two visits.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ FLAG_BELOW = 0.5
 MAX_LOG_SCALE = 0.15
 MAX_ROTATION_RAD = 0.35
 MAX_SHIFT_FRAC = 0.3  # of the ROI's shorter side
+MIN_USABLE = 0.5  # a bone with fewer unsaturated pixels than this share is not measured reliably
 
 
 def joint_images(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray,
@@ -69,6 +71,8 @@ def assess(fit: RefineResult, jsn_net_px: float, shape: tuple[int, int]) -> tupl
     confidence = float(np.prod(list(scores.values())))
     reasons = [] if fit.converged else ["refinement did not converge"]
     for bone, b in (("upper", upper), ("lower", lower)):
+        if b.usable_fraction < MIN_USABLE:
+            reasons.append(f"{bone} bone: {1 - b.usable_fraction:.0%} of its pixels saturated")
         why = implausible(b.motion, shape)
         if why:
             reasons.append(f"{bone} bone: {why}")
@@ -81,5 +85,6 @@ def assess(fit: RefineResult, jsn_net_px: float, shape: tuple[int, int]) -> tupl
         }[weakest])
     details = {"sd_jsn_px": float(sd_jsn), "network_refine_diff_px": float(disagreement),
                "inlier_fraction": float(inliers), "scores": scores,
+               "usable_fraction": float(min(upper.usable_fraction, lower.usable_fraction)),
                "blur_difference_px2": fit.blur_px2, "tone_curve": list(fit.tone)}
     return confidence, bool(reasons), "; ".join(reasons), details

@@ -39,6 +39,8 @@ LEVELS_SMOOTH_PX = (2.0, 1.0, 0.0)  # Gaussian sigma per level, coarse to fine
 LEVELS_STRIDE = (2, 2, 1)  # use every n-th pixel on smoothed levels (they carry less detail)
 LEVELS_TOL_PX = (0.05, 0.02, 0.005)  # a smoothed level only has to bring the next one near
 MAX_BLUR_PX2 = 4.0  # |sigma_m^2 - sigma_f^2| beyond this is a failed fit, not two detectors
+CLIP_SHARE = 0.005  # an extreme value held by more pixels than this is a clip (saturation)
+CLIP_MARGIN_PX = 3  # clipped pixels spread this far through smoothing and spline sampling
 
 
 @dataclass
@@ -47,7 +49,8 @@ class BoneFit:
     sd_dy_px: float  # predicted standard deviation of dy from the local curvature
     sd_dx_px: float
     n_pixels: int
-    inlier_fraction: float  # share of the region's pixels the robust weights kept
+    inlier_fraction: float  # share of the usable pixels the robust weights kept
+    usable_fraction: float  # share of the region's pixels not clipped (saturated) in either image
 
 
 @dataclass
@@ -76,6 +79,17 @@ def _tukey(res: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
     sd = max(1.4826 * mad, 1e-6)
     u = res / (4.685 * sd)
     return np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0.0), sd
+
+
+def clipped(image: np.ndarray) -> np.ndarray:
+    """Pixels at or near a clipped extreme of the image (a saturated detector or look-up table):
+    they carry no position and break any smooth tone curve, so no fit may use them."""
+    out = np.zeros(image.shape, dtype=bool)
+    for value in (image.min(), image.max()):
+        at = image == value
+        if at.mean() > CLIP_SHARE:
+            out |= at
+    return ndimage.binary_dilation(out, iterations=CLIP_MARGIN_PX) if out.any() else out
 
 
 def _fit_tone(mv: np.ndarray, fv: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -119,7 +133,9 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     total_iter, converged = 0, False
     cov = None
     residual_sd = np.nan
-    kept = [(0, 0.0)] * n_bones
+    kept = [(0, 0.0, 0.0)] * n_bones
+    usable_f = ~clipped(fixed)
+    clipped_m = clipped(moving).astype(np.float64)
     for sigma, stride, tol_px in zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX):
         # Smoothed levels fit the blur difference to first order; the finest level has it put into
         # the images instead (the Laplacian of unsmoothed noise would only add noise).
@@ -132,7 +148,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         coeff_lap = _spline(ndimage.laplace(m)) if fit_blur else None
         sel = np.zeros(fixed.shape, dtype=bool)
         sel[::stride, ::stride] = True
-        pixels = [np.nonzero((region > 0) & sel) for region in regions]
+        in_region = [(region > 0) & sel for region in regions]
+        pixels = [np.nonzero(r & usable_f) for r in in_region]
         bone_of = np.concatenate([np.full(len(yy), k) for k, (yy, _) in enumerate(pixels)])
         yy = np.concatenate([p[0] for p in pixels])
         xx = np.concatenate([p[1] for p in pixels])
@@ -148,6 +165,7 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
             qx, qy = cx + rx + geo[2::3][bone_of], cy + ry + geo[3::3][bone_of]
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
+            inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
             mv = _at(coeff_m, qx, qy)
             if fit_blur:
                 lv = _at(coeff_lap, qx, qy)
@@ -189,9 +207,12 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             if np.max(np.abs(step[:n_geo])) < tol_px:
                 converged = True
                 break
-        kept = [(int(np.count_nonzero(w[bone_of == k])), float(np.mean(w[bone_of == k] > 0)))
-                for k in range(n_bones)]
-        if not fit_blur and min(n for n, _ in kept) > 6:
+        kept = []
+        for k in range(n_bones):
+            mine = bone_of == k
+            n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
+            kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / max(int(np.count_nonzero(in_region[k])), 1)))
+        if not fit_blur and min(k[0] for k in kept) > 6:
             try:
                 cov = np.linalg.inv(h)[:n_geo, :n_geo] * residual_sd ** 2 * (len(w) / max(w.sum(), 1.0))
             except np.linalg.LinAlgError:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from jsnreg.refine import refine_bones
+from jsnreg.refine import clipped, refine_bones
 from jsnreg.transforms import IDENTITY, BoneMotion, warp_to_moving
 
 
@@ -110,3 +110,15 @@ def test_two_bones_share_the_scale_and_move_on_their_own():
         assert fit.motion.dx_px == pytest.approx(truth.dx_px, abs=0.03)
     assert r.bones[0].motion.scale == r.bones[1].motion.scale
     assert 0 < r.sd_jsn_px < 0.05
+
+
+def test_clipped_pixels_are_found_and_left_out():
+    truth = BoneMotion(1.0, 0.0, 0.6, -0.8)
+    fixed, moving = _pair(truth, noise=0.005)
+    bright = moving > np.percentile(moving, 70)
+    moving_clipped = np.where(bright, moving.max(), moving)  # a saturated follow-up
+    assert not clipped(moving).any()
+    assert clipped(moving_clipped)[bright].all()
+    b, _ = refine_one(fixed, moving_clipped, _region())
+    assert 0.1 < b.usable_fraction < 0.7  # 30 % clipped, and a margin round them
+    assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.05)

@@ -51,6 +51,14 @@ def test_network_alone_is_close_and_refinement_is_closer(engine):
     assert np.mean(errors[True]) < np.mean(errors[False])
 
 
+def test_a_saturated_follow_up_is_flagged_and_says_so(engine):
+    pair = _pair(11, kind="MCP", noise_sigma=0.01)
+    moving = np.minimum(pair.moving, np.percentile(pair.moving, 30))  # most of the bones clipped
+    r = engine.register_roi(pair.fixed, moving, pair.spacing_mm, upper_mask=pair.upper_mask)
+    assert r.flagged
+    assert "saturated" in r.flag_reason
+
+
 def test_user_mask_always_wins(engine):
     pair = _pair(7)
     mask = np.zeros_like(pair.upper_mask)
