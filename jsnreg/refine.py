@@ -135,7 +135,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     residual_sd = np.nan
     kept = [(0, 0.0, 0.0)] * n_bones
     usable_f = ~clipped(fixed)
-    clipped_m = clipped(moving).astype(np.float64)
+    clipped_m = clipped(moving)
+    clipped_m = clipped_m.astype(np.float64) if clipped_m.any() else None
     for sigma, stride, tol_px in zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX):
         # Smoothed levels fit the blur difference to first order; the finest level has it put into
         # the images instead (the Laplacian of unsmoothed noise would only add noise).
@@ -165,7 +166,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
             qx, qy = cx + rx + geo[2::3][bone_of], cy + ry + geo[3::3][bone_of]
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
-            inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
+            if clipped_m is not None:
+                inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
             mv = _at(coeff_m, qx, qy)
             if fit_blur:
                 lv = _at(coeff_lap, qx, qy)
