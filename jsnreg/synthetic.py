@@ -554,7 +554,8 @@ def _carpals(rng: np.random.Generator, spacing_mm: float, origin_px: np.ndarray)
 def make_hand_pair(seed: int = 0, spacing_mm: float = 0.2, narrowing_mm: dict | None = None) -> HandPair:
     """A PA right-hand baseline / follow-up pair: each joint narrowed by its truth (mm along the
     finger axis: every bone distal to it moves toward the wrist), then the whole hand moved
-    (rotation ~2 deg, shift ~10 px, magnification 1.015), another exposure, noise."""
+    (rotation ~2 deg, shift ~10 px, magnification 1.015), detector blur, another processing curve
+    (acting on the blurred image, as for joint pairs), noise."""
     rng = np.random.default_rng(seed)
     truth = dict.fromkeys(DEFAULT_NARROWING_MM, 0.0) if narrowing_mm is not None else dict(DEFAULT_NARROWING_MM)
     unknown = set(narrowing_mm or {}) - set(truth)
@@ -588,7 +589,7 @@ def make_hand_pair(seed: int = 0, spacing_mm: float = 0.2, narrowing_mm: dict | 
     baseline = _render_hand(bones, [np.eye(3)] * len(bones), carpals, np.eye(3), origin, spacing_mm, texture, look)
     followup = _render_hand(bones, follow, carpals, glob, origin, spacing_mm, texture, look)
     baseline = _detector(rng, baseline, 0.7, 0.01)
-    followup = _detector(rng, _exposure(rng, followup), 0.9, 0.01)
+    followup = _detector(rng, followup, 0.9, 0.01, reprocess=True)
 
     def moved(name):
         centre, axis, digit, first = joints[name]
