@@ -38,11 +38,11 @@ TABLE_WIDTHS = (0.09, 0.12, 0.15, 0.14, 0.12, 0.12, 0.12, 0.14)
 METHOD_NOTE = (
     "Method. Around each joint a square region of interest (ROI) is cut from both radiographs and "
     "split along the joint space into an upper and a lower bone region. Each bone of the follow-up "
-    "ROI is registered separately onto the baseline ROI (a similarity transform per bone: a small "
-    "neural network's estimate, refined to sub-pixel precision). JSN = dy(upper) - dy(lower), the "
-    "difference of the two bones' vertical displacements at the joint centre, in mm; positive = the "
-    "joint space is narrower at follow-up. Lateral shift = dx(upper) - dx(lower) (a subluxation "
-    "indicator); rotation = the bones' relative rotation. MSE = mean squared intensity difference "
+    "ROI is registered onto the baseline ROI with its own rotation and shift, both bones sharing "
+    "one magnification (a small network's estimate, refined to sub-pixel precision). "
+    "JSN = dy(upper) - dy(lower), the difference of the two bones' vertical displacements at the "
+    "joint centre, in mm; positive = the joint space is narrower at follow-up. Lateral shift = "
+    "dx(upper) - dx(lower) (a subluxation indicator); rotation = the bones' relative rotation. MSE = mean squared intensity difference "
     "(intensities 0-1) before and after registration; the loss maps show it per pixel, before and "
     "after on one colour scale. Confidence is 0-1; a flagged number needs review before any use.")
 FLAG_RED = "#b00020"
