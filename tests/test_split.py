@@ -36,3 +36,28 @@ def test_minimal_path_takes_the_cheap_row():
     cost = np.ones((20, 30))
     cost[7, :] = 0.0
     assert (split.minimal_path(cost) == 7).all()
+
+
+def test_split_sits_midway_between_the_surfaces_of_a_lopsided_gap():
+    """The gap is darkest near the upper bone (a blurred, brighter lower cortex): the split still
+    lies halfway between the two bone surfaces, not on the darkest row."""
+    img, _ = _two_bones(gap_rows=(40, 56))
+    y = np.arange(img.shape[0])[:, None]
+    inside = (y >= 40) & (y < 56)
+    img = np.where(inside, 0.15 + 0.25 * (y - 40) / 16, img)
+    assert np.argmin(img[40:56, 48]) < 3  # darkest at the top of the gap
+    rows = split.split_rows(img)
+    assert np.all(np.abs(rows[10:-10] - 48.0) < 1.0)
+
+
+def test_split_of_generated_joints_is_near_the_true_middle():
+    from jsnreg.synthetic import make_joint_pair
+
+    rng = np.random.default_rng(5)
+    deviations = []
+    for _ in range(8):
+        pair = make_joint_pair(rng, noise_sigma=0.01)
+        true = split.rows_from_upper_mask(pair.upper_mask)
+        centre = slice(50, 78)  # columns across the bones (the path is free beside them)
+        deviations.append(np.mean(np.abs(split.split_rows(pair.fixed) - true)[centre]))
+    assert np.mean(deviations) < 0.5  # px (the darkest row of the gap: 0.9 px)
