@@ -1,0 +1,53 @@
+"""The benchmark's own arithmetic (noise bound, summaries) and a small run end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jsnreg import bench
+
+
+def test_crb_of_a_ramp_follows_the_formula():
+    rows = np.arange(40, dtype=float)[:, None] * np.ones((1, 30))
+    image = 0.01 * rows  # d I / d row = 0.01 everywhere
+    upper = np.zeros(image.shape, bool)
+    upper[2:18] = True
+    lower = np.zeros(image.shape, bool)
+    lower[22:38] = True
+    sigma = 0.002
+    per_bone_var = 2 * sigma ** 2 / (upper.sum() * (0.01 ** 2 - sigma ** 2 / 2))
+    assert bench.crb_jsn_px(image, (upper, lower), sigma) == pytest.approx(np.sqrt(2 * per_bone_var))
+
+
+def test_crb_is_none_for_a_bone_without_information():
+    image = np.zeros((40, 30))
+    image[20:] = np.linspace(0, 1, 20)[:, None]
+    flat = np.zeros(image.shape, bool)
+    flat[2:18] = True
+    assert bench.crb_jsn_px(image, (flat, ~flat), 0.01) is None
+
+
+def test_summary_counts_mismatches_flags_and_uninformative_pairs():
+    records = [{"network_error_px": e, "network_flagged": f, "network_seconds": 0.01, "spacing_mm": 0.1,
+                "noise_sigma": 0.01, "crb_jsn_px": c}
+               for e, f, c in [(0.1, False, 0.05), (-0.2, False, 0.05), (0.9, True, 0.05), (0.05, True, None)]]
+    s = bench.summarise(records, "network")
+    assert s["mismatch_rate_px"] == 0.25
+    assert s["mismatches_flagged"] == 1.0
+    assert s["good_flagged"] == pytest.approx(1 / 3)
+    assert s["pairs_without_information"] == 1
+    assert s["sd_over_crb"] == pytest.approx(np.std([0.1, -0.2, 0.9], ddof=1) / 0.05)
+
+
+def test_small_run_writes_every_output(tmp_path):
+    result = bench.run(tmp_path, n_pairs=4, seed=1, log=lambda *a: None)
+    for name in ("bench.json", "pairs.json", "sweep.csv", "sweep.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert set(saved["methods"]) == set(bench.METHODS)
+    for m in bench.METHODS:
+        assert np.isfinite(saved["methods"][m]["error_px"]["sd"])
+        assert saved["methods"][m]["median_seconds"] > 0
+    assert saved["hand_10_joints"]["joints"] == 10
+    assert len(result["worst_cases"]) == 4 and all((tmp_path / n).exists() for n in result["worst_cases"])
