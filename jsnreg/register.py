@@ -25,7 +25,8 @@ MIN_REGION_FRAC = 0.1  # each bone must cover at least this share of the ROI
 
 
 def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower fitting weights in [0, 1]: zero on the other bone and near the split."""
+    """Upper and lower fitting weights in [0, 1]: zero on the other bone and near the middle of the
+    joint space, `boundary_rows` (float rows per column; None: the mask's own boundary)."""
     if boundary_rows is None:
         boundary_rows = split.rows_from_upper_mask(upper_mask)
     rows = np.arange(upper_mask.shape[0])[:, None] + 0.5
@@ -78,13 +79,16 @@ class Engine:
             mask_source = "automatic"
         else:
             upper_mask = np.asarray(upper_mask, dtype=bool)
-            boundary = None
+            # The user's mask decides each pixel's bone. Its boundary may hug one bone's surface,
+            # so the band left out of both fits is centred on the middle of the gap beside it
+            # (on the clinical pair: JSN 0.058 -> 0.016 mm, next to 0.005 mm with our own split).
+            boundary = split.mid_gap_rows(fixed, split.rows_from_upper_mask(upper_mask)) + 0.5
             mask_source = "user"
         net_upper, net_lower = self.network.predict(fixed, moving, upper_mask)
         jsn_net = net_upper.dy_px - net_lower.dy_px
         details = {"mask": mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
                                                     "jsn_px": jsn_net}}
-        if boundary is not None:
+        if mask_source == "automatic":
             details["split_rows"] = [float(r) for r in boundary]
         if refine:
             regions = bone_regions(upper_mask, boundary)

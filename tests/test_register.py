@@ -68,6 +68,22 @@ def test_user_mask_always_wins(engine):
     assert np.array_equal(r.images.upper_mask, mask)
 
 
+def test_a_user_mask_on_one_bones_surface_measures_like_a_mid_gap_one(engine):
+    """Published masks may follow one bone's surface rather than the gap's middle: the band left
+    out of the fits is still centred on the gap (about the mask's boundary: mean error 0.038 px)."""
+    from jsnreg import split
+
+    errors = []
+    for seed in range(20, 26):
+        pair = _pair(seed, noise_sigma=0.01, kind="PIP", jsn_mm=0.3, spacing_mm=0.12)
+        mid = split.rows_from_upper_mask(pair.upper_mask)
+        hugging = split.upper_mask_from_rows(pair.fixed.shape, mid + 0.9 / pair.spacing_mm / 2)
+        r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=hugging)
+        assert np.array_equal(r.images.upper_mask, hugging)
+        errors.append(abs(r.jsn_px - pair.jsn_px))
+    assert np.mean(errors) < 0.03
+
+
 def test_non_square_roi_is_measured_in_its_own_frame(engine):
     pair = _pair(8, noise_sigma=0.01, size_px=128)
     crop = np.s_[24:104, :]  # 80 x 128: a wide ROI around the same joint centre
