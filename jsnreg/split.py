@@ -98,12 +98,17 @@ def mid_gap_rows(roi: np.ndarray, gully_rows: np.ndarray, reach_frac: float = 0.
     grad = ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))  # d I / d row
     strong = min_edge_frac * float(np.percentile(np.abs(grad), 99))
     reach = max(2, int(round(reach_frac * rows)))
-    out = np.asarray(gully_rows, dtype=np.float64).copy()
-    for x, r in enumerate(np.asarray(gully_rows, dtype=int)):
-        lo, hi = max(0, r - reach), min(rows, r + reach + 1)
-        above, below = grad[lo:r + 1, x], grad[r:hi, x]
-        if -above.min() >= strong and below.max() >= strong:
-            out[x] = 0.5 * ((lo + int(np.argmin(above))) + (r + int(np.argmax(below))))
+    gully = np.clip(np.asarray(gully_rows, dtype=int), 0, rows - 1)
+    offsets = np.arange(reach + 1)
+    cols_idx = np.arange(cols)[:, None]
+    # Rows above (gully - offsets) and below (gully + offsets) each column's gully, kept inside the ROI.
+    up_rows, down_rows = gully[:, None] - offsets, gully[:, None] + offsets
+    fall = np.where(up_rows >= 0, -grad[np.clip(up_rows, 0, rows - 1), cols_idx], -np.inf)
+    rise = np.where(down_rows < rows, grad[np.clip(down_rows, 0, rows - 1), cols_idx], -np.inf)
+    upper_edge = gully - np.argmax(fall, axis=1)
+    lower_edge = gully + np.argmax(rise, axis=1)
+    found = (fall.max(axis=1) >= strong) & (rise.max(axis=1) >= strong)
+    out = np.where(found, 0.5 * (upper_edge + lower_edge), np.asarray(gully_rows, dtype=np.float64))
     return ndimage.median_filter(out, size=smooth_cols, mode="nearest")
 
 
