@@ -32,9 +32,11 @@ MIN_USABLE = 0.5  # a bone with fewer unsaturated pixels than this share is not 
 
 def joint_images(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray,
                  upper: BoneMotion, lower: BoneMotion) -> JointImages:
-    """Warp the moving ROI by each bone's motion onto the fixed grid."""
-    return JointImages(fixed=fixed, moving=moving, upper_mask=upper_mask.astype(bool),
-                       warped_upper=warp_to_fixed(moving, upper), warped_lower=warp_to_fixed(moving, lower))
+    """Warp the moving ROI by each bone's motion onto the fixed grid, over that bone's region."""
+    upper_mask = upper_mask.astype(bool)
+    return JointImages(fixed=fixed, moving=moving, upper_mask=upper_mask,
+                       warped_upper=warp_to_fixed(moving, upper, where=upper_mask),
+                       warped_lower=warp_to_fixed(moving, lower, where=~upper_mask))
 
 
 def mse_before_after(images: JointImages) -> tuple[float, float]:

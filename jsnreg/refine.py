@@ -43,6 +43,7 @@ LEVELS_TOL_PX = (0.05, 0.02, 0.01)  # largest step (px) that counts as converged
 MAX_BLUR_PX2 = 4.0  # |sigma_m^2 - sigma_f^2| beyond this is a failed fit, not two detectors
 CLIP_SHARE = 0.005  # an extreme value held by more pixels than this is a clip (saturation)
 CLIP_MARGIN_PX = 3  # clipped pixels spread this far through smoothing and spline sampling
+MIN_WEIGHT = 0.1  # pixels weighted lower add little information and 10 % of the time
 
 
 @dataclass
@@ -115,8 +116,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1]. regions: one per bone, each a
-    boolean mask or non-negative weights (0 = not used). The bones share one scale (started from
-    the mean of the inits' log scales), the tone curve and the blur difference.
+    boolean mask or weights in [0, 1] (below MIN_WEIGHT = not used). The bones share one scale
+    (started from the mean of the inits' log scales), the tone curve and the blur difference.
     Returns the refined motions with their predicted precision.
     """
     fixed = np.asarray(fixed, dtype=np.float64)
@@ -151,7 +152,7 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         coeff_lap = _spline(ndimage.laplace(m)) if fit_blur else None
         sel = np.zeros(fixed.shape, dtype=bool)
         sel[::stride, ::stride] = True
-        in_region = [(region > 0) & sel for region in regions]
+        in_region = [(region >= MIN_WEIGHT) & sel for region in regions]
         pixels = [np.nonzero(r & usable_f) for r in in_region]
         bone_of = np.concatenate([np.full(len(yy), k) for k, (yy, _) in enumerate(pixels)])
         yy = np.concatenate([p[0] for p in pixels])

@@ -20,8 +20,8 @@ BONES = ("upper", "lower")
 class JointImages:
     """ROI images of one joint, all on the fixed ROI grid, intensities in [0, 1].
 
-    warped_upper / warped_lower: the moving ROI resampled by that bone's transform (NaN where the
-    transform maps outside the moving ROI).
+    warped_upper / warped_lower: the moving ROI resampled by that bone's transform over that bone's
+    region (NaN elsewhere, and where the transform maps outside the moving ROI).
     """
 
     fixed: np.ndarray

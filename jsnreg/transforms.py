@@ -93,13 +93,15 @@ def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, order: int = 3,
 
 
 def warp_to_fixed(moving: np.ndarray, motion: BoneMotion, order: int = 3,
-                  cval: float = np.nan) -> np.ndarray:
-    """Resample `moving` onto the fixed grid: out(p) = moving(T(p)); NaN where T(p) falls outside."""
+                  cval: float = np.nan, where: np.ndarray | None = None) -> np.ndarray:
+    """Resample `moving` onto the fixed grid: out(p) = moving(T(p)); `cval` where T(p) falls
+    outside, and where `where` (a boolean mask of the fixed grid, if given) is False."""
     rows, cols = moving.shape
-    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
-    q = map_points(motion, np.stack([x.ravel(), y.ravel()], axis=1), roi_centre(moving.shape))
-    out = sample(moving, q[:, 0], q[:, 1], order=order, cval=cval)
-    return out.reshape(rows, cols)
+    y, x = np.nonzero(np.ones((rows, cols), bool) if where is None else where)
+    q = map_points(motion, np.stack([x, y], axis=1).astype(np.float64), roi_centre(moving.shape))
+    out = np.full((rows, cols), cval, dtype=np.float64)
+    out[y, x] = sample(moving, q[:, 0], q[:, 1], order=order, cval=cval)
+    return out
 
 
 def warp_to_moving(fixed: np.ndarray, motion: BoneMotion, order: int = 3,
