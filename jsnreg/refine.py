@@ -216,7 +216,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         for k in range(n_bones):
             mine = bone_of == k
             n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
-            kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / max(int(np.count_nonzero(in_region[k])), 1)))
+            n_region = max(int(np.count_nonzero(in_region[k])), 1)
+            kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / n_region))
         if not fit_blur and min(k[0] for k in kept) > 6:
             try:
                 cov = np.linalg.inv(h)[:n_geo, :n_geo] * residual_sd ** 2 * (len(w) / max(w.sum(), 1.0))

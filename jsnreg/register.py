@@ -93,9 +93,15 @@ class Engine:
         if refine:
             regions = bone_regions(upper_mask, boundary)
             fit = refine_bones(fixed, moving, list(regions), [net_upper, net_lower])
-            upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, jsn_net, fixed.shape)
             details.update(extra)
+            if measure.mostly_clipped(fit):
+                upper, lower = net_upper, net_lower
+                confidence = min(confidence, 0.5)  # no better founded than the network alone
+                details["reported"] = "network"
+                details["refined"] = {b: f.motion.to_dict() for b, f in zip(("upper", "lower"), fit.bones)}
+            else:
+                upper, lower = (b.motion for b in fit.bones)
         else:
             upper, lower = net_upper, net_lower
             confidence, flagged, reason = self._network_only_assessment(upper, lower, fixed.shape)

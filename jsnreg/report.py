@@ -42,9 +42,9 @@ METHOD_NOTE = (
     "one magnification (a small network's estimate, refined to sub-pixel precision). "
     "JSN = dy(upper) - dy(lower), the difference of the two bones' vertical displacements at the "
     "joint centre, in mm; positive = the joint space is narrower at follow-up. Lateral shift = "
-    "dx(upper) - dx(lower) (a subluxation indicator); rotation = the bones' relative rotation. MSE = mean squared intensity difference "
-    "(intensities 0-1) before and after registration; the loss maps show it per pixel, before and "
-    "after on one colour scale. Confidence is 0-1; a flagged number needs review before any use.")
+    "dx(upper) - dx(lower) (a subluxation indicator); rotation = the bones' relative rotation. "
+    "MSE = mean squared intensity difference (intensities 0-1) before and after registration; the "
+    "loss maps show it per pixel, before and after on one colour scale. Confidence is 0-1; a flagged number needs review before any use.")
 FLAG_RED = "#b00020"
 FLAG_FILL = "#fde4e4"
 INK = "#1a1a1a"

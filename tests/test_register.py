@@ -57,6 +57,10 @@ def test_a_saturated_follow_up_is_flagged_and_says_so(engine):
     r = engine.register_roi(pair.fixed, moving, pair.spacing_mm, upper_mask=pair.upper_mask)
     assert r.flagged
     assert "saturated" in r.flag_reason
+    # Too little is left for the intensity fit: the network's estimate is the one reported.
+    assert r.details["reported"] == "network"
+    assert r.jsn_px == pytest.approx(r.details["network"]["jsn_px"])
+    assert r.confidence <= 0.5
 
 
 def test_user_mask_always_wins(engine):
