@@ -11,7 +11,6 @@ from .errors import InputError
 from .network import Network, default_network
 from .refine import refine_bones
 from .results import JointResult
-from .transforms import BoneMotion
 
 # Pixels this close to the split (px) are left out of both bones' fits: a gap pixel near the
 # boundary can show either bone once the joint space changes.
@@ -93,27 +92,21 @@ class Engine:
         if refine:
             regions = bone_regions(upper_mask, boundary)
             fit = refine_bones(fixed, moving, list(regions), [net_upper, net_lower])
-            confidence, flagged, reason, extra = measure.assess(fit, jsn_net, fixed.shape)
-            details.update(extra)
+            usable = min(b.usable_fraction for b in fit.bones)
             if measure.mostly_clipped(fit):
                 upper, lower = net_upper, net_lower
-                confidence = min(confidence, 0.5)  # no better founded than the network alone
-                details["reported"] = "network"
-                details["refined"] = {b: f.motion.to_dict() for b, f in zip(("upper", "lower"), fit.bones)}
+                confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape, usable)
+                details.update(reported="network", usable_fraction=usable,
+                               refined={b: f.motion.to_dict() for b, f in zip(("upper", "lower"), fit.bones)})
             else:
                 upper, lower = (b.motion for b in fit.bones)
+                confidence, flagged, reason, extra = measure.assess(fit, jsn_net, fixed.shape)
+                details.update(extra)
         else:
             upper, lower = net_upper, net_lower
-            confidence, flagged, reason = self._network_only_assessment(upper, lower, fixed.shape)
+            confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape)
         images = measure.joint_images(fixed, moving, upper_mask, upper, lower)
         mse_before, mse_after = measure.mse_before_after(images)
         return JointResult(name=name, spacing_mm=float(spacing_mm), upper=upper, lower=lower,
                            mse_before=mse_before, mse_after=mse_after, confidence=confidence,
                            flagged=flagged, flag_reason=reason, details=details, images=images)
-
-    @staticmethod
-    def _network_only_assessment(upper: BoneMotion, lower: BoneMotion, shape) -> tuple[float, bool, str]:
-        """Without refinement there is no precision estimate: only plausibility can flag."""
-        reasons = [f"{b}: {w}" for b, w in (("upper", measure.implausible(upper, shape)),
-                                            ("lower", measure.implausible(lower, shape))) if w]
-        return (0.0 if reasons else 0.5), bool(reasons), "; ".join(reasons)

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from jsnreg import measure
 from jsnreg.errors import InputError
 from jsnreg.synthetic import make_joint_pair
+from jsnreg.transforms import BoneMotion
 
 
 def _pair(seed, **kw):
@@ -61,6 +63,19 @@ def test_a_saturated_follow_up_is_flagged_and_says_so(engine):
     assert r.details["reported"] == "network"
     assert r.jsn_px == pytest.approx(r.details["network"]["jsn_px"])
     assert r.confidence <= 0.5
+
+
+@pytest.mark.parametrize("usable, motion, flagged", [
+    (1.0, BoneMotion(1.01, 0.02, 1.0, 2.0), False),
+    (0.5, BoneMotion(1.01, 0.02, 1.0, 2.0), False),  # refinement skipped, the network trusted
+    (0.3, BoneMotion(1.01, 0.02, 1.0, 2.0), True),  # too little left for anything
+    (1.0, BoneMotion(1.3, 0.02, 1.0, 2.0), True),  # implausible scale
+])
+def test_network_assessment(usable, motion, flagged):
+    confidence, got_flag, reason = measure.network_assessment(motion, BoneMotion(), (128, 128), usable)
+    assert got_flag == flagged
+    assert confidence == (0.0 if flagged else 0.5)
+    assert bool(reason) == flagged
 
 
 def test_user_mask_always_wins(engine):
