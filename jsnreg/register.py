@@ -80,7 +80,7 @@ class Engine:
             upper_mask = np.asarray(upper_mask, dtype=bool)
             # The user's mask decides each pixel's bone. Its boundary may hug one bone's surface,
             # so the band left out of both fits is centred on the middle of the gap beside it
-            # (on the clinical pair: JSN 0.058 -> 0.016 mm, next to 0.005 mm with our own split).
+            # (on the clinical pair: JSN 0.058 -> 0.017 mm, next to 0.008 mm with our own split).
             boundary = split.mid_gap_rows(fixed, split.rows_from_upper_mask(upper_mask)) + 0.5
             mask_source = "user"
         net_upper, net_lower = self.network.predict(fixed, moving, upper_mask)
@@ -92,8 +92,8 @@ class Engine:
         if refine:
             regions = bone_regions(upper_mask, boundary)
             fit = refine_bones(fixed, moving, list(regions), [net_upper, net_lower])
-            usable = min(b.usable_fraction for b in fit.bones)
             if measure.mostly_clipped(fit):
+                usable = min(b.usable_fraction for b in fit.bones)
                 upper, lower = net_upper, net_lower
                 confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape, usable)
                 details.update(reported="network", usable_fraction=usable,

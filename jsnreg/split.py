@@ -10,8 +10,8 @@ The darkest row of a gap is not its middle (blur and the two cortices make the p
 and the registration wants the middle: each bone keeps its own articular surface. So the split is
 then moved, column by column, to halfway between the two surfaces: the steepest fall of intensity
 above the gully (the upper bone's edge) and the steepest rise below it (the lower bone's).
-On generated joints this halved the split's distance from the true middle (2.6 -> 1.3 px) and the
-JSN error SD with the automatic split (0.18 -> 0.09 px).
+On 100 generated joints this halved the split's distance from the true middle (2.6 -> 1.4 px);
+the whole method's JSN error SD went from 0.13 to 0.08 px and its mismatches from 3 % to none.
 """
 
 from __future__ import annotations
