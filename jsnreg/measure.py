@@ -69,7 +69,7 @@ def mostly_clipped(fit: RefineResult) -> bool:
     was 0.4-0.7 px RMS below that share and 0.06-0.10 px above it; the network alone, trained on
     clipped pairs too, stayed at 0.17-0.21 px RMS below it.
     """
-    return min(b.usable_fraction for b in fit.bones) < MIN_USABLE_REFINE
+    return fit.usable_fraction < MIN_USABLE_REFINE
 
 
 def network_assessment(upper: BoneMotion, lower: BoneMotion, shape: tuple[int, int],
@@ -110,6 +110,6 @@ def assess(fit: RefineResult, jsn_net_px: float, shape: tuple[int, int]) -> tupl
         }[weakest])
     details = {"sd_jsn_px": float(sd_jsn), "network_refine_diff_px": float(disagreement),
                "inlier_fraction": float(inliers), "scores": scores,
-               "usable_fraction": float(min(upper.usable_fraction, lower.usable_fraction)),
+               "usable_fraction": fit.usable_fraction,
                "blur_difference_px2": fit.blur_px2, "tone_curve": list(fit.tone)}
     return confidence, bool(reasons), "; ".join(reasons), details

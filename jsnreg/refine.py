@@ -66,6 +66,11 @@ class RefineResult:
     iterations: int
     converged: bool
 
+    @property
+    def usable_fraction(self) -> float:
+        """The least unsaturated share over the bones (the one that limits the fit)."""
+        return min(b.usable_fraction for b in self.bones)
+
 
 def _spline(image: np.ndarray) -> np.ndarray:
     return ndimage.spline_filter(image, order=3, mode="mirror")

@@ -93,10 +93,10 @@ class Engine:
             regions = bone_regions(upper_mask, boundary)
             fit = refine_bones(fixed, moving, list(regions), [net_upper, net_lower])
             if measure.mostly_clipped(fit):
-                usable = min(b.usable_fraction for b in fit.bones)
                 upper, lower = net_upper, net_lower
-                confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape, usable)
-                details.update(reported="network", usable_fraction=usable,
+                confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape,
+                                                                         fit.usable_fraction)
+                details.update(reported="network", usable_fraction=fit.usable_fraction,
                                refined={b: f.motion.to_dict() for b, f in zip(("upper", "lower"), fit.bones)})
             else:
                 upper, lower = (b.motion for b in fit.bones)

@@ -44,7 +44,8 @@ METHOD_NOTE = (
     "joint centre, in mm; positive = the joint space is narrower at follow-up. Lateral shift = "
     "dx(upper) - dx(lower) (a subluxation indicator); rotation = the bones' relative rotation. "
     "MSE = mean squared intensity difference (intensities 0-1) before and after registration; the "
-    "loss maps show it per pixel, before and after on one colour scale. Confidence is 0-1; a flagged number needs review before any use.")
+    "loss maps show it per pixel, before and after on one colour scale. Confidence is 0-1; a flagged "
+    "number needs review before any use.")
 FLAG_RED = "#b00020"
 FLAG_FILL = "#fde4e4"
 INK = "#1a1a1a"
