@@ -19,7 +19,7 @@ demo: venv
 	$(VENV)/bin/jsnreg demo --out demo-out
 
 test: venv
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q Testing
 
 bench: venv
 	$(VENV)/bin/jsnreg bench --out bench-out

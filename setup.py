@@ -3,7 +3,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 version = {}
-exec(Path("jsnreg/__init__.py").read_text().split('"""', 2)[2], version)
+exec(Path("JSNRegistration/jsnreg/__init__.py").read_text().split('"""', 2)[2], version)
 
 setup(
     name="jsnregistration",
@@ -12,7 +12,9 @@ setup(
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["jsnreg", "jsnreg.*", "jsnreg_viewer", "jsnreg_viewer.*"]),
+    # The core and the viewer live beneath the Slicer module folder, under their own import names.
+    package_dir={"": "JSNRegistration"},
+    packages=find_packages("JSNRegistration", include=["jsnreg", "jsnreg.*", "jsnreg_viewer", "jsnreg_viewer.*"]),
     package_data={"jsnreg": ["weights/*.pt", "weights/*.json"]},
     # Lower bounds only: the core also runs inside 3D Slicer's own Python and must not pin its numpy.
     install_requires=[

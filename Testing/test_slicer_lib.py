@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slicer" / "JSNRegistration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "JSNRegistration"))
 
 from JSNRegistrationLib import conversions, display  # noqa: E402
 from JSNRegistrationLib.runner import RunState, WorkerRunner  # noqa: E402

@@ -25,8 +25,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-# The repository this module file sits in (<root>/slicer/JSNRegistration/JSNRegistration.py).
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+# The folder this module file sits in holds the core package too (<root>/JSNRegistration/jsnreg).
+REPOSITORY_ROOT = Path(__file__).resolve().parent
 LOSS_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileViridis.txt"  # the core's figures use viridis too
 TABLE_LAYOUT_ID = 17301  # a slice view above the per-joint table
 TABLE_LAYOUT_XML = """<layout type="vertical" split="true">
@@ -307,7 +307,10 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
             return None
 
     def resourcePath(self, relativePath):
-        return str(Path(__file__).parent / "Resources" / relativePath)
+        # Installed: Resources/ beside the module file; source tree: Resources/ at the repository root.
+        here = Path(__file__).resolve().parent
+        folder = here / "Resources" if (here / "Resources").is_dir() else here.parent / "Resources"
+        return str(folder / relativePath)
 
     # --- joints -------------------------------------------------------------------------------
 

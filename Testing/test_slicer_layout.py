@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-EXT = Path(__file__).resolve().parents[1] / "slicer"
+EXT = Path(__file__).resolve().parents[1]  # the repository root is the extension
 MODULE_DIR = EXT / "JSNRegistration"
 MODULE = MODULE_DIR / "JSNRegistration.py"
-UI = MODULE_DIR / "Resources" / "UI" / "JSNRegistration.ui"
+RESOURCES = EXT / "Resources"
+UI = RESOURCES / "UI" / "JSNRegistration.ui"
 
 
 def test_module_and_lib_compile(tmp_path):
@@ -41,7 +42,7 @@ def test_module_cmake_lists_every_file_that_exists():
     lib = {f"JSNRegistrationLib/{p.name}" for p in (MODULE_DIR / "JSNRegistrationLib").glob("*.py")}
     assert lib | {"JSNRegistration.py"} <= listed  # every helper file is installed
     for rel in listed:
-        assert (MODULE_DIR / rel).is_file(), rel
+        assert ((EXT if rel.startswith("Resources/") else MODULE_DIR) / rel).is_file(), rel
 
 
 def test_four_classes_and_lazy_heavy_imports():
@@ -89,6 +90,6 @@ def test_ui_parameter_names_match_the_parameter_node():
 def test_icon_is_a_real_128px_picture():
     import SimpleITK as sitk
 
-    icon = sitk.GetArrayFromImage(sitk.ReadImage(str(MODULE_DIR / "Resources/Icons/JSNRegistration.png")))
+    icon = sitk.GetArrayFromImage(sitk.ReadImage(str(RESOURCES / "Icons/JSNRegistration.png")))
     assert icon.shape[:2] == (128, 128)
     assert len(np.unique(icon.reshape(-1, icon.shape[-1]), axis=0)) >= 3  # not a flat square
