@@ -88,6 +88,14 @@ def _hand_masks(image: np.ndarray, mm: float) -> list[np.ndarray]:
     if float(smooth.max() - smooth.min()) < 0.05:
         raise InputError("the image is nearly uniform: no hand to find")
     mask = smooth > _otsu3_low(smooth)
+    inside, outside = image[mask], image[~mask]
+    if inside.size < 10 or outside.size < 10:
+        raise InputError("no hand found: nothing stands out from the background")
+    # a radiograph's hand stands out from a quiet background; smoothed noise only looks like it
+    separation = (inside.mean() - outside.mean()) / np.sqrt((inside.var() + outside.var()) / 2 + 1e-12)
+    if separation < 1.5:
+        raise InputError(f"no hand found: no object stands out from the background "
+                         f"(contrast {separation:.1f} SD, a radiograph's hand gives > 1.5)")
     mask = ndimage.binary_opening(mask, iterations=max(1, int(round(1.0 / mm))))
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -160,7 +168,7 @@ def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray,
                     break
                 k += 1
             lo.append(best)
-        if r[i] - max(lo) < 0.2 * radius:
+        if r[i] - max(lo) < 0.5 * radius:
             continue
         tip = pts[i]
         if _border_run(mask, tip, 2.0 / mm) > 0.8 * radius:
@@ -184,37 +192,51 @@ def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray,
     return tips, centre, radius
 
 
-def _name_fingers(fingers: list[_Finger], centre: np.ndarray) -> str:
-    """Digits 1-5 for the fingers (in place) and the hand's side "L"/"R" from the thumb's place.
-
-    Tips are ordered around the palm centre; the widest angular gap is the wrist's side, so the
-    two ends of the order are the thumb and the little finger, and the thumb is the end with the
-    wider gap to its neighbour (the first web space is the widest)."""
-    fingers.sort(key=lambda f: f.angle)
+def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
+    """Tips in order around the palm centre, starting after the widest angular gap (the wrist's
+    side), so the ends of the order are the outer fingers."""
+    fingers = sorted(fingers, key=lambda f: f.angle)
     angles = np.array([f.angle for f in fingers])
     gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))
     start = (int(np.argmax(gaps)) + 1) % len(fingers)
-    ordered = fingers[start:] + fingers[:start]
-    seq = np.unwrap([f.angle for f in ordered])
-    inner = np.diff(seq)
-    if len(ordered) >= 3 and inner[-1] > inner[0]:
-        ordered, inner = ordered[::-1], inner[::-1]
-    # ordered[0] is the thumb; the others from the index finger on, a doubled gap = a missing digit
+    return fingers[start:] + fingers[:start]
+
+
+# Finger bases (axis points 1.2 palm radii from the palm centre) of neighbouring fingers 2-5 lie
+# 0.3-0.65 radii apart on the training hands, the thumb's 1.0-1.35 from the index finger's.
+BASE_GAP_R = 0.5
+MISSING_GAP_R = 0.8
+THUMB_MISSING_INDEX_R = 1.6
+
+
+def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray, radius: float) -> str:
+    """Digits 1-5 (set on the fingers) and the hand's side, "L" or "R".
+
+    The thumb is the end finger whose base is farther from its neighbour's (the first web space
+    is the widest); the others are counted from it, a base gap of about two finger widths being a
+    missing finger (never a name given twice). PA view, fingers up: a left hand shows its thumb
+    on the image's right."""
+    gaps = np.linalg.norm(np.diff(bases, axis=0), axis=1) / radius
+    if gaps[-1] > gaps[0]:
+        ordered.reverse()
+        bases = bases[::-1]
+        gaps = gaps[::-1]
     ordered[0].digit = 1
-    rest = inner[1:]
-    usual = float(np.median(rest)) if len(rest) else 0.0
-    digit = 2
-    for k, f in enumerate(ordered[1:]):
-        if k > 0 and usual > 0 and rest[k - 1] > 1.7 * usual:
-            digit += int(round(rest[k - 1] / usual)) - 1
+    digit = 2 + (gaps[0] > THUMB_MISSING_INDEX_R)
+    for f, gap in zip(ordered[1:], np.concatenate([[0.0], gaps[1:]])):
+        if gap > MISSING_GAP_R:
+            digit += int(max(1, round(gap / BASE_GAP_R) - 1))
         f.digit = digit
         digit += 1
-    ordered[:] = [f for f in ordered if f.digit <= 5]
-    fingers[:] = ordered
     others = [f.tip - centre for f in ordered[1:]]
-    up = np.mean([v / np.linalg.norm(v) for v in others], axis=0) if others else ordered[0].tip - centre
+    up = np.mean([v / np.linalg.norm(v) for v in others], axis=0)
     right = np.array([-up[1], up[0]])
     return "L" if float(np.dot(ordered[0].tip - centre, right)) > 0 else "R"
+
+
+def _base(axis: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
+    d = np.hypot(*(axis - centre).T)
+    return axis[int(np.argmin(np.abs(d - 1.2 * radius)))]
 
 
 def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float, mm: float,
@@ -323,18 +345,24 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     hands = []
     for mask in masks:
         fingers, centre, radius = _fingertips(mask, mm)
-        if len(fingers) < 3:
-            continue
-        side = _name_fingers(fingers, centre)
+        if not 3 <= len(fingers) <= 5:
+            continue  # a hand shows three to five fingertips; more is an outline that is not one
+        fingers = _order_fingers(fingers)
+        for f in fingers:
+            f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
+        side = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre, radius)
         found = []
         for f in fingers:
-            f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * TIP_TO_MCP_R[f.digit] * radius)
-            for name, s, conf in _choose_joints(f, _profile(fine, f.axis, mm), radius, mm):
-                x, y = _at(f.axis, s)
+            if f.digit > 5:
+                continue
+            reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
+            axis = f.axis[:reach]
+            for name, s, conf in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
+                x, y = _at(axis, s)
                 found.append((name, (x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5, conf))
         hands.append((side, centre, found))
     if not hands:
-        raise InputError("no hand found: no outline with at least three fingers")
+        raise InputError("no hand found: no outline with three to five fingers")
     two = len(hands) == 2 and hands[0][0] != hands[1][0]
     out = []
     for side, _, found in hands[:2] if two else hands[:1]:

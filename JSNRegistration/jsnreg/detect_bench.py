@@ -125,8 +125,8 @@ def without_finger(pixels: np.ndarray, truth: dict, digit: int) -> tuple[np.ndar
     """The finger `digit` (2-5) removed distal to its MCP (set to the background): its PIP and
     DIP must not be reported, the MCP may be."""
     names = [f"PIP{digit}", f"DIP{digit}"]
-    mcp = truth[f"MCP{digit}"]
-    tip_dir = truth[f"PIP{digit}"] - mcp
+    mcp = np.asarray(truth[f"MCP{digit}"], float)
+    tip_dir = np.asarray(truth[f"PIP{digit}"], float) - mcp
     length = float(np.linalg.norm(tip_dir))
     tip_dir /= length
     h, w = pixels.shape
