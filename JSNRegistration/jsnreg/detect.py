@@ -123,25 +123,6 @@ def _outline(mask: np.ndarray, mm: float) -> np.ndarray:
     return np.column_stack([np.interp(t, s, line[:, 0]), np.interp(t, s, line[:, 1])])
 
 
-def _border_run(mask: np.ndarray, point, near_px: float) -> float:
-    """Length (px) of the run of mask pixels on the image edge nearest `point`, 0 when the
-    point is not within near_px of the edge."""
-    h, w = mask.shape
-    x, y = float(point[0]), float(point[1])
-    edges = [(y, mask[0, :], x), (h - 1 - y, mask[-1, :], x), (x, mask[:, 0], y), (w - 1 - x, mask[:, -1], y)]
-    gap, line, pos = min(edges, key=lambda e: e[0])
-    if gap > near_px:
-        return 0.0
-    labels, _ = ndimage.label(line)
-    k = labels[int(np.clip(round(pos), 0, len(line) - 1))]
-    if k == 0:
-        near = np.flatnonzero(labels)
-        if not len(near):
-            return 0.0
-        k = labels[near[np.argmin(np.abs(near - pos))]]
-    return float(np.sum(labels == k))
-
-
 def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray, float]:
     """Fingertip candidates of one hand, the palm centre (x, y) and the palm radius (px)."""
     dist = ndimage.distance_transform_edt(mask)
@@ -168,16 +149,14 @@ def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray,
                     break
                 k += 1
             lo.append(best)
-        if r[i] - max(lo) < 0.5 * radius:
+        if r[i] - max(lo) < 0.3 * radius:
             continue
         tip = pts[i]
-        if _border_run(mask, tip, 2.0 / mm) > 0.8 * radius:
-            continue  # the arm leaving the image: its cut is wider than a finger
         # finger-narrow: the mask across the protrusion 6 mm back from the tip
         d = (centre - tip) / np.linalg.norm(centre - tip)
         back = tip + d * 6.0 / mm
         across = np.array([-d[1], d[0]])
-        u = np.arange(-60, 61) * 0.5 / mm
+        u = np.arange(-radius, radius + 1.0, 0.5)  # long enough to see the arm's full width
         xs, ys = back[0] + u * across[0], back[1] + u * across[1]
         inside = ndimage.map_coordinates(mask.astype(np.float32), [ys, xs], order=1, cval=0) > 0.5
         mid = len(u) // 2
@@ -185,8 +164,8 @@ def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray,
             continue
         left = mid - np.argmin(inside[mid::-1]) if not inside[0:mid + 1].all() else 0
         right = mid + np.argmin(inside[mid:]) if not inside[mid:].all() else len(u)
-        if (right - left) * 0.5 / mm > 0.8 * radius:
-            continue  # wider than a finger: the forearm, or the palm's edge
+        if (right - left) * 0.5 > 0.8 * radius:
+            continue  # wider than a finger: the forearm where it leaves the image
         angle = float(np.arctan2(tip[1] - centre[1], tip[0] - centre[0]))
         tips.append(_Finger(tip=tip.copy(), angle=angle))
     return tips, centre, radius
@@ -196,6 +175,13 @@ def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
     """Tips in order around the palm centre, starting after the widest angular gap (the wrist's
     side), so the ends of the order are the outer fingers."""
     fingers = sorted(fingers, key=lambda f: f.angle)
+    while len(fingers) > 1:
+        angles = np.array([f.angle for f in fingers])
+        gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))  # gaps[k]: k to k + 1
+        lonely = np.flatnonzero((gaps > ISOLATED_RAD) & (np.roll(gaps, 1) > ISOLATED_RAD))
+        if not len(lonely):
+            break
+        fingers.pop(int(lonely[0]))  # the forearm's cut end, far from every finger
     angles = np.array([f.angle for f in fingers])
     gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))
     start = (int(np.argmax(gaps)) + 1) % len(fingers)
@@ -203,10 +189,11 @@ def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
 
 
 # Finger bases (axis points 1.2 palm radii from the palm centre) of neighbouring fingers 2-5 lie
-# 0.3-0.65 radii apart on the training hands, the thumb's 1.0-1.35 from the index finger's.
+# 0.3-0.65 radii apart on the training hands, the thumb's 1.0-1.9 from the index finger's.
 BASE_GAP_R = 0.5
+ISOLATED_RAD = np.radians(60.0)  # seen from the palm centre, neighbouring fingertips are < 60 deg apart
 MISSING_GAP_R = 0.8
-THUMB_MISSING_INDEX_R = 1.6
+THUMB_MISSING_INDEX_R = 2.3
 
 
 def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray, radius: float) -> str:
@@ -235,8 +222,9 @@ def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
 
 
 def _base(axis: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
-    d = np.hypot(*(axis - centre).T)
-    return axis[int(np.argmin(np.abs(d - 1.2 * radius)))]
+    """The first axis point within 1.2 palm radii of the palm centre (the tip when it already is)."""
+    inside = np.flatnonzero(np.hypot(*(axis - centre).T) <= 1.2 * radius)
+    return axis[int(inside[0]) if len(inside) else -1]
 
 
 def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float, mm: float,
@@ -251,11 +239,11 @@ def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float,
     h, w = bone.shape
     for _ in range(int(length_px)):
         p = p + d
-        if not (0 <= p[0] < w and 0 <= p[1] < h):
-            break
+        if not (0 <= p[0] < w and 0 <= p[1] < h) or np.hypot(*(p - centre)) < 0.3 * radius:
+            break  # past the MCP joints: the palm centre lies among the metacarpals
         across = np.array([-d[1], d[0]])
         vals = ndimage.map_coordinates(bone, [p[1] + u * across[1], p[0] + u * across[0]], order=1,
-                                       mode="nearest")
+                                       cval=0.0)  # dark beyond the edge: a finger cut by it is not followed along it
         k = int(np.argmax(vals * prior))
         p = p + across * u[k] * 0.3  # damped: the line is followed, not jumped to
         pts.append(p.copy())
@@ -345,9 +333,9 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     hands = []
     for mask in masks:
         fingers, centre, radius = _fingertips(mask, mm)
+        fingers = _order_fingers(fingers) if fingers else []
         if not 3 <= len(fingers) <= 5:
             continue  # a hand shows three to five fingertips; more is an outline that is not one
-        fingers = _order_fingers(fingers)
         for f in fingers:
             f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
         side = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre, radius)
