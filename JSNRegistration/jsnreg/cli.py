@@ -280,7 +280,7 @@ def cmd_bench(args) -> int:
         from .detect_bench import ANNOTATIONS, run as run_detect
 
         run_detect(args.annotations or ANNOTATIONS, splits=tuple(args.splits.split(",")),
-                   variants=not args.no_variants, out=Path(args.out))
+                   variants=not args.no_variants, out=Path(args.out), tolerance_mm=args.tolerance_mm)
         return 0
     from .bench import run
 
@@ -348,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--splits", default="test,val", help="with --detect: which RSNA splits (default test,val)")
     b.add_argument("--annotations", help="with --detect: the annotations file (default: the package's)")
     b.add_argument("--no-variants", action="store_true", help="with --detect: the images only")
+    b.add_argument("--tolerance-mm", type=float, default=2.0, help="with --detect: found = within this distance")
     b.set_defaults(func=cmd_bench)
 
     from .report import add_report_command
