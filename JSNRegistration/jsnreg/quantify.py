@@ -1,7 +1,9 @@
 """Whole radiographs -> per-joint measurements: the pipeline every face calls.
 
-baseline + follow-up (Radiograph) -> same spacing -> per joint: axis, baseline ROI, the joint found
-in the follow-up, follow-up ROI -> register_roi (split, network, refinement, measurements).
+baseline + follow-up (Radiograph) -> same spacing -> one coarse alignment of the whole hands ->
+per joint: axis, baseline ROI, the joint found in the follow-up (a local search at reduced
+resolution), follow-up ROI -> register_roi at the working resolution (resolution.py: split,
+network, refinement, measurements), the result in full-resolution pixels.
 Every joint is checked before any registration starts, so a bad position fails at once.
 """
 
@@ -12,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import rois, split
+from . import resolution, rois, split
 from .errors import InputError
 from .images import Radiograph, match_spacing
 from .joints import JointSpec
@@ -26,6 +28,8 @@ class Settings:
     roi_mm: float = 22.0  # side of the square joint ROI (the published work: 127 px at 0.175 mm)
     refine: bool = True  # per-bone sub-pixel refinement after the network
     edge: str = "pad"  # joints near the image edge: "pad" (up to a quarter outside) or "refuse"
+    # Full-resolution pixels per working pixel a side (resolution.py); None: chosen from the spacing.
+    work_factor: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,22 +49,29 @@ class Placement:
     followup_angle_rad: float
     size_px: int
     followup_given: bool
+    work_factor: int = 1  # registered on factor x factor block means of the ROIs (resolution.py)
 
     def to_dict(self) -> dict:
         return {"baseline_xy": list(self.baseline_xy), "followup_xy": list(self.followup_xy),
                 "baseline_angle_rad": self.baseline_angle_rad, "followup_angle_rad": self.followup_angle_rad,
-                "roi_size_px": self.size_px, "followup_given": self.followup_given}
+                "roi_size_px": self.size_px, "followup_given": self.followup_given,
+                "work_factor": self.work_factor}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Placement":
         return cls(tuple(d["baseline_xy"]), float(d["baseline_angle_rad"]), tuple(d["followup_xy"]),
-                   float(d["followup_angle_rad"]), int(d["roi_size_px"]), bool(d.get("followup_given", False)))
+                   float(d["followup_angle_rad"]), int(d["roi_size_px"]), bool(d.get("followup_given", False)),
+                   int(d.get("work_factor", 1)))
 
 
-def roi_size_px(roi_mm: float, spacing_mm: float) -> int:
-    """ROI side in pixels (odd, so the joint centre is a pixel centre)."""
-    n = int(round(roi_mm / spacing_mm))
-    return n + 1 - n % 2
+def working_factor(settings: Settings, spacing_mm: float) -> int:
+    """The settings' working-resolution factor, or the one the spacing asks for."""
+    if settings.work_factor is None:
+        return resolution.work_factor(spacing_mm)
+    if isinstance(settings.work_factor, bool) or not isinstance(settings.work_factor, int) \
+            or settings.work_factor < 1:
+        raise InputError(f"work_factor must be a whole number >= 1 (or none), got {settings.work_factor!r}")
+    return settings.work_factor
 
 
 def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
@@ -73,7 +84,8 @@ def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
 def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
                  settings: Settings) -> list[Placement]:
     """Cut positions of every joint; InputError for a joint outside or too near the edge."""
-    size = roi_size_px(settings.roi_mm, baseline.spacing_mm)
+    factor = working_factor(settings, baseline.spacing_mm)
+    size = resolution.roi_sizes_px(settings.roi_mm, baseline.spacing_mm, factor)[0]
     coarse = None
     if any(j.followup_xy is None for j in joints):
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
@@ -94,13 +106,14 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
             follow_angle = angle + rois.matrix_rotation(coarse)
         _cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
         placements.append(Placement((float(j.x), float(j.y)), float(angle), follow_xy, float(follow_angle),
-                                    size, j.followup_xy is not None))
+                                    size, j.followup_xy is not None, factor))
     return placements
 
 
-def _cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> np.ndarray:
+def _cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> None:
+    """The edge check of cutting this ROI (the cut itself comes later, once per joint)."""
     try:
-        return rois.cut_roi(image, centre_xy, size, angle, edge=settings.edge)
+        rois.check_roi_inside(image.shape, centre_xy, size, angle, edge=settings.edge)
     except InputError as exc:
         raise InputError(f"joint {what}: {exc}") from None
 
@@ -130,7 +143,8 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"stopped after {k} of {len(joints)} joints")
         fixed, moving = cut_pair(baseline, followup, place)
-        result = engine.register_roi(fixed, moving, baseline.spacing_mm, refine=settings.refine, name=joint.name)
+        result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
+                                         refine=settings.refine, name=joint.name)
         result.position = place.to_dict()
         results.append(result)
         if on_progress is not None:
