@@ -9,6 +9,7 @@ Every joint is checked before any registration starts, so a bad position fails a
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -127,8 +128,12 @@ def cut_pair(baseline: Radiograph, followup: Radiograph, p: Placement) -> tuple[
 def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
              settings: Settings | None = None, engine: Engine | None = None,
              on_progress: Callable[[int, int, str], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> list[JointResult]:
-    """Measure every joint; results in the order of `joints`, each with its images and position."""
+             should_cancel: Callable[[], bool] | None = None, timings: dict | None = None) -> list[JointResult]:
+    """Measure every joint; results in the order of `joints`, each with its images and position.
+
+    timings, when given, receives the wall and CPU seconds of placement and registration
+    (place_s, place_cpu_s, register_s, register_cpu_s)."""
+    clock = _Clock(timings)
     settings = settings or Settings()
     if not joints:
         raise InputError("no joints given: place at least one joint on the baseline")
@@ -137,6 +142,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
         raise InputError(f"joint names must be unique: {', '.join(n for n in names if names.count(n) > 1)}")
     followup = same_spacing(baseline, followup)
     placements = place_joints(baseline, followup, joints, settings)
+    clock.lap("place")
     engine = engine or Engine.load()
     results = []
     for k, (joint, place) in enumerate(zip(joints, placements)):
@@ -149,7 +155,22 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
         results.append(result)
         if on_progress is not None:
             on_progress(k + 1, len(joints), joint.name)
+    clock.lap("register")
     return results
+
+
+class _Clock:
+    """Wall and CPU seconds since the last lap, written into `timings` (nothing when it is None)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self.timings is not None:
+            self.timings[f"{stage}_s"], self.timings[f"{stage}_cpu_s"] = wall - self.wall, cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
 
 
 def joint_images(baseline: Radiograph, followup: Radiograph, result: JointResult) -> JointImages:
