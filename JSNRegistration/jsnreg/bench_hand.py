@@ -277,20 +277,22 @@ def _stats(errors: dict) -> dict:
 
 def run(out_dir: Path, seed: int = 0, real: str | None = "rsna-bone-age/1437.png",
         joints_file: Path | None = None, log=print) -> dict:
-    """Both cases; writes bench_hand.json and prints the tables."""
+    """The generated case and each real hand in `real` (comma-separated names); writes
+    bench_hand.json and prints the tables (with the machine's load average: others' work slows
+    the wall clock, the CPU seconds less)."""
     out_dir = Path(out_dir)
     cases = {"generated": generated_case(out_dir, seed)}
-    if real:
+    for name in filter(None, (real or "").split(",")):
         try:
-            cases["real"] = real_case(out_dir, real, seed, joints_file)
+            cases[f"real {name}"] = real_case(out_dir / Path(name).stem, name.strip(), seed, joints_file)
         except InputError as exc:
             log(f"real hand skipped: {exc}")
     result = {}
     for name, case in cases.items():
-        log(f"{name}: {case['what']}")
-        cli = run_cli(case, out_dir / name / "quantify-out")
+        log(f"{name}: {case['what']} (load average {os.getloadavg()[0]:.1f})")
+        cli = run_cli(case, Path(case["paths"]["joints"]).parent / "quantify-out")
         stages = compare_stages(case, log)
-        result[name] = {"what": case["what"], "cli": cli, **stages}
+        result[name] = {"what": case["what"], "load_average": os.getloadavg()[0], "cli": cli, **stages}
     (out_dir / "bench_hand.json").write_text(json.dumps(result, indent=2) + "\n")
     log(format_summary(result))
     return result
@@ -300,7 +302,8 @@ def format_summary(result: dict) -> str:
     lines = []
     for name, r in result.items():
         c = r["cli"]
-        lines.append(f"\n{r['what']}")
+        lines.append(f"\n{r['what']} (load average {r.get('load_average', float('nan')):.1f} on "
+                     f"{os.cpu_count()} cores)")
         lines.append("jsnreg quantify, 14 joints, no report (s: wall / CPU):")
         lines.append(f"  total {c['total_s']:.2f} / {c['total_cpu_s']:.2f}   start {c['start_s']:.2f}   "
                      + "   ".join(f"{k} {c[f'{k}_s']:.2f} / {c[f'{k}_cpu_s']:.2f}"

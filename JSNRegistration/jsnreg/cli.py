@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: a 2000 x 2500 px hand with 14 joints at 0.1 mm/px (generated and real), "
                         "timed stage by stage beside SimpleITK")
     b.add_argument("--real", default="rsna-bone-age/1437.png",
-                   help="with --hand: the real hand, relative to the real-hands folder ('' for none)")
+                   help="with --hand: real hands, comma-separated, relative to the real-hands folder ('' for none)")
     b.add_argument("--real-joints", help="with --hand: its joint annotations (default: the package's)")
     b.set_defaults(func=cmd_bench)
 
