@@ -246,12 +246,11 @@ def cmd_bench(args) -> int:
     if args.hand:
         from .bench_hand import run as run_hand
 
-        run_hand(Path(args.out), seed=args.seed if args.seed is not None else 0, real=args.real or None,
-                 joints_file=args.real_joints)
+        run_hand(Path(args.out), seed=args.seed, real=args.hand_real, joints_file=args.hand_joints)
         return 0
     from .bench import run
 
-    run(Path(args.out), n_pairs=args.pairs, seed=args.seed if args.seed is not None else 2026)
+    run(Path(args.out), n_pairs=args.pairs, seed=args.seed)
     return 0
 
 
@@ -299,13 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="accuracy, flags and speed on generated pairs vs truth and a SimpleITK peer")
     b.add_argument("--out", default="bench-out")
     b.add_argument("--pairs", type=int, default=500)
-    b.add_argument("--seed", type=int, help="generator seed (default 2026; with --hand 0)")
+    b.add_argument("--seed", type=int, default=2026)
     b.add_argument("--hand", action="store_true",
                    help="instead: a 2000 x 2500 px hand with 14 joints at 0.1 mm/px (generated and real), "
                         "timed stage by stage beside SimpleITK")
-    b.add_argument("--real", default="rsna-bone-age/1437.png",
+    b.add_argument("--hand-real", default="rsna-bone-age/1437.png",
                    help="with --hand: real hands, comma-separated, relative to the real-hands folder ('' for none)")
-    b.add_argument("--real-joints", help="with --hand: its joint annotations (default: the package's)")
+    b.add_argument("--hand-joints", help="with --hand: their joint annotations (default: the package's)")
     b.set_defaults(func=cmd_bench)
 
     from .report_command import add_report_command
