@@ -97,7 +97,7 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
             raise InputError(f"joint {j.name} at ({j.x:.0f}, {j.y:.0f}) lies outside the baseline "
                              f"({cols} x {rows} px)")
         angle = rois.estimate_axis_angle(baseline.pixels, (j.x, j.y), size / 2.0)
-        _cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
+        _check_cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
         if j.followup_xy is not None:
             follow_xy = tuple(map(float, j.followup_xy))
             follow_angle = angle + (rois.matrix_rotation(coarse) if coarse is not None else 0.0)
@@ -105,13 +105,13 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
             follow_xy = tuple(map(float, rois.locate_joint(baseline.pixels, followup.pixels, (j.x, j.y),
                                                            size, coarse)))
             follow_angle = angle + rois.matrix_rotation(coarse)
-        _cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
+        _check_cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
         placements.append(Placement((float(j.x), float(j.y)), float(angle), follow_xy, float(follow_angle),
                                     size, j.followup_xy is not None, factor))
     return placements
 
 
-def _cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> None:
+def _check_cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> None:
     """The edge check of cutting this ROI (the cut itself comes later, once per joint)."""
     try:
         rois.check_roi_inside(image.shape, centre_xy, size, angle, edge=settings.edge)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .network import CONV_LAYERS
+
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
@@ -19,8 +21,6 @@ class JSNNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from .network import CONV_LAYERS
-
         self.features = nn.Sequential(*(_block(c_in, c_out, stride) for c_in, c_out, stride in CONV_LAYERS))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(CONV_LAYERS[-1][1] * 16, 128), nn.ReLU(inplace=True),
                                   nn.Linear(128, 8))
