@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--hand", action="store_true",
                    help="instead: a 2000 x 2500 px hand with 14 joints at 0.1 mm/px (generated and real), "
                         "timed stage by stage beside SimpleITK")
-    b.add_argument("--hand-real", default="rsna-bone-age/1437.png",
+    b.add_argument("--hand-real", default="rsna-bone-age/1440.png",
                    help="with --hand: real hands, comma-separated, relative to the real-hands folder ('' for none)")
     b.add_argument("--hand-joints", help="with --hand: their joint annotations (default: the package's)")
     b.set_defaults(func=cmd_bench)
