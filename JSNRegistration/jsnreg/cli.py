@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(sub)
 
+    from .cohort.commands import add_cohort_command
+
+    add_cohort_command(sub)
+
     for parser in (roi, q):
         parser.add_argument("--weights", help=argparse.SUPPRESS)
     return p
