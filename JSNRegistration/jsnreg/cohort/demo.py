@@ -21,7 +21,7 @@ import numpy as np
 # where make_hand_pair renders two.
 from .. import synthetic as syn
 
-DEMO_JOINTS = ("MCP2", "MCP3", "PIP2", "PIP3", "DIP3")
+DEMO_JOINTS = ("MCP2", "MCP3", "PIP3", "DIP3")
 SPREAD_DEG = 9.0  # finger spread of the inconsistent visit (index finger out, middle finger in)
 
 
@@ -105,10 +105,9 @@ def _render_job(job):
     return str(path), _write_visit(Path(path), args)
 
 
-def write_demo_cohort(out_dir, n_patients: int = 12, seed: int = 12, processes: int = 2) -> dict:
-    """Images, joints files, manifest.csv and truth.json of the demo cohort; returns their paths."""
-    from concurrent.futures import ProcessPoolExecutor
-
+def write_demo_cohort(out_dir, n_patients: int = 12, seed: int = 12, client=None) -> dict:
+    """Images, joints files, manifest.csv and truth.json of the demo cohort; returns their paths.
+    The images are rendered on the Dask client's workers when one is given."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     start = datetime.date(2021, 3, 1)
@@ -126,8 +125,10 @@ def write_demo_cohort(out_dir, n_patients: int = 12, seed: int = 12, processes: 
                 rep = f"images/{p['patient']}_v{k + 1}_repeat.dcm"
                 jobs.append((out / rep, (p["seed"], narrowing, 100 + k, 0.0, date, p["patient"])))
                 rows.append(dict(patient=p["patient"], date=date, image=rep, joints="", repeat="1"))
-    with ProcessPoolExecutor(processes) as pool:
-        located = dict(pool.map(_render_job, jobs))
+    if client is not None:
+        located = dict(client.gather(client.map(_render_job, [(str(p), a) for p, a in jobs], pure=False)))
+    else:
+        located = dict(map(_render_job, jobs))
     for row in rows:
         if row["image"].endswith("_v1.dcm"):
             xy = located[str(out / row["image"])]
@@ -168,3 +169,66 @@ def _bad_rows(out: Path, rows: list[dict]) -> list[dict]:
     rows.remove(p02)
     return [{k: r.get(k, "") for k in ("patient", "date", "image", "spacing_mm", "joints", "repeat")}
             for r in bad] + [p02]
+
+
+def compare(truth: dict, trajs: list[dict], checks: list[dict]) -> dict:
+    """Measured rates against the known ones, and where the transitivity check fired."""
+    errors, z = [], []
+    for t in trajs:
+        known = truth.get(t["patient"], {}).get("rates_mm_per_year", {}).get(t["joint"])
+        if known is None or t["rate_mm_per_year"] is None or truth[t["patient"]]["spread_visits"]:
+            continue
+        errors.append(t["rate_mm_per_year"] - known)
+        z.append(errors[-1] / t["rate_se_mm_per_year"])
+    spread = {p for p, v in truth.items() if v["spread_visits"]}
+    errors, z = np.array(errors), np.array(z)
+    return {"n_rates": len(errors), "rate_error_mean": float(errors.mean()), "rate_error_sd": float(errors.std(ddof=1)),
+            "rate_error_max_abs": float(np.abs(errors).max()), "within_2se": float(np.mean(np.abs(z) <= 2)),
+            "checks_spread_patient": sum(c["patient"] in spread for c in checks),
+            "flagged_spread_patient": sum(c["flagged"] and c["patient"] in spread for c in checks),
+            "checks_others": sum(c["patient"] not in spread for c in checks),
+            "flagged_others": sum(c["flagged"] and c["patient"] not in spread for c in checks),
+            "max_abs_z_others": max((abs(c["z"]) for c in checks if c["patient"] not in spread and c["z"] is not None),
+                                    default=float("nan"))}
+
+
+def run_demo(out: Path, workers: int = 2, n_patients: int = 12) -> dict:
+    """Generate, run (twice: the second run finds nothing to do), report, and compare with the truth."""
+    import time
+
+    from .report import load, write_report
+    from .run import dask_client, run_cohort
+    from .status import print_status
+    from .store import Store
+    from .trajectories import trajectories
+
+    out = Path(out)
+    store = out / "cohort.sqlite"
+    with dask_client(workers) as client:
+        t0 = time.perf_counter()
+        print(f"Generating {n_patients} patients (3-4 visits, known rates) in {out} ...")
+        paths = write_demo_cohort(out, n_patients, client=client)
+        t1 = time.perf_counter()
+        counts = run_cohort(paths["manifest"], store, client=client)
+        t2 = time.perf_counter()
+        again = run_cohort(paths["manifest"], store, client=client, progress=False)
+    print(f"generated in {t1 - t0:.0f} s; measured {counts['measured']} joints ({counts['failed']} failed) in "
+          f"{t2 - t1:.0f} s on {workers} workers; a second run measured {again['measured']} "
+          f"({again['already']} already stored)")
+    print_status(store)
+    files = write_report(store, out / "report")
+    s = Store(store, must_exist=True)
+    data = load(s)
+    s.close()
+    _, trajs, checks = trajectories(data["measurements"], data["visits"])
+    result = compare(json.loads(Path(paths["truth"]).read_text()), trajs, checks)
+    print(f"rates vs truth (generated data, {result['n_rates']} trajectories of consistent patients): error mean "
+          f"{result['rate_error_mean']:+.4f}, SD {result['rate_error_sd']:.4f}, max |error| "
+          f"{result['rate_error_max_abs']:.4f} mm/year; {result['within_2se']:.0%} within 2 SE")
+    print(f"transitivity: {result['flagged_spread_patient']} of {result['checks_spread_patient']} checks flagged for "
+          f"the patient with the spread-finger visit, {result['flagged_others']} of {result['checks_others']} for the "
+          f"others (max |z| {result['max_abs_z_others']:.1f})")
+    print(f"report: {out / 'report' / 'summary.html'} (and {len(files) - 2} tables)")
+    (out / "demo_result.json").write_text(json.dumps(dict(result, first_run=counts, second_run=again,
+                                                          seconds_generate=t1 - t0, seconds_measure=t2 - t1), indent=1))
+    return result
