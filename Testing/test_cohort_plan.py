@@ -95,7 +95,7 @@ def test_store_is_wal_and_keyed(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     assert store.query("PRAGMA journal_mode")[0][0] == "wal"
     run = store.begin_run("m.csv", {}, "s", "m", "local")
-    row = dict.fromkeys(("jsn_mm", "sd_mm", "confidence", "flagged", "flag_reason", "to_x", "to_y", "seconds",
+    row = dict.fromkeys(("jsn_mm", "sd_mm", "confidence", "flagged", "flag_reason", "to_x", "to_y", "seconds", "cpu_seconds",
                          "worker", "finished", "result"))
     row.update(patient="A", joint="MCP2", from_visit="v1", to_visit="v2", settings_hash="s", model_hash="m",
                input_hash="h1", from_sha256="", to_sha256="", kind="baseline", status="ok", run_id=run)

@@ -208,11 +208,14 @@ def run_cohort(manifest, store_path, workers: int = 2, scheduler: str | None = N
         with (contextlib.nullcontext(client) if client is not None else
               dask_client(workers, scheduler, memory_limit)) as c:
             limit = IN_FLIGHT_PER_THREAD * _threads(c)
+            t_scan = time.perf_counter()
             scans = scan_visits(c, store, visits, limit)
+            t_scan = time.perf_counter() - t_scan
             joints = resolve_joints(c, store, visits, scans, limit)
             visit_rows, patient_rows, pairs = build_plan(visits, scans, joints)
             store.write_plan(run_id, visit_rows, patient_rows, plan_rows(pairs))
             counts = measure(c, store, pairs, settings, s_hash, m_hash, run_id, limit, progress)
+            counts.update(scan_seconds=t_scan, images=sum(v.ok for v in visits))
         store.end_run(run_id, "done" if counts["pending"] == 0 else "incomplete")
     except BaseException:
         store.end_run(run_id, "stopped")
@@ -278,7 +281,8 @@ def measure(client, store: Store, pairs: list[Pair], settings, s_hash: str, m_ha
                 "to_sha256": to_sha or p.to_sha256, "kind": p.kind, "status": r["status"],
                 "jsn_mm": r.get("jsn_mm"), "sd_mm": r.get("sd_mm"), "confidence": r.get("confidence"),
                 "flagged": r.get("flagged"), "flag_reason": r.get("flag_reason", ""), "to_x": r.get("to_x"),
-                "to_y": r.get("to_y"), "seconds": r.get("seconds"), "worker": worker, "run_id": run_id,
+                "to_y": r.get("to_y"), "seconds": r.get("seconds"),
+                "cpu_seconds": r.get("cpu_seconds"), "worker": worker, "run_id": run_id,
                 "finished": now, "result": json.dumps(r["result"]) if "result" in r else None})
         store.save_measurements(full, run_id)
         for row in full:
@@ -308,10 +312,12 @@ def measure(client, store: Store, pairs: list[Pair], settings, s_hash: str, m_ha
     for p in pairs:
         p.from_sha256, p.to_sha256 = sha[p.from_visit.line], sha[p.to_visit.line]
     first = [q for p in ready for q in prepare(p)]
+    t0 = time.perf_counter()
     try:
         bounded_map(client, tasks.measure_pair, first, done, limit, "measure")
     finally:
         bar.close()
+    counts["seconds"] = time.perf_counter() - t0
     # Children whose parent never came in (its task failed) stay pending for the next run.
     counts["pending"] = planned - len(store.current(s_hash, m_hash))
     return counts

@@ -39,12 +39,12 @@ CREATE TABLE IF NOT EXISTS measurements (
     patient TEXT, joint TEXT, from_visit TEXT, to_visit TEXT, settings_hash TEXT, model_hash TEXT,
     input_hash TEXT, from_sha256 TEXT, to_sha256 TEXT, kind TEXT, status TEXT, jsn_mm REAL,
     sd_mm REAL, confidence REAL, flagged INTEGER, flag_reason TEXT, to_x REAL, to_y REAL,
-    seconds REAL, worker TEXT, run_id INTEGER, finished REAL, result TEXT,
+    seconds REAL, cpu_seconds REAL, worker TEXT, run_id INTEGER, finished REAL, result TEXT,
     PRIMARY KEY (patient, joint, from_visit, to_visit, settings_hash, model_hash));
 """
 MEASUREMENT_COLUMNS = ("patient", "joint", "from_visit", "to_visit", "settings_hash", "model_hash",
                        "input_hash", "from_sha256", "to_sha256", "kind", "status", "jsn_mm", "sd_mm",
-                       "confidence", "flagged", "flag_reason", "to_x", "to_y", "seconds", "worker",
+                       "confidence", "flagged", "flag_reason", "to_x", "to_y", "seconds", "cpu_seconds", "worker",
                        "run_id", "finished", "result")
 
 
