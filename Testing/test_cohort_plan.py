@@ -158,3 +158,15 @@ def test_flagged_and_failed_points_left_out_and_sdc():
     assert why[d[1]].startswith("flagged")
     # The repeat SD (1.7e-2 mm) is the floor of each point's SD: above the predicted 0.01.
     assert [p["sd_mm"] for p in points if p["visit"] == d[2]][0] == pytest.approx(sdc["rms_mm"])
+
+
+def test_repeat_sd_floors_the_transitivity_sd():
+    d = ("2020-01-01", "2021-01-01", "2022-01-01")
+    triple = [_m("A", "MCP2", d[0], d[1], "baseline+previous", 0.10, sd=0.001),
+              _m("A", "MCP2", d[0], d[2], "baseline", 0.20, sd=0.001),
+              _m("A", "MCP2", d[1], d[2], "previous", 0.11, sd=0.001)]
+    (alone,) = transitivity(triple)
+    assert alone["flagged"]  # 0.01 mm apart at 0.0017 combined
+    repeats = [_m(f"R{k}", "MCP3", d[0], d[0] + "+repeat", "repeat", v) for k, v in enumerate((0.01, -0.01, 0.01))]
+    (floored,) = transitivity(triple + repeats)
+    assert floored["combined_sd_mm"] == pytest.approx(0.01 * np.sqrt(3)) and not floored["flagged"]

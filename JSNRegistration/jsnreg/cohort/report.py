@@ -72,30 +72,47 @@ def plot_trajectories(points: list[dict], trajs: list[dict]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    joints = sorted({p["joint"] for p in points})
+    from ..joints import STANDARD_JOINTS
+
+    def order(name):
+        base = name.split("-")[-1]
+        return (name.split("-")[0] if "-" in name else "", STANDARD_JOINTS.index(base) if base in STANDARD_JOINTS
+                else len(STANDARD_JOINTS), name)
+
+    joints = sorted({p["joint"] for p in points}, key=order)
     cols = min(len(joints), 5) or 1
     rows = -(-len(joints) // cols) or 1
+    # The axis spans the points used for the rates; a point beyond it (a failed registration can
+    # be millimetres off) is drawn at the edge as a triangle, so one bad point does not flatten the rest.
+    used = [p["jsn_change_mm"] for p in points if p["used"] and p["jsn_change_mm"] is not None] or [0.0]
+    pad = 0.15 * (max(used) - min(used) or 0.1)
+    lo, hi = min(used) - pad, max(used) + pad
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
     for ax, joint in zip(axes.flat, joints):
         for patient in sorted({p["patient"] for p in points if p["joint"] == joint}):
             pts = [p for p in points if p["joint"] == joint and p["patient"] == patient and p["jsn_change_mm"] is not None]
             pts.sort(key=lambda p: p["years"])
             x = [p["years"] for p in pts]
-            y = [p["jsn_change_mm"] for p in pts]
+            y = [min(max(p["jsn_change_mm"], lo), hi) for p in pts]
             line, = ax.plot(x, y, "-", lw=1, alpha=0.8)
-            for p in pts:
+            for p, yy in zip(pts, y):
+                outside = yy != p["jsn_change_mm"]
                 style = dict(color="red", marker="x", ms=7) if p["inconsistent"] else (
                     dict(color=line.get_color(), marker="o", ms=4) if p["used"] else
                     dict(color=line.get_color(), marker="o", ms=5, mfc="none"))
-                ax.plot([p["years"]], [p["jsn_change_mm"]], ls="none", **style)
+                if outside:
+                    style.update(marker="v" if yy == lo else "^", ms=7)
+                ax.plot([p["years"]], [yy], ls="none", **style)
         ax.set_title(joint, fontsize=10)
         ax.axhline(0, color="0.6", lw=0.5)
+        ax.set_ylim(lo, hi)
         ax.set_xlabel("years since baseline", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("narrowing since baseline (mm)", fontsize=8)
     for ax in list(axes.flat)[len(joints):]:
         ax.axis("off")
-    fig.suptitle("JSN trajectories (x = visit flagged by the transitivity check, open = not used)", fontsize=10)
+    fig.suptitle("JSN trajectories (x: visit in a failed transitivity check; open: not used for the rate; "
+                 "triangle: beyond the axis)", fontsize=10)
     fig.tight_layout()
     return fig
 

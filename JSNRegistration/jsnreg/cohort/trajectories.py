@@ -9,8 +9,9 @@ kind, status, jsn_mm, sd_mm, flagged) and visits (patient, visit, date, visit_in
   repeats (the predicted SD leaves out errors that come with the image: positioning, processing);
   the rate's uncertainty is scaled up by the fit's own scatter when it exceeds those SDs.
 - Transitivity: baseline -> previous + previous -> visit against baseline -> visit; the three
-  predicted SDs combined (sqrt of the sum of squares); beyond TRANSITIVITY_Z of them the joint's
-  two later visits are flagged. Errors a visit's image carries alone cancel in this sum (they
+  SDs combined (sqrt of the sum of squares; each the predicted SD, floored by the repeat-pair SD
+  of its joint type as above); beyond TRANSITIVITY_Z of them the joint's two later visits are
+  flagged. Errors a visit's image carries alone cancel in this sum (they
   enter both sides), so it sees the errors of one registration, which its predicted SD describes.
 - Smallest detectable change (95 %) per joint type from same-day repeat pairs (true change 0):
   1.96 x the RMS of their measured JSN.
@@ -68,8 +69,15 @@ def fit_rate(years: np.ndarray, jsn_mm: np.ndarray, sd_mm: np.ndarray) -> tuple[
     return rate, se, chi2
 
 
+def sd_floors(measurements: list[dict]) -> dict[str, float]:
+    """{joint type: repeat-pair RMS} where there are at least MIN_REPEATS repeat pairs: the
+    scatter of one registration whose true change is 0, a floor for any pair's SD."""
+    return {s["joint_type"]: s["rms_mm"] for s in smallest_detectable_change(measurements) if s["n_pairs"] >= MIN_REPEATS}
+
+
 def transitivity(measurements: list[dict]) -> list[dict]:
     """Every (baseline, previous, visit) triple of a joint with all three pairs usable."""
+    floor = sd_floors(measurements)
     pairs = {(m["patient"], m["joint"], m["from_visit"], m["to_visit"]): m for m in measurements if _usable(m)}
     out = []
     for (patient, joint, prev, visit), step in sorted(pairs.items()):
@@ -89,7 +97,7 @@ def transitivity(measurements: list[dict]) -> list[dict]:
         if any(s is None for s in sds):
             row.update(combined_sd_mm=None, z=None, flagged=False, note="not checked: a pair has no predicted SD")
         else:
-            sd = float(np.sqrt(np.sum(np.square(sds))))
+            sd = float(np.sqrt(np.sum(np.square(np.maximum(sds, floor.get(joint_type(joint), 0.0))))))
             z = row["difference_mm"] / sd
             row.update(combined_sd_mm=sd, z=z, flagged=bool(abs(z) > TRANSITIVITY_Z),
                        note=f"inconsistent: {abs(z):.1f} combined SDs apart" if abs(z) > TRANSITIVITY_Z else "")
@@ -101,8 +109,7 @@ def trajectories(measurements: list[dict], visits: list[dict]) -> tuple[list[dic
     """(points, trajectories, transitivity rows)."""
     dates = {(v["patient"], v["visit"]): v["date"] for v in visits}
     index = {(v["patient"], v["visit"]): v["visit_index"] for v in visits}
-    floor = {s["joint_type"]: s["rms_mm"] for s in smallest_detectable_change(measurements)
-             if s["n_pairs"] >= MIN_REPEATS}
+    floor = sd_floors(measurements)
     checks = transitivity(measurements)
     inconsistent: dict[tuple, list[str]] = {}
     for c in checks:
