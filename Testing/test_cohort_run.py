@@ -127,6 +127,17 @@ def test_run_resume_change_and_report(cohort, client, tmp_path, capsys):
     assert pq.read_table(out / "measurements.parquet").num_rows == 12
 
 
+def test_existing_scheduler_address(cohort, client, tmp_path):
+    """--scheduler ADDRESS: the same run on a scheduler the command did not start."""
+    (cohort / "one_pair.csv").write_text("patient,date,image,joints\nA,2020-01-01,A_v1.dcm,A.json\n"
+                                         "A,2021-01-01,A_v2.dcm,\n")
+    store = tmp_path / "sched.sqlite"
+    assert main(["cohort", "run", str(cohort / "one_pair.csv"), "--store", str(store), "--no-progress",
+                 "--scheduler", client.scheduler.address]) == 0
+    assert _rows(store, "SELECT COUNT(*), MIN(status) FROM measurements")[0] == (2, "ok")
+    assert "LocalCluster" not in _rows(store, "SELECT cluster FROM runs")[0][0]
+
+
 def test_baseline_without_joints_file(cohort, client, tmp_path):
     """Joints detected on the baseline where jsnreg.detect exists, else a clear status (no guess)."""
     from jsnreg.cohort.run import run_cohort
