@@ -1,5 +1,7 @@
 """Cohort runs for real: Dask workers, the core pipeline, the store; resume after kill -9."""
 
+from __future__ import annotations
+
 import base64
 import os
 import signal

@@ -125,8 +125,7 @@ def _mark_duplicates(visits: list[Visit]) -> None:
         else:
             reason = (f"two images for patient {v.patient} on {v.key} (lines {seen.line}, {v.line}) "
                       "without a repeat mark: visit left out")
-            v.status = seen.status = reason if seen.ok else seen.status
-            v.status = reason
+            seen.status = v.status = reason
 
 
 def _mark_order(visits: list[Visit]) -> None:
