@@ -37,7 +37,7 @@ test: venv slicer-venv
 
 # The tests marked slicer_python (DICOM I/O, imports of the torch-free core) in Slicer's versions.
 test-slicer-python: slicer-venv
-	JSNREG_EXPECT_SLICER_PYTHON=1 PYTHONPATH=JSNRegistration $(SLICER_PY) -m pytest -q -m slicer_python Testing
+	JSNREG_EXPECT_SLICER_PYTHON=1 PYTHONPATH=JSNRegistration $(SLICER_PY) -m pytest -q -m slicer_python Testing/test_images.py Testing/test_slicer_python.py
 
 bench: venv
 	$(VENV)/bin/jsnreg bench --out bench-out
