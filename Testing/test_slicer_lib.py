@@ -1,15 +1,18 @@
 """The Slicer module's pure helpers (JSNRegistrationLib), tested without Slicer or Qt."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "JSNRegistration"))
+MODULE_DIR = Path(__file__).resolve().parents[1] / "JSNRegistration"
+sys.path.insert(0, str(MODULE_DIR))  # as Slicer does with the module folder
 
 from JSNRegistrationLib import conversions, display  # noqa: E402
+from JSNRegistrationLib import runner as runner_lib  # noqa: E402
 from JSNRegistrationLib.runner import RunState, WorkerRunner  # noqa: E402
 
 from jsnreg.errors import InputError  # noqa: E402
@@ -231,3 +234,86 @@ def test_runner_failed_start():
     with pytest.raises(RuntimeError):
         runner2, _, _ = make_runner()
         runner2.start("again", [])
+
+
+def make_cooperative_runner(tmp_path):
+    calls, timers = [], []
+    process = FakeProcess()
+    runner = WorkerRunner(process, lambda *a: calls.append(("progress", *a)), lambda d: calls.append(("finished", d)),
+                          lambda m: calls.append(("error", m)), lambda: calls.append(("cancelled",)),
+                          schedule=lambda s, f: timers.append((s, f)), kill_after_s=7.0)
+    request = tmp_path / "request.json"
+    (tmp_path / "cancel").touch()  # left over from an earlier run in this folder
+    runner.start("PythonSlicer", runner_lib.measure_arguments(str(request)))
+    assert not (tmp_path / "cancel").exists()
+    return runner, process, calls, timers
+
+
+def test_runner_cancel_asks_the_worker_and_kills_only_after_the_timeout(tmp_path):
+    runner, process, calls, timers = make_cooperative_runner(tmp_path)
+    assert process.started[1] == ["-m", "jsnreg.worker", str(tmp_path / "request.json"),
+                                  "--cancel-file", str(tmp_path / "cancel")]
+    runner.cancel()
+    assert (tmp_path / "cancel").exists() and not process.killed and runner.state == RunState.CANCELLING
+    assert [s for s, _ in timers] == [7.0]
+    process.write(event(event="cancelled"))
+    process.exit_code = 3
+    process.finished.emit(3, 0)
+    assert calls == [("cancelled",)] and runner.state == RunState.CANCELLED
+    timers[0][1]()  # the timeout fires after the worker stopped by itself: nothing to kill
+    assert not process.killed
+
+    runner, process, calls, timers = make_cooperative_runner(tmp_path)
+    runner.cancel()
+    timers[0][1]()  # the worker did not stop in time (e.g. still loading): killed now
+    assert process.killed
+    process.finished.emit(9, 1)
+    assert calls == [("cancelled",)]
+
+
+def test_runner_finished_event_of_a_report(tmp_path):
+    runner, process, calls, _ = make_cooperative_runner(tmp_path)
+    process.write(event(event="finished", report="/tmp/r.pdf"))
+    process.finished.emit(0, 0)
+    assert calls == [("finished", "/tmp/r.pdf")]
+    assert runner_lib.report_arguments("/runs/a", "/x/r.pdf") == ["-m", "jsnreg.worker", "--report", "/runs/a",
+                                                                   "/x/r.pdf"]
+
+
+def test_run_folders_are_unique_and_the_core_goes_first_on_the_python_path(tmp_path):
+    folders = {runner_lib.new_run_folder(str(tmp_path / "JSNRegistration")) for _ in range(5)}
+    assert len(folders) == 5 and all(Path(f).is_dir() and Path(f).parent == tmp_path / "JSNRegistration"
+                                     for f in folders)
+    sep = os.pathsep
+    assert runner_lib.python_path_with("/m", "") == "/m"
+    assert runner_lib.python_path_with("/m", f"/a{sep}/m{sep}/b") == f"/m{sep}/a{sep}/b"
+
+
+def test_runner_drives_the_real_worker_through_a_qprocess(qtbot, tmp_path):
+    """QProcess (PyQt5 here, PythonQt in Slicer) running the real worker: progress, then a
+    cooperative cancel after the first joint; the process ends by itself, nothing is written."""
+    from PyQt5.QtCore import QProcess, QTimer
+
+    from jsnreg.joints import joints_to_json, load_joints_json
+    from jsnreg.synthetic import write_demo_case
+
+    demo = write_demo_case(tmp_path / "demo")
+    folder = Path(runner_lib.new_run_folder(str(tmp_path / "runs")))
+    request = conversions.build_request(demo["baseline"], demo["followup"],
+                                        joints_to_json(load_joints_json(demo["joints"])[:4])["joints"],
+                                        str(folder / "result"), 22.0, True)
+    (folder / "request.json").write_text(json.dumps(request))
+    calls = []
+    process = QProcess()
+    runner = WorkerRunner(process, lambda *a: (calls.append(("progress", *a)), runner.cancel()),
+                          lambda d: calls.append(("finished", d)), lambda m: calls.append(("error", m)),
+                          lambda: calls.append(("cancelled",)),
+                          schedule=lambda s, f: QTimer.singleShot(int(s * 1000), f), kill_after_s=120.0)
+    env = process.processEnvironment()
+    env.insert("PYTHONPATH", runner_lib.python_path_with(str(MODULE_DIR), os.environ.get("PYTHONPATH", "")))
+    process.setProcessEnvironment(env)
+    runner.start(sys.executable, runner_lib.measure_arguments(str(folder / "request.json")))
+    qtbot.waitUntil(lambda: not runner.running, timeout=240_000)
+    assert calls[0][:3] == ("progress", 1, 4) and calls[-1] == ("cancelled",), calls
+    assert process.exitCode() == 3  # the worker stopped itself: it was not killed
+    assert not (folder / "result" / "result.json").exists()
