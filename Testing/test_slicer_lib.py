@@ -317,3 +317,111 @@ def test_runner_drives_the_real_worker_through_a_qprocess(qtbot, tmp_path):
     assert calls[0][:3] == ("progress", 1, 4) and calls[-1] == ("cancelled",), calls
     assert process.exitCode() == 3  # the worker stopped itself: it was not killed
     assert not (folder / "result" / "result.json").exists()
+
+
+def blob(shape_rc, centre_xy, sigma_xy):
+    rows, cols = np.mgrid[:shape_rc[0], :shape_rc[1]].astype(float)
+    return 0.1 + 0.8 * np.exp(-0.5 * (((cols - centre_xy[0]) / sigma_xy[0]) ** 2
+                                     + ((rows - centre_xy[1]) / sigma_xy[1]) ** 2))
+
+
+def centroid_xy(pixels):
+    w = np.clip(pixels - 0.5, 0, None)
+    rows, cols = np.mgrid[:pixels.shape[0], :pixels.shape[1]]
+    return np.array([(w * cols).sum() / w.sum(), (w * rows).sum() / w.sum()])
+
+
+def test_anisotropic_volume_joints_and_rois_on_the_cores_grid(tmp_path):
+    """A file with 0.1 x 0.25 mm pixels (column x row): the core resamples it to 0.1 mm; a joint
+    at a volume pixel lands on the same spot of the core's image, and an ROI cut there is placed
+    back on it."""
+    import SimpleITK as sitk
+
+    from jsnreg import rois
+    from jsnreg.images import read_radiograph
+
+    spacing_ij, centre_vol = (0.1, 0.25), np.array([52.3, 20.6])
+    # the same physical blob (1 mm wide) on the anisotropic grid
+    volume = blob((48, 120), centre_vol, (1.0 / spacing_ij[0], 1.0 / spacing_ij[1]))
+    image = sitk.GetImageFromArray(volume.astype(np.float32))
+    image.SetSpacing(spacing_ij)
+    sitk.WriteImage(image, str(tmp_path / "aniso.nrrd"))
+    core = read_radiograph(tmp_path / "aniso.nrrd")
+    assert core.spacing_mm == pytest.approx(0.1) and core.pixels.shape == (120, 120)
+
+    zoom = conversions.core_zoom_xy(spacing_ij)
+    assert np.allclose(zoom, [1.0, 2.5])
+    assert np.allclose(conversions.core_zoom_xy(spacing_ij, spacing_given_mm=0.2), [1, 1])  # user spacing: as is
+    assert np.allclose(conversions.core_zoom_xy((0.2, 0.2)), [1, 1])
+    centre_core = conversions.volume_xy_to_core([centre_vol], zoom)[0]
+    assert np.allclose(centre_core, centroid_xy(core.pixels), atol=0.05)
+    back = conversions.core_to_volume_xy_matrix(zoom) @ [*centre_core, 1.0]
+    assert np.allclose(back[:2], centre_vol)
+
+    # a joint clicked in RAS on the volume -> the core's pixel
+    ijk_to_ras = conversions.lps_to_ras_matrix(conversions.ijk_to_ras_matrix([*spacing_ij, 1.0], [5.0, 7.0, 0.0]))
+    ras = conversions.ijk_to_ras([[*centre_vol, 0.0]], ijk_to_ras)
+    xy = conversions.joint_xy(ras, np.linalg.inv(ijk_to_ras), volume.shape, ["PIP2"], zoom)
+    assert np.allclose(xy[0], centre_core)
+
+    # an ROI cut (turned) around it on the core's grid is placed back on the blob in RAS
+    size, angle = 41, 0.3
+    roi = rois.cut_roi(core.pixels, tuple(centre_core), size, angle)
+    affine = conversions.roi_affine_xy(lambda p: rois.roi_to_image(p, centre_xy=tuple(centre_core), size_px=size,
+                                                                   angle_rad=angle), size)
+    roi_to_ras = conversions.roi_ijk_to_ras(ijk_to_ras, affine, zoom)
+    roi_blob_ras = conversions.ijk_to_ras([[*centroid_xy(roi), 0.0]], roi_to_ras)[0]
+    assert np.allclose(roi_blob_ras, ras[0], atol=0.01)  # mm
+    # one ROI pixel is 0.1 mm along both of its axes
+    steps = roi_to_ras[:3, :2]
+    assert np.allclose(np.linalg.norm(steps, axis=0), 0.1)
+
+
+def test_auto_naming_by_the_events_index_and_only_for_placed_points():
+    from JSNRegistrationLib.naming import auto_joint_label, is_default_label
+
+    labels = ["IP1", "Joints-2", "MCP2"]
+    # the point defined is #1 (not the last one): it gets the first standard name not taken
+    assert auto_joint_label(labels, 1, "Joints", placed_interactively=True) == "MCP1"
+    assert labels == ["IP1", "Joints-2", "MCP2"]  # not changed in place
+    # added from a script, or placed again with its joint name kept: left alone
+    assert auto_joint_label(labels, 1, "Joints", placed_interactively=False) is None
+    assert auto_joint_label(labels, 2, "Joints", placed_interactively=True) is None
+    assert auto_joint_label(labels, 5, "Joints", placed_interactively=True) is None  # stale index
+    assert auto_joint_label(["", "IP1"], 0, "Joints", True) == "MCP1"
+    assert is_default_label("F-12", "F") and is_default_label("Joints_3", "Joints", "%N_%d")
+    assert not is_default_label("Joints-2b", "Joints") and not is_default_label("PIP2", "Joints")
+    assert is_default_label("My (hand)-1", "My (hand)")  # the node name is matched literally
+
+
+def test_missing_requirements_keep_their_bounds_for_pip():
+    from JSNRegistrationLib.dependencies import missing_requirements, requirements
+
+    text = (MODULE_DIR.parent / "Resources" / "requirements.txt").read_text()
+    assert {r.split(">")[0] for r in requirements(text)} == {"numpy", "scipy", "SimpleITK", "pydicom", "matplotlib"}
+    present = {"numpy", "scipy", "matplotlib"}
+    assert missing_requirements(text, present.__contains__) == ["SimpleITK>=2.2", "pydicom>=2.4"]
+    assert missing_requirements("# none\n\nscikit-image>=0.20  # for x\n", {"skimage"}.__contains__) == []
+    assert missing_requirements(text) == []  # this environment has them all
+
+
+def test_reload_packages_picks_up_edits_in_dependency_order(tmp_path, monkeypatch):
+    from JSNRegistrationLib.reloading import reload_packages
+
+    pkg = tmp_path / "reloadpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "b.py").write_text("VALUE = 1\n")
+    (pkg / "a.py").write_text("from .b import VALUE\nDOUBLE = 2 * VALUE\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    import reloadpkg.a
+
+    assert reloadpkg.a.DOUBLE == 2
+    (pkg / "b.py").write_text("VALUE = 100  # edited\n")
+    names = reload_packages(["reloadpkg"])
+    assert set(names) == {"reloadpkg", "reloadpkg.a", "reloadpkg.b"}
+    assert names.index("reloadpkg.b") < names.index("reloadpkg.a")
+    assert sys.modules["reloadpkg.a"].DOUBLE == 200
+    for name in [n for n in sys.modules if n.startswith("reloadpkg")]:
+        monkeypatch.delitem(sys.modules, name)
