@@ -96,7 +96,10 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
-        self.setParameterNode(None)  # enter() connects it again
+        if self._parameterNode and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
 
     def onSceneStartClose(self, caller, event):
         self._runner and self._runner.cancel()
@@ -134,8 +137,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @vtk.calldata_type(vtk.VTK_INT)
     def _onPointDefined(self, caller, event, index):
         """A point's position was defined: the event's index says which point."""
-        from JSNRegistrationLib.scene import name_defined_joint
-        name_defined_joint(caller, index)
+        self.logic.scene.name_defined_joint(caller, index)
 
     def _updateGUI(self, caller=None, event=None):
         """Buttons and their tooltips from the parameter node and the run state."""
@@ -212,8 +214,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.showJoint(self._parameterNode, name, overlay)
 
     def onShowTable(self):
-        from JSNRegistrationLib.scene import show_table_layout
-        show_table_layout(self._parameterNode.resultTable)
+        self.logic.scene.show_table_layout(self._parameterNode.resultTable)
 
     def onExportReport(self):
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export report"), "jsn_report.pdf", "PDF (*.pdf)")
@@ -235,52 +236,46 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
+        from JSNRegistrationLib import scene  # the Slicer side of the work (imported with the Logic, not the module)
+        self.scene = scene
         self.results = []  # JointResults of the last finished run, with images
         self.zoomXy = (1.0, 1.0)  # the baseline volume's pixel grid -> the core's, for the results shown
 
     def getParameterNode(self):
         return JSNRegistrationParameterNode(super().getParameterNode())
 
-    @staticmethod
-    def notReadyReason(p):
+    def notReadyReason(self, p):
         """Why Run is not possible yet ("" when it is)."""
-        from JSNRegistrationLib import scene
-        return scene.not_ready_reason(p)
+        return self.scene.not_ready_reason(p)
 
     def ensureDependencies(self):
-        from JSNRegistrationLib import scene
-        return scene.ensure_dependencies(resourcePath("requirements.txt"))
+        return self.scene.ensure_dependencies(resourcePath("requirements.txt"))
 
     def start(self, p, onProgress, onFinished, onError, onCancelled):
         """Start the registration of `p`'s joints in the worker; returns its runner."""
-        from JSNRegistrationLib import scene
-        return scene.start_run(p, onProgress, onFinished, onError, onCancelled)
+        return self.scene.start_run(p, onProgress, onFinished, onError, onCancelled)
 
     def exportReport(self, outDir, pdfPath, onFinished, onError, onCancelled):
-        from JSNRegistrationLib import scene
-        return scene.start_report(outDir, pdfPath, onFinished, onError, onCancelled)
+        return self.scene.start_report(outDir, pdfPath, onFinished, onError, onCancelled)
 
     def showResults(self, p, outDir):
         """Load a finished run: table node, flagged joints marked, the first joint shown."""
         from jsnreg.job import load_result
-        from JSNRegistrationLib import scene
-        self.results, self.zoomXy = load_result(outDir), scene.run_zoom_xy(p.baselineVolume, outDir)
+        self.results, self.zoomXy = load_result(outDir), self.scene.run_zoom_xy(p.baselineVolume, outDir)
         p.resultFolder = outDir
         if not p.resultTable:
             p.resultTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", _("JSN results"))
-        scene.show_results(p.resultTable, p.joints, self.results)
+        self.scene.show_results(p.resultTable, p.joints, self.results)
         if self.results:
             self.showJoint(p, self.results[0].name, "checkerboard")
         return self.results
 
     def showJoint(self, p, name, overlay):
-        from JSNRegistrationLib import scene
-        scene.show_joint(p.baselineVolume, next(r for r in self.results if r.name == name), overlay, self.zoomXy)
+        self.scene.show_joint(p.baselineVolume, next(r for r in self.results if r.name == name), overlay, self.zoomXy)
 
     def runAndWait(self, p, timeoutSeconds=600):
         """Run and block in a local event loop until the worker ends (self-test, scripts)."""
-        from JSNRegistrationLib import scene
-        outDir = scene.wait_for_run(lambda *callbacks: self.start(p, lambda *a: None, *callbacks), timeoutSeconds)
+        outDir = self.scene.wait_for_run(lambda *callbacks: self.start(p, lambda *a: None, *callbacks), timeoutSeconds)
         return self.showResults(p, outDir)
 
 
