@@ -131,7 +131,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
             raise Cancelled(f"stopped after {k} of {len(joints)} joints")
         fixed, moving = cut_pair(baseline, followup, place)
         result = engine.register_roi(fixed, moving, baseline.spacing_mm, refine=settings.refine, name=joint.name)
-        result.position = place.to_dict()
+        result.position = place.to_dict() | {"source": joint.source, "moved": joint.moved}
         results.append(result)
         if on_progress is not None:
             on_progress(k + 1, len(joints), joint.name)
