@@ -77,7 +77,9 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.jointComboBox.connect("currentIndexChanged(int)", self.onShowJoint)
         self.ui.overlayComboBox.connect("currentIndexChanged(int)", self.onShowJoint)
-        self.ui.showTableButton.connect("clicked(bool)", self.onShowTable)
+        self.ui.showTableButton.connect("clicked(bool)",
+                                        lambda: self.logic.scene.show_table_layout(self._parameterNode.resultTable))
+        self.ui.detectJointsButton.connect("clicked(bool)", self.onDetectJoints)
         self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
         self.ui.saveSceneButton.connect("clicked(bool)", lambda: slicer.util.openSaveDataDialog())
         self.initializeParameterNode()
@@ -86,8 +88,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runner and self._runner.cancel()
         self.removeObservers()
 
-    def onReload(self):
-        """Reload the Lib and the core too, then the module file (Slicer's Reload button)."""
+    def onReload(self):  # Slicer's Reload button: the Lib and the core too, then the module file
         from JSNRegistrationLib.reloading import reload_packages
         reload_packages(("jsnreg", "JSNRegistrationLib"))
         ScriptedLoadableModuleWidget.onReload(self)
@@ -125,14 +126,11 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGUI()
 
     def _observeJoints(self, markupsNode):
-        if self._observedJoints is markupsNode:
-            return
-        event = slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent
-        if self._observedJoints is not None:
-            self.removeObserver(self._observedJoints, event, self._onPointDefined)
-        self._observedJoints = markupsNode
-        if markupsNode is not None:
-            self.addObserver(markupsNode, event, self._onPointDefined)
+        if self._observedJoints is not markupsNode:
+            self.removeObservers(self._onPointDefined)
+            if markupsNode is not None:
+                self.addObserver(markupsNode, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointDefined)
+            self._observedJoints = markupsNode
 
     @vtk.calldata_type(vtk.VTK_INT)
     def _onPointDefined(self, caller, event, index):
@@ -148,7 +146,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         reason = self.logic.notReadyReason(p) if p else _("No parameter node")
         self.ui.applyButton.text = _("Cancel") if running else _("Run")
         self.ui.applyButton.enabled = running or not reason
-        self.ui.applyButton.toolTip = _("Stop the run") if running else reason or _("Measure the joints (runs in the background)")
+        self.ui.applyButton.toolTip = _("Stop the run") if running else reason or _("Measure in the background")
         self.ui.inputsCollapsibleButton.enabled = not running
         self.ui.progressBar.visible = running
         hasResults = bool(p and p.resultFolder and self.logic.results)
@@ -157,8 +155,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.toolTip = "" if hasResults else _("Run first")
 
     def _startInBackground(self, errorText, start):
-        """Start a worker through `start` (returns its runner); the panel shows its state even when
-        starting fails (tryWithErrorDisplay shows the error, then raises it again)."""
+        """self._runner = start(); the panel shows its state even when that fails (and raises again)."""
         try:
             with slicer.util.tryWithErrorDisplay(errorText, waitCursor=True):
                 self._runner = start()
@@ -213,11 +210,16 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Could not show the joint."), waitCursor=True):
                 self.logic.showJoint(self._parameterNode, name, overlay)
 
-    def onShowTable(self):
-        self.logic.scene.show_table_layout(self._parameterNode.resultTable)
+    def onDetectJoints(self):
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not detect the joints."), waitCursor=True):
+                points = self.logic.detectJoints(self._parameterNode)
+                self.ui.statusLabel.text = _("{count} joints detected: check them").format(count=len(points))
+        finally:
+            self._updateGUI()  # Run needs joints
 
     def onExportReport(self):
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export report"), "jsn_report.pdf", "PDF (*.pdf)")
+        path = qt.QFileDialog.getSaveFileName(None, _("Export report"), "jsn_report.pdf", "PDF (*.pdf)")
         if not path:
             return
 
@@ -231,8 +233,7 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
-    """All the work, usable from Slicer's Python console without the panel (see runAndWait); the
-    scene side is in JSNRegistrationLib.scene, the decisions in the Lib's pure modules."""
+    """All the work, usable from Slicer's Python console without the panel (see runAndWait)."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -269,6 +270,10 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
         if self.results:
             self.showJoint(p, self.results[0].name, "checkerboard")
         return self.results
+
+    def detectJoints(self, p):
+        """Fill `p.joints` with the joints the core's detector finds on the baseline, named."""
+        return self.scene.detect_joints(p.baselineVolume, p.joints, p.spacingMm)
 
     def showJoint(self, p, name, overlay):
         self.scene.show_joint(p.baselineVolume, next(r for r in self.results if r.name == name), overlay, self.zoomXy)

@@ -425,3 +425,58 @@ def test_reload_packages_picks_up_edits_in_dependency_order(tmp_path, monkeypatc
     assert sys.modules["reloadpkg.a"].DOUBLE == 200
     for name in [n for n in sys.modules if n.startswith("reloadpkg")]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def test_detected_joints_land_on_an_anisotropic_volume(tmp_path):
+    """The demo baseline stored with 0.2 x 0.4 mm pixels (every two rows averaged): the core reads
+    it back at 0.2 mm, the detector runs on that, and the points land on the joints of the volume."""
+    import SimpleITK as sitk
+
+    from jsnreg.images import read_radiograph
+    from jsnreg.joints import DEFAULT_JOINTS, load_joints_json
+    from jsnreg.synthetic import write_demo_case
+    from JSNRegistrationLib.detection import detected_points
+
+    demo = write_demo_case(tmp_path / "demo")
+    iso = read_radiograph(demo["baseline"])
+    rows = iso.pixels.shape[0] // 2 * 2
+    volume = iso.pixels[:rows].reshape(rows // 2, 2, -1).mean(axis=1)
+    spacing_ij = (iso.spacing_mm, 2 * iso.spacing_mm)
+    image = sitk.GetImageFromArray(volume.astype(np.float32))
+    image.SetSpacing(spacing_ij)
+    sitk.WriteImage(image, str(tmp_path / "aniso.nrrd"))
+    core = read_radiograph(tmp_path / "aniso.nrrd")
+    zoom = conversions.core_zoom_xy(spacing_ij)
+    ijk_to_ras = conversions.lps_to_ras_matrix(conversions.ijk_to_ras_matrix([*spacing_ij, 1.0], [3.0, -4.0, 0.0]))
+    points = detected_points(core.pixels, core.spacing_mm, zoom, ijk_to_ras)
+
+    truth = {s.name: s for s in load_joints_json(demo["joints"])}
+    found = {p["name"]: p for p in points}
+    assert set(DEFAULT_JOINTS) <= set(found)
+    for name in DEFAULT_JOINTS:
+        i, j, k = found[name]["ijk"]
+        truth_ij = np.array([truth[name].x, (truth[name].y + 0.5) / 2 - 0.5])  # the volume's grid
+        error_mm = np.hypot(*((np.array([i, j]) - truth_ij) * spacing_ij))
+        assert error_mm < 1.0 and k == 0.0, (name, error_mm)
+        assert np.allclose(found[name]["ras"], conversions.ijk_to_ras([[i, j, k]], ijk_to_ras)[0])
+        assert 0.0 <= found[name]["confidence"] <= 1.0
+
+
+def test_detected_points_follow_the_detector_and_joint_sources():
+    from types import SimpleNamespace
+
+    from JSNRegistrationLib.detection import detected_points, joint_sources
+
+    fake = [SimpleNamespace(name="MCP2", x=9.0, y=4.0, confidence=0.8), SimpleNamespace(name="IP1", x=1.0, y=2.0,
+                                                                                         confidence=0.3)]
+    points = detected_points(np.zeros((5, 5)), 0.1, (1.0, 2.5), np.eye(4), detect=lambda px, mm: fake)
+    assert [p["name"] for p in points] == ["MCP2", "IP1"]
+    assert np.allclose(points[0]["ijk"], [9.0, (4.0 + 0.5) / 2.5 - 0.5, 0.0]) and points[1]["confidence"] == 0.3
+    assert detected_points(np.zeros((5, 5)), 0.1, (1, 1), np.eye(4), detect=lambda px, mm: []) == []
+
+    detected = {"MCP2": [1.0, 2.0, 0.0], "PIP2": [5.0, 5.0, 0.0]}
+    assert joint_sources(["MCP2", "PIP2", "IP1"], [[1.0, 2.0, 0.0], [5.0, 5.3, 0.0], [0, 0, 0]], detected) == [
+        ("detected", False), ("detected", True), ("manual", False)]
+    entries = conversions.joint_entries(["MCP2"], np.array([[3.0, 4.0]]), [("detected", True)])
+    assert entries == [{"name": "MCP2", "x": 3.0, "y": 4.0, "source": "detected", "moved": True}]
+    assert "source" not in conversions.joint_entries(["MCP2"], np.array([[3.0, 4.0]]))[0]

@@ -108,11 +108,15 @@ def joint_xy(points_ras, ras_to_ijk_matrix: np.ndarray, shape_rows_cols: tuple[i
     return volume_xy_to_core(ijk[:, :2], zoom_xy)
 
 
-def joint_entries(names: list[str], xy: np.ndarray) -> list[dict]:
-    """The request's joint list from names and (N, 2) baseline pixel positions."""
+def joint_entries(names: list[str], xy: np.ndarray, sources=None) -> list[dict]:
+    """The request's joint list from names and (N, 2) baseline pixel positions, with each joint's
+    (source, moved) when given (detection.joint_sources)."""
     if not names:
         raise InputError("no joints placed: click the joints on the baseline radiograph first")
-    return [{"name": n.strip(), "x": float(x), "y": float(y)} for n, (x, y) in zip(names, xy)]
+    entries = [{"name": n.strip(), "x": float(x), "y": float(y)} for n, (x, y) in zip(names, xy)]
+    for entry, (source, moved) in zip(entries, sources or []):
+        entry.update(source=source, moved=moved)
+    return entries
 
 
 def roi_affine_xy(roi_to_image, size_px: int) -> np.ndarray:

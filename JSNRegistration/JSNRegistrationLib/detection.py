@@ -29,3 +29,20 @@ def detected_points(pixels: np.ndarray, spacing_mm: float, zoom_xy, ijk_to_ras_m
     ras = ijk_to_ras(ijk, ijk_to_ras_matrix)
     return [{"name": j.name, "ijk": tuple(map(float, ijk[k])), "ras": tuple(map(float, ras[k])),
              "confidence": float(j.confidence)} for k, j in enumerate(joints)]
+
+
+MOVED_TOLERANCE_MM = 0.05  # closer than this to where it was detected = not moved (rounding of positions)
+
+
+def joint_sources(names: list[str], points_ras, detected_ras: dict) -> list[tuple[str, bool]]:
+    """(source, moved) per point for the request: "detected" for a point that still has the name it
+    was detected with, moved when it is no longer where the detector put it; else "manual"."""
+    points_ras = np.atleast_2d(np.asarray(points_ras, dtype=float)) if len(names) else np.zeros((0, 3))
+    sources = []
+    for name, ras in zip(names, points_ras):
+        if name.strip() in detected_ras:
+            shift_mm = float(np.linalg.norm(ras - np.asarray(detected_ras[name.strip()], dtype=float)))
+            sources.append(("detected", shift_mm > MOVED_TOLERANCE_MM))
+        else:
+            sources.append(("manual", False))
+    return sources

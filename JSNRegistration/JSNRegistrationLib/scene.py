@@ -19,10 +19,12 @@ from slicer.i18n import tr as _
 
 from . import conversions, display
 from .dependencies import missing_requirements
+from .detection import detected_points, joint_sources
 from .naming import auto_joint_label
 from .runner import WorkerRunner, measure_arguments, new_run_folder, python_path_with, report_arguments
 
 MODULE_DIR = str(Path(__file__).resolve().parents[1])  # holds the core package `jsnreg`
+DETECTED_ATTRIBUTE = "JSNRegistration.detected"  # on the point list: {name: RAS} as the detector placed them
 
 
 def not_ready_reason(p) -> str:
@@ -42,9 +44,9 @@ def ensure_dependencies(requirements_file: str) -> bool:
         slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirements_file), requester="JSNRegistration")
     else:
         missing = missing_requirements(Path(requirements_file).read_text(encoding="utf-8"))
+        question = _("JSN Registration needs the Python packages {names}. Install them now?")
         if missing:
-            if not slicer.util.confirmOkCancelDisplay(
-                    _("JSN Registration needs the Python packages {names}. Install them now?").format(names=", ".join(missing))):
+            if not slicer.util.confirmOkCancelDisplay(question.format(names=", ".join(missing))):
                 return False
             slicer.util.pip_install(missing)
     import importlib.util
@@ -55,7 +57,8 @@ def ensure_dependencies(requirements_file: str) -> bool:
             raise RuntimeError(_("PyTorch is needed: install the PyTorch extension from the Extensions Manager, "
                                  "restart Slicer and run again.")) from None
         # The worker runs on the CPU: without forcing it, a multi-GB CUDA build may be downloaded.
-        return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, forceComputationBackend="cpu") is not None
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, forceComputationBackend="cpu")
+        return torch is not None
     return True
 
 
@@ -93,7 +96,33 @@ def joint_entries(markups_node, baseline_volume, zoom_xy) -> list:
     points_ras = slicer.util.arrayFromMarkupsControlPoints(markups_node, world=True)
     image = conversions.volume_to_image(slicer.util.arrayFromVolume(baseline_volume))
     xy = conversions.joint_xy(points_ras, matrix(baseline_volume, "GetRASToIJKMatrix"), image.shape, names, zoom_xy)
-    return conversions.joint_entries(names, xy)
+    detected = json.loads(markups_node.GetAttribute(DETECTED_ATTRIBUTE) or "{}")
+    return conversions.joint_entries(names, xy, joint_sources(names, points_ras, detected))
+
+
+def detect_joints(baseline_volume, markups_node, spacing_given_mm: float) -> list:
+    """Put the joints found on the baseline into the point list (after asking, when it has points),
+    named and marked as detected; returns the points. The baseline is read as the core reads it
+    (bone bright, its grid); detection is numpy-only and takes about a second, so it runs here."""
+    from jsnreg.images import read_radiograph
+
+    if baseline_volume is None:
+        raise ValueError(_("Select the baseline radiograph first."))
+    image = read_radiograph(volume_file(baseline_volume, slicer.app.temporaryPath), spacing_mm=spacing_given_mm or None)
+    points = detected_points(image.pixels, image.spacing_mm, conversions.core_zoom_xy(baseline_volume.GetSpacing(),
+                                                                                      spacing_given_mm),
+                             matrix(baseline_volume, "GetIJKToRASMatrix"))
+    if markups_node.GetNumberOfControlPoints() and not slicer.util.confirmOkCancelDisplay(
+            _("Replace the {count} points of {name} with the {found} joints detected?").format(
+                count=markups_node.GetNumberOfControlPoints(), name=markups_node.GetName(), found=len(points))):
+        return []
+    markups_node.RemoveAllControlPoints()
+    markups_node.SetAttribute(DETECTED_ATTRIBUTE, json.dumps({point["name"]: point["ras"] for point in points}))
+    for point in points:  # added from here, so auto-naming leaves the detector's names alone
+        index = markups_node.AddControlPoint(vtk.vtkVector3d(*point["ras"]), point["name"])
+        description = _("detected, confidence {c:.2f}").format(c=point["confidence"])
+        markups_node.SetNthControlPointDescription(index, description)
+    return points
 
 
 def volume_file(volume_node, folder: str) -> str:
@@ -226,8 +255,9 @@ def show_joint(baseline_volume, result, overlay: str, zoom_xy) -> None:
     from jsnreg import rois
 
     pos = result.position
-    affine = conversions.roi_affine_xy(partial(rois.roi_to_image, centre_xy=pos["baseline_xy"], size_px=pos["roi_size_px"],
-                                               angle_rad=pos["baseline_angle_rad"]), pos["roi_size_px"])
+    roi_to_image = partial(rois.roi_to_image, centre_xy=pos["baseline_xy"], size_px=pos["roi_size_px"],
+                           angle_rad=pos["baseline_angle_rad"])
+    affine = conversions.roi_affine_xy(roi_to_image, pos["roi_size_px"])
     ijk_to_ras = conversions.roi_ijk_to_ras(matrix(baseline_volume, "GetIJKToRASMatrix"), affine, zoom_xy)
     images, layers, nodes = display.overlay_images(result.images), display.slice_layers(overlay), {}
     for key in filter(None, (layers["background"], layers["foreground"])):
