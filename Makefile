@@ -6,7 +6,8 @@ TORCH := torch==2.13.0
 # The core as 3D Slicer 5.6-5.8 run it: Python 3.9 and pydicom 2.4. Python 3.9 from PATH or pyenv
 # when the machine has one, else python3 (then only pydicom 2.4 is checked).
 SLICER_VENV := .venv-pydicom24
-SLICER_PYTHON := $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9 /usr/bin/python3.9 /usr/local/bin/python3.9) python3)
+SLICER_PYTHON := $(firstword $(wildcard $(PYENV_ROOT)/versions/3.9*/bin/python3.9 $(HOME)/.pyenv/versions/3.9*/bin/python3.9 \
+                  /usr/bin/python3.9 /usr/local/bin/python3.9) python3)
 SLICER_PY := $(SLICER_VENV)/bin/python
 
 .PHONY: venv slicer-venv demo test test-slicer-python bench viewer train clean
@@ -22,10 +23,11 @@ $(VENV)/.installed: setup.py
 
 slicer-venv: $(SLICER_VENV)/.installed
 
-# No torch and no editable install here: the tests find the core through PYTHONPATH.
-$(SLICER_VENV)/.installed: Makefile
+# What the module installs into Slicer (Resources/requirements.txt) beside the pydicom Slicer 5.6-5.8
+# bundle; no torch and no editable install: the tests find the core through PYTHONPATH.
+$(SLICER_VENV)/.installed: Resources/requirements.txt
 	$(SLICER_PYTHON) -m venv $(SLICER_VENV)
-	$(SLICER_PY) -m pip install --quiet numpy scipy SimpleITK 'pydicom==2.4.*' pytest
+	$(SLICER_PY) -m pip install --quiet -r Resources/requirements.txt 'pydicom==2.4.*' pytest
 	touch $@
 
 demo: venv
@@ -35,9 +37,9 @@ test: venv slicer-venv
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q Testing
 	$(MAKE) --no-print-directory test-slicer-python
 
-# The tests marked slicer_python (DICOM I/O, imports of the torch-free core) in Slicer's versions.
+# The tests marked slicer_python (image and DICOM I/O, the Lib, the torch-free core, detection) in Slicer's versions.
 test-slicer-python: slicer-venv
-	JSNREG_EXPECT_SLICER_PYTHON=1 PYTHONPATH=JSNRegistration $(SLICER_PY) -m pytest -q -m slicer_python Testing/test_images.py Testing/test_slicer_python.py
+	JSNREG_EXPECT_SLICER_PYTHON=1 PYTHONPATH=JSNRegistration $(SLICER_PY) -m pytest -q -m slicer_python Testing/test_images.py Testing/test_slicer_lib.py Testing/test_slicer_python.py
 
 bench: venv
 	$(VENV)/bin/jsnreg bench --out bench-out

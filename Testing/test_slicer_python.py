@@ -36,7 +36,7 @@ NEWER_NAMES = {
 NEWER_MODULES = {"tomllib", "zoneinfo._tzpath"}
 NEWER_KEYWORDS = {"dataclass": {"slots", "kw_only", "match_args", "weakref_slot"}, "zip": {"strict"}}
 TORCH_FREE_CORE = ["errors", "images", "joints", "job", "worker", "results", "transforms", "split", "rois",
-                   "refine", "synthetic", "figures", "measure", "cli"]
+                   "refine", "synthetic", "figures", "measure", "cli", "detect"]
 
 
 def _is_type_expr(node) -> bool:
@@ -172,3 +172,18 @@ def test_running_in_slicers_versions():
     assert pydicom.__version__.startswith("2.4"), pydicom.__version__
     if sys.version_info[:2] != (3, 9):
         pytest.skip(f"no Python 3.9 on this machine (ran {sys.version.split()[0]}): only pydicom 2.4 checked")
+
+
+def test_joint_detection_runs_here():
+    """Detect joints runs in Slicer's own process (numpy and scipy only): on the demo hand here, and
+    in Python 3.9 with `make test-slicer-python`."""
+    import tempfile
+
+    from jsnreg.detect import detect_joints
+    from jsnreg.images import read_radiograph
+    from jsnreg.joints import DEFAULT_JOINTS
+    from jsnreg.synthetic import write_demo_case
+
+    with tempfile.TemporaryDirectory() as folder:
+        image = read_radiograph(write_demo_case(folder)["baseline"])
+    assert set(DEFAULT_JOINTS) <= {j.name for j in detect_joints(image.pixels, image.spacing_mm)}
