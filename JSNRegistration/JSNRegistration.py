@@ -31,9 +31,9 @@ class JSNRegistration(ScriptedLoadableModule):
         self.parent.contributors = ["JSNRegistration developers"]
         self.parent.icon = qt.QIcon(resourcePath("Icons/JSNRegistration.png"))
         self.parent.helpText = _("""Joint space narrowing (JSN) between a baseline and a follow-up hand
-radiograph, by per-bone registration of each joint. Pick both radiographs, click the joints on the
-baseline (labels = joint names: IP1, MCP1-5, PIP2-5), Run (in the background; Cancel stops it), read the
-table (JSN in mm, positive = narrower at follow-up; flagged joints need a look), export the report.""")
+radiograph, by per-bone registration of each joint. Pick both radiographs, click the joints on the baseline
+or Detect joints (labels = joint names: IP1, MCP1-5, PIP2-5), Run (in the background; Cancel stops it),
+read the table (JSN in mm, positive = narrower at follow-up; flagged joints need a look), export the report.""")
         self.parent.acknowledgementText = _("""Method after Wang et al., Computerized Medical Imaging and
 Graphics 108 (2023) 102273, and Ou et al., IEEE JBHI 27(1) 2023.""")
 
@@ -222,11 +222,9 @@ class JSNRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = qt.QFileDialog.getSaveFileName(None, _("Export report"), "jsn_report.pdf", "PDF (*.pdf)")
         if not path:
             return
-
-        def written(pdfPath):
+        def written(pdfPath):  # noqa: E306
             self.ui.statusLabel.text = _("Report written to {path}").format(path=pdfPath)
             self._updateGUI()
-
         self.ui.statusLabel.text = _("Writing the report...")
         self._startInBackground(_("Could not export the report."), lambda: self.logic.exportReport(
             self._parameterNode.resultFolder, path, written, self._onError, self._onCancelled))
@@ -249,8 +247,8 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
         """Why Run is not possible yet ("" when it is)."""
         return self.scene.not_ready_reason(p)
 
-    def ensureDependencies(self):
-        return self.scene.ensure_dependencies(resourcePath("requirements.txt"))
+    def ensureDependencies(self, torch=True):
+        return self.scene.ensure_dependencies(resourcePath("requirements.txt"), torch)
 
     def start(self, p, onProgress, onFinished, onError, onCancelled):
         """Start the registration of `p`'s joints in the worker; returns its runner."""
@@ -273,6 +271,8 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
 
     def detectJoints(self, p):
         """Fill `p.joints` with the joints the core's detector finds on the baseline, named."""
+        if not self.ensureDependencies(torch=False):  # the detector needs no torch
+            return []
         return self.scene.detect_joints(p.baselineVolume, p.joints, p.spacingMm)
 
     def showJoint(self, p, name, overlay):
