@@ -187,3 +187,16 @@ def test_joint_detection_runs_here():
     with tempfile.TemporaryDirectory() as folder:
         image = read_radiograph(write_demo_case(folder)["baseline"])
     assert set(DEFAULT_JOINTS) <= {j.name for j in detect_joints(image.pixels, image.spacing_mm)}
+
+
+def test_setup_allows_slicers_python_and_keeps_torch_out():
+    """`PythonSlicer -m pip install <repo>` must work on Slicer 5.6-5.8 and pull no torch (the
+    PyTorch extension installs a matching one)."""
+    tree = ast.parse((MODULE_DIR.parent / "setup.py").read_text())
+    setup_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    kw = {k.arg: k.value for k in setup_call.keywords}
+    assert ast.literal_eval(kw["python_requires"]) == ">=3.9"
+    requires = ast.literal_eval(kw["install_requires"])
+    assert "pydicom>=2.4" in requires and not any(r.lower().startswith("torch") for r in requires)
+    assert all(">=" in r and "==" not in r for r in requires)  # lower bounds only: Slicer's own numpy stays
+    assert ast.literal_eval(kw["extras_require"])["torch"] == ["torch>=2.1"]
