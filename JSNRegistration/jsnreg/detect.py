@@ -32,20 +32,25 @@ from .joints import STANDARD_JOINTS
 WORK_MM = 0.4  # working pixel size: the joint space (>= 1 mm) stays 2-3 px wide
 MIN_HAND_MM2 = 3000.0  # a small child's hand is > 5000 mm^2; less is a marker or a scrap of tissue
 FINGERS = (1, 2, 3, 4, 5)
-# Joint positions along a finger as fractions of the tip-to-MCP length (adult and child hands alike,
-# from typical phalanx lengths: distal 0.23, middle 0.27, proximal 0.50; thumb distal 0.44).
-JOINT_FRACTIONS = {1: (("IP1", 0.44),), **{d: ((f"DIP{d}", 0.23), (f"PIP{d}", 0.50)) for d in (2, 3, 4, 5)}}
+# Joint positions along a finger as fractions of the tip-to-MCP length, measured on the training
+# hands (RSNA train split, annotated; the spread between hands was 0.01-0.02, the thumb's 0.07).
+JOINT_FRACTIONS = {1: (("IP1", 0.40),),
+                   2: (("DIP2", 0.218), ("PIP2", 0.512)), 3: (("DIP3", 0.217), ("PIP3", 0.516)),
+                   4: (("DIP4", 0.218), ("PIP4", 0.525)), 5: (("DIP5", 0.241), ("PIP5", 0.525))}
+FRACTION_SD = {1: 0.07, 2: 0.025, 3: 0.025, 4: 0.025, 5: 0.025}
 
 
 @dataclass
 class DetectedJoint:
     """A joint found on the image: name ("MCP2", or "L-MCP2" with two hands), centre (x = column,
-    y = row, px of the input) and a confidence in [0, 1]."""
+    y = row, px of the input), a confidence in [0, 1] and the hand's side from its anatomy
+    ("L" or "R", PA view)."""
 
     name: str
     x: float
     y: float
     confidence: float
+    side: str = ""
 
 
 @dataclass
@@ -196,8 +201,10 @@ MISSING_GAP_R = 0.8
 THUMB_MISSING_INDEX_R = 2.3
 
 
-def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray, radius: float) -> str:
-    """Digits 1-5 (set on the fingers) and the hand's side, "L" or "R".
+def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
+                  radius: float) -> tuple[str, float]:
+    """Digits 1-5 (set on the fingers), the hand's side ("L" or "R") and how clearly the thumb
+    lies to that side (the sine of its angle from the hand's long axis).
 
     The thumb is the end finger whose base is farther from its neighbour's (the first web space
     is the widest); the others are counted from it, a base gap of about two finger widths being a
@@ -217,14 +224,19 @@ def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
         digit += 1
     others = [f.tip - centre for f in ordered[1:]]
     up = np.mean([v / np.linalg.norm(v) for v in others], axis=0)
-    right = np.array([-up[1], up[0]])
-    return "L" if float(np.dot(ordered[0].tip - centre, right)) > 0 else "R"
+    right = np.array([-up[1], up[0]]) / (np.linalg.norm(up) + 1e-9)
+    thumb = ordered[0].tip - centre
+    lean = float(np.dot(thumb, right)) / (np.linalg.norm(thumb) + 1e-9)
+    return ("L" if lean > 0 else "R"), abs(lean)
 
 
 def _base(axis: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
     """The first axis point within 1.2 palm radii of the palm centre (the tip when it already is)."""
     inside = np.flatnonzero(np.hypot(*(axis - centre).T) <= 1.2 * radius)
     return axis[int(inside[0]) if len(inside) else -1]
+
+
+STEP_PX = 2.0  # tracing step (0.8 mm at the working resolution)
 
 
 def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float, mm: float,
@@ -237,22 +249,27 @@ def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float,
     u = np.arange(-half, half + 0.5, 0.5)
     prior = np.exp(-0.5 * (u / (0.6 * half)) ** 2)
     h, w = bone.shape
-    for _ in range(int(length_px)):
-        p = p + d
+    for _ in range(int(length_px / STEP_PX)):
+        p = p + d * STEP_PX
         if not (0 <= p[0] < w and 0 <= p[1] < h) or np.hypot(*(p - centre)) < 0.3 * radius:
             break  # past the MCP joints: the palm centre lies among the metacarpals
         across = np.array([-d[1], d[0]])
         vals = ndimage.map_coordinates(bone, [p[1] + u * across[1], p[0] + u * across[0]], order=1,
                                        cval=0.0)  # dark beyond the edge: a finger cut by it is not followed along it
         k = int(np.argmax(vals * prior))
-        p = p + across * u[k] * 0.3  # damped: the line is followed, not jumped to
+        p = p + across * u[k] * 0.5  # damped: the line is followed, not jumped to
         pts.append(p.copy())
-        if len(pts) > 6:
-            dn = pts[-1] - pts[-7]
+        if len(pts) > 3:
+            dn = pts[-1] - pts[-4]
             dn /= np.linalg.norm(dn)
-            d = 0.7 * d + 0.3 * dn
+            d = 0.6 * d + 0.4 * dn
             d /= np.linalg.norm(d)
-    return np.array(pts)
+    pts = np.array(pts)
+    if len(pts) < 2:
+        return pts
+    seg = np.concatenate([[0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+    t = np.arange(0, seg[-1], 1.0)  # 1 px apart, as the profile and the joint positions expect
+    return np.column_stack([np.interp(t, seg, pts[:, 0]), np.interp(t, seg, pts[:, 1])])
 
 
 def _profile(image: np.ndarray, axis: np.ndarray, mm: float) -> np.ndarray:
@@ -260,14 +277,17 @@ def _profile(image: np.ndarray, axis: np.ndarray, mm: float) -> np.ndarray:
     t = np.gradient(axis, axis=0)
     t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
     across = np.column_stack([-t[:, 1], t[:, 0]])
-    offsets = np.arange(-1.5, 1.51, 0.5) / mm
+    offsets = np.arange(-BAND_MM, BAND_MM + 0.01, 0.25) / mm
     xs = axis[:, 0, None] + offsets[None] * across[:, 0, None]
     ys = axis[:, 1, None] + offsets[None] * across[:, 1, None]
     return ndimage.map_coordinates(image, [ys, xs], order=1, mode="nearest").mean(axis=1)
 
 
-# Tip-to-MCP length per digit in palm radii (typical adult and child hands), and its tolerance.
-TIP_TO_MCP_R = {1: 1.45, 2: 2.1, 3: 2.35, 4: 2.2, 5: 1.75}
+# Tip-to-MCP length per digit in palm radii (training hands: spread 0.14-0.2 radii), and its
+# relative tolerance.
+TIP_TO_MCP_R = {1: 1.18, 2: 1.84, 3: 2.09, 4: 2.01, 5: 1.56}
+TIP_TO_MCP_SD = 0.12
+BAND_MM = 1.5  # half-width of the band the joint profile averages (narrower: trabecular noise)
 
 
 def _valleys(profile: np.ndarray, mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -295,13 +315,36 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
         s = pos[list(combo)]
         mcp = s[-1]
         score = float(np.sum(np.log(depth[list(combo)] / scale)))
-        score -= 0.5 * ((mcp / expect - 1.0) / 0.2) ** 2
+        score -= 0.5 * ((mcp / expect - 1.0) / TIP_TO_MCP_SD) ** 2
         for (_, f), sj in zip(fr, s[:-1]):
-            score -= 0.5 * ((sj / mcp - f) / 0.05) ** 2
+            score -= 0.5 * ((sj / mcp - f) / FRACTION_SD[finger.digit]) ** 2
         if score > best_score:
             best, best_score = combo, score
     names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
     return [(nm, float(pos[k]), float(min(1.0, depth[k] / (2 * scale)))) for nm, k in zip(names, best)]
+
+
+def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndarray:
+    """The axis point at s moved across the finger onto the bones' centre line: the traced axis
+    lags on curved fingers, and the joint space itself has no bone to centre on, so the bone's
+    brightest line is found 1.5-4 mm to either side along the axis and averaged."""
+    p = _at(axis, s)
+    k = int(np.clip(round(s), 1, len(axis) - 2))
+    t = axis[min(k + 3, len(axis) - 1)] - axis[max(k - 3, 0)]
+    t = t / (np.linalg.norm(t) + 1e-9)
+    across = np.array([-t[1], t[0]])
+    u = np.arange(-6.0, 6.01, 0.25) / mm
+    offsets = []
+    for along in (-4.0, -2.5, -1.5, 1.5, 2.5, 4.0):
+        q = p + t * along / mm
+        vals = ndimage.map_coordinates(bone, [q[1] + u * across[1], q[0] + u * across[0]], order=1, cval=0.0)
+        i = int(np.argmax(vals))
+        half = 0.5 * (vals[i] + min(vals[:i + 1].min(), vals[i:].min()))
+        left = np.flatnonzero(vals[:i] < half)
+        right = np.flatnonzero(vals[i:] < half)
+        if len(left) and len(right):  # the midpoint of the bone's half-height edges, not a plateau's peak
+            offsets.append(0.5 * (u[left[-1]] + u[i + right[0]]))
+    return p + across * float(np.median(offsets)) if offsets else p
 
 
 def _at(axis: np.ndarray, s: float) -> np.ndarray:
@@ -321,12 +364,14 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
         raise InputError(f"a radiograph must be a 2-D image of at least 32 x 32 px, got shape {image.shape}")
     if not (spacing_mm and np.isfinite(spacing_mm) and 0.01 <= spacing_mm <= 2.0):
         raise InputError(f"spacing must be between 0.01 and 2 mm per pixel, got {spacing_mm}")
-    lo, hi = np.nanpercentile(image, [0.5, 99.5])
-    if not np.all(np.isfinite(image)) or hi - lo <= 0:
-        raise InputError("the image is flat or not finite: no hand to find")
-    image = np.clip((image - lo) / (hi - lo), 0, 1)
-    small, factor = _reduce(image, spacing_mm)
+    if not np.all(np.isfinite(image)):
+        raise InputError("the image has pixels that are not finite numbers")
+    small, factor = _reduce(image, spacing_mm)  # reduced first: all that follows is on ~0.2 Mpx
     mm = spacing_mm * factor
+    lo, hi = np.percentile(small, [0.5, 99.5])
+    if hi - lo <= 0:
+        raise InputError("the image is flat: no hand to find")
+    small = np.clip((small - lo) / (hi - lo), 0, 1).astype(np.float32)
     masks = _hand_masks(small, mm)
     bone = ndimage.gaussian_filter(small, 1.5 / mm)
     fine = ndimage.gaussian_filter(small, 0.3 / mm)
@@ -338,7 +383,8 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
             continue  # a hand shows three to five fingertips; more is an outline that is not one
         for f in fingers:
             f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
-        side = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre, radius)
+        side, lean = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre,
+                                   radius)
         found = []
         for f in fingers:
             if f.digit > 5:
@@ -346,18 +392,21 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
             reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
             axis = f.axis[:reach]
             for name, s, conf in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
-                x, y = _at(axis, s)
+                x, y = _centred(fine, axis, s, mm)
                 found.append((name, (x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5, conf))
-        hands.append((side, centre, found))
+        hands.append([side, lean, found])
     if not hands:
         raise InputError("no hand found: no outline with three to five fingers")
-    two = len(hands) == 2 and hands[0][0] != hands[1][0]
+    two = len(hands) == 2
+    if two and hands[0][0] == hands[1][0]:  # one film, two hands: the less clear thumb is the other side
+        weaker = min(hands, key=lambda h: h[1])
+        weaker[0] = "R" if weaker[0] == "L" else "L"
     out = []
-    for side, _, found in hands[:2] if two else hands[:1]:
+    for side, _, found in hands:
         for name, x, y, conf in found:
             full = f"{side}-{name}" if two else name
             if names is None or full in names or name in names:
-                out.append(DetectedJoint(full, float(x), float(y), conf))
+                out.append(DetectedJoint(full, float(x), float(y), conf, side))
     order = {n: k for k, n in enumerate(STANDARD_JOINTS)}
     out.sort(key=lambda j: (j.name[:2] if two else "", order.get(j.name.split("-")[-1], 99)))
     return out

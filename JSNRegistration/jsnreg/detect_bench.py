@@ -171,12 +171,15 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         truth, absent = scored(entry)
         tol = TOLERANCE_MM / spacing
         t0 = time.perf_counter()
-        detected = detect_joints(pixels, spacing)
+        try:
+            detected, refused = detect_joints(pixels, spacing), ""
+        except InputError as exc:
+            detected, refused = [], f"refused: {exc}"
         times.append(time.perf_counter() - t0)
         outcomes = score(detected, truth, absent, tol)
         add(source, outcomes)
         rows.append({"image": rel, "source": source, "variant": "",
-                     "wrong": [f"{n}:{o}" for n, o in outcomes if o != "found"]})
+                     "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
         if not variants or source == "adult":
             continue
         made = [("mirrored", *mirrored(pixels, truth), set()),
@@ -186,14 +189,13 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
                 ("no finger 3", *without_finger(pixels, truth, 3))]
         for label, img, vtruth, removed in made:
             try:
-                detected = detect_joints(img, spacing)
+                detected, refused = detect_joints(img, spacing), ""
             except InputError as exc:
-                detected = []
-                rows.append({"image": rel, "source": "variants", "variant": label, "wrong": [str(exc)]})
+                detected, refused = [], f"refused: {exc}"
             outcomes = score(detected, vtruth, absent | removed, tol)
             add(f"variants: {label}", outcomes)
             rows.append({"image": rel, "source": "variants", "variant": label,
-                         "wrong": [f"{n}:{o}" for n, o in outcomes if o != "found"]})
+                         "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
     ms = 1000 * float(np.median(times)) if times else float("nan")
     print(format_table(counts))
     print(f"detection time: median {ms:.0f} ms per hand, max {1000 * max(times, default=0):.0f} ms "
