@@ -104,7 +104,8 @@ def joint_entries(markups_node, baseline_volume, zoom_xy) -> list:
 def detect_joints(baseline_volume, markups_node, spacing_given_mm: float) -> list:
     """Put the joints found on the baseline into the point list (after asking, when it has points),
     named and marked as detected; returns the points. The baseline is read as the core reads it
-    (bone bright, its grid); detection is numpy-only and takes about a second, so it runs here."""
+    (bone bright, its grid). Detection needs no torch and took 0.65 s on the demo hand (1200 x 960 px,
+    generated), so it runs here, on the GUI thread, under the wait cursor."""
     from jsnreg.images import read_radiograph
 
     if baseline_volume is None:
