@@ -26,6 +26,7 @@ setup(
         "SimpleITK>=2.2",
         "pydicom>=2.4",
         "matplotlib>=3.7",
+        "contourpy>=1.0",
     ],
     extras_require={
         "torch": ["torch>=2.1"],
