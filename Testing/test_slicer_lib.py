@@ -497,3 +497,18 @@ def test_detected_points_follow_the_detector_and_joint_sources():
     entries = conversions.joint_entries(["MCP2"], np.array([[3.0, 4.0]]), [("detected", True)])
     assert entries == [{"name": "MCP2", "x": 3.0, "y": 4.0, "source": "detected", "moved": True}]
     assert "source" not in conversions.joint_entries(["MCP2"], np.array([[3.0, 4.0]]))[0]
+
+
+def test_what_slicers_process_imports_pulls_no_torch():
+    """The Lib's pure modules and the core modules scene.py uses (results, overlays, detection,
+    reading the baseline) import no torch, so Slicer's own process never loads it."""
+    import subprocess
+
+    modules = ["JSNRegistrationLib." + p.stem for p in (MODULE_DIR / "JSNRegistrationLib").glob("*.py")
+               if p.stem not in ("scene", "selftest", "__init__")]
+    modules += ["jsnreg.job", "jsnreg.rois", "jsnreg.images", "jsnreg.detect"]
+    code = f"import sys; import {', '.join(modules)}; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(MODULE_DIR)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
