@@ -13,7 +13,6 @@ The real images stay in the shared data folder; nothing made from them is writte
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -21,20 +20,11 @@ import numpy as np
 
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
+from .real_hands import ANNOTATIONS, real_hands_dir
 
 TOLERANCE_MM = 2.0
 OUTCOMES = ("found", "misplaced", "misnamed", "invented", "missed")
 TYPES = ("IP1", "MCP1", "MCP2-5", "PIP2-5", "DIP2-5")
-ANNOTATIONS = Path(__file__).parent / "data" / "real_hands_joints.json"
-
-
-def real_hands_dir() -> Path | None:
-    """The shared real-hands folder (JSNREG_REAL_HANDS, else <repo>/../shared/data/real-hands)."""
-    env = os.environ.get("JSNREG_REAL_HANDS")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real-hands"
-    return path.resolve() if path.is_dir() else None
-
-
 def load_annotations(path=ANNOTATIONS) -> dict:
     try:
         data = json.loads(Path(path).read_text())
@@ -49,13 +39,8 @@ def joint_type(name: str) -> str:
 
 
 def scored(entry: dict) -> tuple[dict, set]:
-    """The annotated joints and the joints marked absent; names an entry says are not annotated
-    yet (its notes say so) are neither."""
-    joints = {k: np.asarray(v, float) for k, v in entry["joints"].items()}
-    absent = set(entry.get("absent", []))
-    if "not annotated" in entry.get("notes", ""):
-        absent = set()
-    return joints, absent
+    """The annotated joints {name: (x, y)} and the names marked absent (not there or not visible)."""
+    return {k: np.asarray(v, float) for k, v in entry["joints"].items()}, set(entry.get("absent", []))
 
 
 def score(detected: list[DetectedJoint], truth: dict, absent: set, tol_px: float) -> list[tuple[str, str]]:
@@ -151,7 +136,8 @@ def _images(folder: Path, annotations: dict):
         yield rel, source, image.pixels, image.spacing_mm, entry
 
 
-def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = True, out=None) -> dict:
+def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = True, out=None,
+        tolerance_mm: float = TOLERANCE_MM) -> dict:
     """Score every annotated image of the given splits (train hands are left out unless asked);
     prints the table, returns {source: {type: {outcome: n}}, "ms_per_hand": ...}."""
     folder = real_hands_dir()
@@ -169,7 +155,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         if entry["split"] not in splits:
             continue
         truth, absent = scored(entry)
-        tol = TOLERANCE_MM / spacing
+        tol = tolerance_mm / spacing
         t0 = time.perf_counter()
         try:
             detected, refused = detect_joints(pixels, spacing), ""
@@ -197,13 +183,14 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
             rows.append({"image": rel, "source": "variants", "variant": label,
                          "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
     ms = 1000 * float(np.median(times)) if times else float("nan")
+    print(f"tolerance {tolerance_mm:g} mm at each image's nominal spacing")
     print(format_table(counts))
     print(f"detection time: median {ms:.0f} ms per hand, max {1000 * max(times, default=0):.0f} ms "
           f"({len(times)} original images; variants not timed)")
     for r in rows:
         if r["wrong"]:
             print(f"  {r['image']} {r['variant']}: {', '.join(r['wrong'])}")
-    result = {"counts": counts, "ms_per_hand_median": ms, "images": rows}
+    result = {"counts": counts, "tolerance_mm": tolerance_mm, "ms_per_hand_median": ms, "images": rows}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "detect_bench.json").write_text(json.dumps(result, indent=2) + "\n")
