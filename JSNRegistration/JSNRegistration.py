@@ -1,7 +1,7 @@
 """3D Slicer module JSNRegistration: joint space narrowing between two hand radiographs.
 
 A thin face over the core `jsnreg` (beneath this folder, which Slicer puts on sys.path). The work runs
-in a worker subprocess (`PythonSlicer -m jsnreg.worker`): Slicer never freezes nor imports torch. The
+in a worker subprocess (`PythonSlicer -m jsnreg.worker`): Slicer never freezes. The
 Lib and the core are imported inside methods, not when Slicer loads the module."""
 
 from typing import Annotated
@@ -247,8 +247,8 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
         """Why Run is not possible yet ("" when it is)."""
         return self.scene.not_ready_reason(p)
 
-    def ensureDependencies(self, torch=True):
-        return self.scene.ensure_dependencies(resourcePath("requirements.txt"), torch)
+    def ensureDependencies(self):
+        return self.scene.ensure_dependencies(resourcePath("requirements.txt"))
 
     def start(self, p, onProgress, onFinished, onError, onCancelled):
         """Start the registration of `p`'s joints in the worker; returns its runner."""
@@ -271,7 +271,7 @@ class JSNRegistrationLogic(ScriptedLoadableModuleLogic):
 
     def detectJoints(self, p):
         """Fill `p.joints` with the joints the core's detector finds on the baseline, named."""
-        if not self.ensureDependencies(torch=False):  # the detector needs no torch
+        if not self.ensureDependencies():
             return []
         return self.scene.detect_joints(p.baselineVolume, p.joints, p.spacingMm)
 

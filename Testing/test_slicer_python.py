@@ -200,3 +200,29 @@ def test_setup_allows_slicers_python_and_keeps_torch_out():
     assert "pydicom>=2.4" in requires and not any(r.lower().startswith("torch") for r in requires)
     assert all(">=" in r and "==" not in r for r in requires)  # lower bounds only: Slicer's own numpy stays
     assert ast.literal_eval(kw["extras_require"])["torch"] == ["torch>=2.1"]
+
+
+def test_worker_measures_and_reports_here_without_torch(tmp_path):
+    """The worker Slicer starts, end to end: two joints of the demo pair, then the PDF report, and
+    torch never imported. In `make test-slicer-python` this is Python 3.9 with pydicom 2.4, no torch."""
+    import json
+    import subprocess
+
+    from jsnreg.joints import joints_to_json, load_joints_json
+    from jsnreg.synthetic import write_demo_case
+
+    demo = write_demo_case(tmp_path / "demo")
+    joints = joints_to_json(load_joints_json(demo["joints"])[:2])["joints"]
+    (tmp_path / "request.json").write_text(json.dumps({"baseline": demo["baseline"], "followup": demo["followup"],
+                                                       "joints": joints, "out_dir": str(tmp_path / "out")}))
+    code = ("import sys; from jsnreg import worker; a = worker.main([sys.argv[1]]);"
+            "b = worker.main(['--report', sys.argv[2], sys.argv[3]]); print(a, b, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "request.json"), str(tmp_path / "out"),
+                           str(tmp_path / "r.pdf")], env={**os.environ, "PYTHONPATH": str(MODULE_DIR)},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "0 0 False", proc.stdout[-1000:]
+    events = [json.loads(line) for line in lines[:-1]]
+    assert [e["event"] for e in events] == ["progress", "progress", "finished", "finished"]
+    assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"

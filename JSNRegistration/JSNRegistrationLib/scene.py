@@ -38,28 +38,18 @@ def not_ready_reason(p) -> str:
     return ""
 
 
-def ensure_dependencies(requirements_file: str, torch: bool = True) -> bool:
-    """Install what the core needs on first use, after asking (torch for a run, not for detection);
-    True when everything is there."""
+def ensure_dependencies(requirements_file: str) -> bool:
+    """Install what the core needs on first use, after asking; True when everything is there.
+    No torch: the core runs its network in numpy (torch only trains it)."""
     if hasattr(slicer, "packaging") and hasattr(slicer.packaging, "pip_ensure"):  # Slicer 5.12+ asks itself
         slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirements_file), requester="JSNRegistration")
-    else:
-        missing = missing_requirements(Path(requirements_file).read_text(encoding="utf-8"))
-        question = _("JSN Registration needs the Python packages {names}. Install them now?")
-        if missing:
-            if not slicer.util.confirmOkCancelDisplay(question.format(names=", ".join(missing))):
-                return False
-            slicer.util.pip_install(missing)
-    import importlib.util
-    if torch and importlib.util.find_spec("torch") is None:
-        try:
-            import PyTorchUtils
-        except ImportError:
-            raise RuntimeError(_("PyTorch is needed: install the PyTorch extension from the Extensions Manager, "
-                                 "restart Slicer and run again.")) from None
-        # The worker runs on the CPU: without forcing it, a multi-GB CUDA build may be downloaded.
-        installed = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, forceComputationBackend="cpu")
-        return installed is not None
+        return True
+    missing = missing_requirements(Path(requirements_file).read_text(encoding="utf-8"))
+    question = _("JSN Registration needs the Python packages {names}. Install them now?")
+    if missing:
+        if not slicer.util.confirmOkCancelDisplay(question.format(names=", ".join(missing))):
+            return False
+        slicer.util.pip_install(missing)
     return True
 
 
