@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import validate
 from .errors import InputError
 from .joints import joints_from_entries, joints_to_json
 from .results import JointImages, JointResult
@@ -66,7 +67,8 @@ def parse_settings(values):
     if unknown:
         raise InputError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     settings = Settings(**values)
-    settings.roi_mm = _number(settings.roi_mm, "settings.roi_mm (mm)", positive=True)
+    settings.roi_mm = validate.roi_mm(_number(settings.roi_mm, "settings.roi_mm (mm)", positive=True),
+                                      "settings.roi_mm")
     if not isinstance(settings.refine, bool):
         raise InputError(f"settings.refine must be true or false, got {settings.refine!r}")
     return settings
@@ -89,7 +91,7 @@ def parse_request(request) -> dict:
     return {
         "baseline": baseline,
         "followup": followup,
-        "spacing_mm": None if spacing is None else _number(spacing, "spacing_mm", positive=True),
+        "spacing_mm": None if spacing is None else validate.spacing_mm(_number(spacing, "spacing_mm"), "spacing_mm"),
         "joints": joints_from_entries(request.get("joints")),
         "settings": parse_settings(request.get("settings")),
         "out_dir": Path(out_dir),

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import rois, split
+from . import rois, split, validate
 from .errors import InputError
 from .images import Radiograph, match_spacing
 from .joints import JointSpec
@@ -73,7 +73,8 @@ def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
 def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
                  settings: Settings) -> list[Placement]:
     """Cut positions of every joint; InputError for a joint outside or too near the edge."""
-    size = roi_size_px(settings.roi_mm, baseline.spacing_mm)
+    validate.roi_mm(settings.roi_mm)
+    size = validate.roi_size_px(roi_size_px(settings.roi_mm, baseline.spacing_mm))
     coarse = None
     if any(j.followup_xy is None for j in joints):
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
