@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,7 +275,9 @@ def _read_dicom(path: Path, max_pixels: int | None = validate.MAX_IMAGE_PIXELS
     # pydicom parses elements lazily, so a damaged element raises wherever it is first read: every
     # header access happens inside this try, and whatever a damaged file raises becomes InputError.
     try:
-        return _decode_dicom(path, max_pixels)
+        with warnings.catch_warnings():  # a damaged file is read or refused, not half-warned about
+            warnings.simplefilter("ignore")
+            return _decode_dicom(path, max_pixels)
     except InputError:
         raise
     except MemoryError:
