@@ -438,14 +438,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and \
+            getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_early_stop":
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
     try:  # the parser too: building it imports the report module, and Ctrl-C may come then
         args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # argparse: --help, --version, or a one-line usage error (exit 2)
+        return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
-        print("stopped (interrupted): nothing written for the unfinished step", file=sys.stderr)
+        print("stopped: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a face shows a message, not a traceback (JSNREG_DEBUG=1 shows it)
         if os.environ.get("JSNREG_DEBUG"):
