@@ -27,7 +27,9 @@ setup(
     ],
     extras_require={
         "viewer": ["PyQt5>=5.15", "pyqtgraph>=0.13"],
-        "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4"],
+        "dicom-compressed": ["pylibjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-libjpeg>=2"],
+        "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4", "pydicom-data>=1.0", "deid-data>=0.0.20",
+                 "pylibjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-libjpeg>=2"],
     },
     entry_points={
         "console_scripts": [

@@ -329,7 +329,10 @@ def check_session_json(data: dict) -> None:
     _text(data.get("created"), "created", 100)
     _text(data.get("modified"), "modified", 100)
     _text(_obj(data.get("software"), "software").get("version"), "software.version", 100)
-    _obj(data.get("model", {}), "model")
+    model = _obj(data.get("model", {}), "model")
+    for key in ("file", "sha256", "version", "command"):
+        if key in model:
+            _text(model[key], f"model.{key}", 1000)
     settings = _obj(data.get("settings", {}), "settings")
     if "roi_mm" in settings:
         validate.roi_mm(settings["roi_mm"], "settings.roi_mm")
