@@ -133,10 +133,13 @@ def run(request: dict, on_progress: Callable[[int, int, str], None] | None = Non
 
 def _atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
+    from .outputs import file_mode
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, file_mode())  # the temporary file is owner-only; the result follows the umask
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
