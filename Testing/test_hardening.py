@@ -425,3 +425,19 @@ def test_deidentified_report_keeps_the_pictures(saved_session, tmp_path):
     assert "unavailable" not in html.lower()
     for secret in IDENTIFYING:
         assert secret.lower() not in text.lower()
+
+
+def test_report_command_writes_all_of_its_outputs_or_none(saved_session, tmp_path, capsys, monkeypatch):
+    def failing_html(*a, **k):
+        raise InputError("the HTML step failed")
+
+    monkeypatch.setattr("jsnreg.report.write_report_html", failing_html)
+    code = main(["report", str(saved_session), "--out", str(tmp_path / "r.pdf"), "--html", str(tmp_path / "r.html"),
+                 "--csv", str(tmp_path / "r.csv")])
+    assert_one_line_error(capsys, code, 2, "the HTML step failed")
+    assert not list(tmp_path.iterdir())  # the PDF written first is not left behind
+
+
+def test_unusual_but_valid_names_and_values_still_work(case, tmp_path):
+    assert main(quantify_args(case, tmp_path / "out", "--roi-mm", "20", joint="L-MCP3.b=490,317")) == 0
+    assert (tmp_path / "out" / "L-MCP3.b_fixed.png").is_file()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import measure, split, validate
+from . import measure, split
 from .errors import InputError
+from .validate import roi_pixels, roi_size_px
 from .network import Network, default_network
 from .refine import refine_bones
 from .results import JointResult
@@ -21,9 +22,6 @@ SPLIT_MARGIN_PX = 2.0
 # motion cannot model.
 JOINT_WEIGHT_SD_FRAC = 0.2
 MIN_REGION_FRAC = 0.1  # each bone must cover at least this share of the ROI
-# An ROI whose intensities span less than this (of the 0-1 range) holds no structure: any motion
-# fits it, so a number would be noise.
-MIN_CONTRAST = 1e-3
 
 
 def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -46,12 +44,9 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | N
         raise InputError(f"fixed ROI {fixed.shape} and moving ROI {moving.shape} differ in size")
     if min(fixed.shape) < 24:
         raise InputError(f"joint ROI {fixed.shape} is too small (at least 24 x 24 px)")
-    validate.roi_size_px(max(fixed.shape))
-    for what, roi in (("fixed (baseline)", fixed), ("moving (follow-up)", moving)):
-        if not np.all(np.isfinite(roi)):
-            raise InputError(f"{what} ROI has NaN or infinite intensities")
-        if np.ptp(roi) < MIN_CONTRAST:
-            raise InputError(f"{what} ROI is constant (intensity range {np.ptp(roi):.2g}): no bone to register")
+    roi_size_px(max(fixed.shape))
+    roi_pixels(fixed, "fixed (baseline) ROI")
+    roi_pixels(moving, "moving (follow-up) ROI")
     if upper_mask is not None:
         if upper_mask.shape != fixed.shape:
             raise InputError(f"mask {upper_mask.shape} and ROI {fixed.shape} differ in size")

@@ -385,6 +385,8 @@ def check_session_json(data: dict) -> None:
             for key in ("baseline_angle_rad", "followup_angle_rad"):
                 validate.number(position.get(key), f"{what}.position.{key}", -7.0, 7.0, "rad")
             validate.integer(position.get("roi_size_px"), f"{what}.position.roi_size_px", 24, validate.MAX_ROI_PX)
+            if "work_factor" in position:  # working resolution of the registration (full-res px per px)
+                validate.integer(position["work_factor"], f"{what}.position.work_factor", 1, 64)
             if not isinstance(position.get("followup_given", False), bool):
                 raise InputError(f"{what}.position.followup_given must be true or false")
         rows = r.get("details", {}).get("split_rows")

@@ -19,6 +19,9 @@ ROI_RANGE_MM = (5.0, 60.0)
 MAX_IMAGE_PIXELS = 100_000_000
 # The ROI side in pixels the registration can hold in memory (the published ROI is 127 px).
 MAX_ROI_PX = 2048
+# An ROI whose intensities span less than this (of the 0-1 range) holds no structure: any motion
+# fits it, so a number would be noise.
+MIN_ROI_CONTRAST = 1e-3
 # Names that become file names: short, no path separators, no control characters.
 MAX_NAME_CHARS = 40
 NAME_EXTRA_CHARS = "-_+."
@@ -79,6 +82,18 @@ def roi_size_px(size_px: int, what: str = "joint ROI") -> int:
         raise InputError(f"{what} of {size_px} px per side is outside 24-{MAX_ROI_PX} px: "
                          "check --roi-mm and the pixel spacing")
     return size_px
+
+
+def roi_pixels(roi, what: str = "joint ROI") -> None:
+    """Refuse an ROI no registration can measure: non-finite or constant intensities."""
+    import numpy as np
+
+    roi = np.asarray(roi)
+    if not np.all(np.isfinite(roi)):
+        raise InputError(f"{what} has NaN or infinite intensities")
+    contrast = float(np.ptp(roi)) if roi.size else 0.0
+    if contrast < MIN_ROI_CONTRAST:
+        raise InputError(f"{what} is constant (intensity range {contrast:.2g}): no bone to register")
 
 
 def file_name_part(name, what: str = "joint name") -> str:
