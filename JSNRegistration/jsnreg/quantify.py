@@ -12,8 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import rois, split, validate
+from . import rois, split
 from .errors import InputError
+from .validate import roi_mm as checked_roi_mm, roi_size_px as checked_roi_px
 from .images import Radiograph, match_spacing
 from .joints import JointSpec
 from .measure import joint_images as warp_images
@@ -73,8 +74,7 @@ def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
 def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
                  settings: Settings) -> list[Placement]:
     """Cut positions of every joint; InputError for a joint outside or too near the edge."""
-    validate.roi_mm(settings.roi_mm)
-    size = validate.roi_size_px(roi_size_px(settings.roi_mm, baseline.spacing_mm))
+    size = roi_size_px(settings.roi_mm, baseline.spacing_mm)
     coarse = None
     if any(j.followup_xy is None for j in joints):
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
@@ -124,6 +124,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
     if len(set(names)) != len(names):
         raise InputError(f"joint names must be unique: {', '.join(n for n in names if names.count(n) > 1)}")
     followup = same_spacing(baseline, followup)
+    checked_roi_px(roi_size_px(checked_roi_mm(settings.roi_mm), baseline.spacing_mm))  # before any cut
     placements = place_joints(baseline, followup, joints, settings)
     engine = engine or Engine.load()
     results = []
