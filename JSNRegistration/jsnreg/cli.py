@@ -255,6 +255,10 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
     out_dir = validate.output_dir(out_dir)
     for j in joints:
         validate.file_name_part(j.name)
+    if settings is not None:
+        validate.roi_mm(settings.roi_mm)
+    if spacing_mm is not None:
+        spacing_mm = validate.spacing_mm(spacing_mm, "--spacing-mm")
     baseline = read_visit(baseline_path, spacing_mm, "baseline", max_pixels)
     followup = read_visit(followup_path, spacing_mm, "follow-up", max_pixels)
     t0 = time.perf_counter()
@@ -303,11 +307,9 @@ def cmd_quantify(args) -> int:
 
     if bool(args.joint) == bool(args.joints):
         raise InputError("give the joints either with --joint NAME=X,Y (repeatable) or with --joints FILE.json")
-    validate.output_dir(args.out)
-    spacing = None if args.spacing_mm is None else validate.spacing_mm(args.spacing_mm, "--spacing-mm")
     joints = [parse_joint_arg(j) for j in args.joint] if args.joint else load_joints_json(args.joints)
-    settings = Settings(roi_mm=validate.roi_mm(args.roi_mm), refine=not args.no_refine)
-    _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), spacing,
+    settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine)
+    _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), args.spacing_mm,
                                           settings, Engine.load(args.weights), report=args.report,
                                           max_pixels=_max_pixels(args))
     print(format_table(results))
