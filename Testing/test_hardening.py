@@ -226,6 +226,14 @@ def test_interrupted_report_leaves_the_previous_run_whole(case, tmp_path, capsys
     assert not [n for n in names if n.startswith(".jsnreg-staging")]
 
 
+def test_files_of_others_in_the_output_folder_are_kept(case, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.pdf").write_bytes(b"the user's own")
+    assert main(quantify_args(case, out)) == 0
+    assert (out / "report.pdf").read_bytes() == b"the user's own"
+
+
 def test_a_killed_runs_staging_folder_is_cleaned_by_the_next(case, tmp_path):
     out = tmp_path / "out"
     (out / ".jsnreg-staging-dead").mkdir(parents=True)

@@ -88,7 +88,8 @@ class StagedOutputs:
             previous = set(listing.read_text(encoding="utf-8").split("\n")) if listing.is_file() else set()
         except (OSError, UnicodeDecodeError):
             previous = set()
-        previous |= set(owned)
+        if listing.is_file() or (self.out_dir / "results.json").is_file():  # a folder jsnreg wrote before:
+            previous |= set(owned)  # never a stranger's file of the same name
         mode = file_mode()
         try:
             for name in names:
