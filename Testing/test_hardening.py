@@ -449,3 +449,15 @@ def test_report_command_writes_all_of_its_outputs_or_none(saved_session, tmp_pat
 def test_unusual_but_valid_names_and_values_still_work(case, tmp_path):
     assert main(quantify_args(case, tmp_path / "out", "--roi-mm", "20", joint="L-MCP3.b=490,317")) == 0
     assert (tmp_path / "out" / "L-MCP3.b_fixed.png").is_file()
+
+
+def test_worker_refuses_a_hostile_request_as_input(tmp_path):
+    import io
+
+    from jsnreg import worker
+
+    request = tmp_path / "request.json"
+    request.write_text("[" * 100_000 + "]" * 100_000)
+    out = io.StringIO()
+    assert worker.main([str(request)], out=out) == worker.EXIT_INPUT
+    assert json.loads(out.getvalue())["event"] == "error"
