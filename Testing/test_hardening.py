@@ -392,6 +392,8 @@ def _edit(data, where, value):
     (("spacing_mm",), float("nan"), "spacing_mm must be a finite number"),
     (("results", 0, "upper", "dy"), float("nan"), "upper.dy must be a finite number"),
     (("results", 1, "confidence"), float("inf"), "confidence must be a finite number"),
+    (("results", 0, "jsn_mm"), float("nan"), "jsn_mm must be a finite number"),
+    (("results", 0, "jsn_mm"), 3.0, "disagrees with the bones' motions"),
     (("joints", 0, "upper_mask"), {"shape": [100000, 100000], "rle": [0, 10 ** 10]}, "upper_mask shape"),
     (("images", "baseline", "meta"), "abc", "meta must be an object"),
     (("results", 0), "abc", "results[0] must be an object"),

@@ -374,6 +374,11 @@ def check_session_json(data: dict) -> None:
         for key in ("mse_before", "mse_after"):
             validate.number(r.get(key), f"{what}.{key}", 0.0, 1.0)
         validate.number(r.get("confidence"), f"{what}.confidence", 0.0, 1.0)
+        # The stored JSN is derived from the motions: one that disagrees means an edited or damaged file.
+        jsn_px = float(r["upper"]["dy"]) - float(r["lower"]["dy"])
+        for key, value in (("jsn_px", jsn_px), ("jsn_mm", jsn_px * float(r["spacing_mm"]))):
+            if key in r and abs(validate.number(r[key], f"{what}.{key}") - value) > 1e-6 * (1 + abs(value)):
+                raise InputError(f"{what}.{key} {r[key]:g} disagrees with the bones' motions ({value:g})")
         if not isinstance(r.get("flagged"), bool):
             raise InputError(f"{what}.flagged must be true or false")
         _text(r.get("flag_reason", ""), f"{what}.flag_reason")
