@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .network import DEFAULT_WEIGHTS, JSNNet, Network, motions_to_params, network_input, params_to_motions
+from .network import DEFAULT_WEIGHTS, Network, motions_to_params, network_input, params_to_motions
+from .torchnet import JSNNet
 from .synthetic import make_joint_pair
 
 CHUNK = 250  # pairs per generation task (one seed each, so the data set does not depend on workers)

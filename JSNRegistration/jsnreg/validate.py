@@ -17,8 +17,9 @@ SPACING_RANGE_MM = (0.01, 5.0)
 ROI_RANGE_MM = (5.0, 60.0)
 # A 43 x 43 cm detector at 0.05 mm is 74 Mpx: a bigger image is a mistake unless the user says so.
 MAX_IMAGE_PIXELS = 100_000_000
-# The ROI side in pixels the registration can hold in memory (the published ROI is 127 px).
-MAX_ROI_PX = 2048
+# The ROI side in pixels a cut can hold in memory (the published ROI is 127 px; 22 mm at 0.01 mm
+# is 2200 px, registered at a reduced working resolution).
+MAX_ROI_PX = 4096
 # An ROI whose intensities span less than this (of the 0-1 range) holds no structure: any motion
 # fits it, so a number would be noise.
 MIN_ROI_CONTRAST = 1e-3
