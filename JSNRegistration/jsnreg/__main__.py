@@ -4,7 +4,7 @@ import sys
 
 def _early_stop(signum, frame):
     """Ctrl-C while the command line module is still being imported: one line, exit 130."""
-    sys.stderr.write("stopped: interrupted\n")
+    sys.stderr.write("stopped\n")
     raise SystemExit(130)
 
 

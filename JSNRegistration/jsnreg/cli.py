@@ -477,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _clear_interrupt_flag() -> None:
     """A Ctrl-C that passed through code an extension ran with PyRun_* (torch's pybind11 exec while
     it imports) sets CPython's 'unhandled interrupt' flag, and at exit CPython then kills the process
@@ -506,10 +516,14 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # argparse: --help, --version, or a one-line usage error (exit 2)
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
-        print("stopped: interrupted", file=sys.stderr)
+        print("stopped", file=sys.stderr)
         _clear_interrupt_flag()
         return 130
     except Exception as exc:  # a face shows a message, not a traceback (JSNREG_DEBUG=1 shows it)
+        if _caused_by_interrupt(exc):  # e.g. numpy turns a Ctrl-C during its import into ImportError
+            print("stopped", file=sys.stderr)
+            _clear_interrupt_flag()
+            return 130
         if os.environ.get("JSNREG_DEBUG"):
             raise
         print(f"error: unexpected failure: {validate.one_line(f'{type(exc).__name__}: {exc}')} "
