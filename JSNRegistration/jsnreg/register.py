@@ -1,4 +1,6 @@
-"""Registration of one joint ROI pair: split -> network -> per-bone refinement -> measurements."""
+"""Registration of one joint ROI pair: split -> two independent starts (network, coarse search) ->
+per-bone refinement from each distinct start, the lowest robust cost kept -> a backward fit for
+consistency -> measurements, confidence and flag."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import numpy as np
 from . import measure, split
 from .errors import InputError
 from .network import Network, default_network
-from .refine import refine_bones
+from .refine import LEVELS_SMOOTH_PX, RefineResult, refine_bones
 from .results import JointResult
+from .starts import search_bones
+from .transforms import BoneMotion, inverse, warp_to_moving
 
 # Pixels this close to the split (px) are left out of both bones' fits: a gap pixel near the
 # boundary can show either bone once the joint space changes.
@@ -21,6 +25,58 @@ SPLIT_MARGIN_PX = 2.0
 # motion cannot model.
 JOINT_WEIGHT_SD_FRAC = 0.2
 MIN_REGION_FRAC = 0.1  # each bone must cover at least this share of the ROI
+# Two starts closer than this (each bone's shift, px, and rotation, deg) lie in one basin of the
+# refinement (its coarse level captures 8 px): one fit serves both.
+SAME_START_PX = 1.5
+SAME_START_DEG = 2.0
+BACKWARD_MAX_ITER = 10  # the backward fit starts at the inverse of the forward one
+
+
+def same_basin(a: list[BoneMotion], b: list[BoneMotion]) -> bool:
+    return all(abs(p.dx_px - q.dx_px) <= SAME_START_PX and abs(p.dy_px - q.dy_px) <= SAME_START_PX
+               and abs(np.degrees(p.dtheta_rad - q.dtheta_rad)) <= SAME_START_DEG for p, q in zip(a, b))
+
+
+def fit_jsn_px(fit: RefineResult) -> float:
+    return fit.bones[0].motion.dy_px - fit.bones[1].motion.dy_px
+
+
+def best_of_starts(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray],
+                   starts: dict[str, list[BoneMotion]]) -> tuple[RefineResult, dict]:
+    """Refine from each distinct start; keep the lowest robust cost (at a common noise scale).
+
+    Returns the kept fit and what the starts gave: per start its JSN, cost and whether it was
+    refined on its own, and `minima_px`, the JSN spread of the distinct refined minima with
+    `cost_gap`, the cost of the runner-up less the winner's (both None with one basin)."""
+    names = list(starts)
+    fits = {names[0]: refine_bones(fixed, moving, regions, starts[names[0]])}
+    for name in names[1:]:
+        if not any(same_basin(starts[name], starts[done]) for done in fits):
+            fits[name] = refine_bones(fixed, moving, regions, starts[name])
+    sigma = min(f.residual_sd for f in fits.values())
+    costs = {name: f.robust_cost(sigma) for name, f in fits.items()}
+    order = sorted(fits, key=costs.get)
+    info = {"starts": {name: {"jsn_px": starts[name][0].dy_px - starts[name][1].dy_px,
+                              "refined": name in fits,
+                              **({"refined_jsn_px": fit_jsn_px(fits[name]), "cost": costs[name]}
+                                 if name in fits else {})} for name in names},
+            "kept_start": order[0], "minima_px": None, "cost_gap": None}
+    if len(order) > 1:
+        info["minima_px"] = float(max(abs(fit_jsn_px(fits[n]) - fit_jsn_px(fits[order[0]])) for n in order[1:]))
+        info["cost_gap"] = float(costs[order[1]] - costs[order[0]])
+    return fits[order[0]], info
+
+
+def backward_fit(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray], fit: RefineResult
+                 ) -> RefineResult:
+    """Register the pair the other way (moving -> fixed) from the inverse of the forward fit, on
+    the bones' regions carried into the moving image, at the finest level only (the start is
+    already close): a cheap, largely independent second reading of the same joint."""
+    back_regions = [np.nan_to_num(warp_to_moving(np.asarray(r, np.float64), b.motion, order=1, cval=0.0))
+                    for r, b in zip(regions, fit.bones)]
+    inits = [inverse(b.motion, fixed.shape) for b in fit.bones]
+    return refine_bones(moving, fixed, back_regions, inits, max_iter=BACKWARD_MAX_ITER,
+                        first_level=len(LEVELS_SMOOTH_PX) - 1, blur_px2=-fit.blur_px2)
 
 
 def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +111,9 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | N
 class Engine:
     """The registration engine with its network loaded once."""
 
-    def __init__(self, network: Network):
+    def __init__(self, network: Network, calibration=None):
         self.network = network
+        self.calibration = calibration  # None: the shipped confidence calibration
 
     @classmethod
     def load(cls, weights_path: Path | None = None) -> "Engine":
@@ -90,18 +147,14 @@ class Engine:
         if mask_source == "automatic":
             details["split_rows"] = [float(r) for r in boundary]
         if refine:
-            regions = bone_regions(upper_mask, boundary)
-            fit = refine_bones(fixed, moving, list(regions), [net_upper, net_lower])
-            if measure.mostly_clipped(fit):
-                upper, lower = net_upper, net_lower
-                confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape,
-                                                                         fit.usable_fraction)
-                details.update(reported="network", usable_fraction=fit.usable_fraction,
-                               refined={b: f.motion.to_dict() for b, f in zip(("upper", "lower"), fit.bones)})
-            else:
-                upper, lower = (b.motion for b in fit.bones)
-                confidence, flagged, reason, extra = measure.assess(fit, jsn_net, fixed.shape)
-                details.update(extra)
+            regions = list(bone_regions(upper_mask, boundary))
+            starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
+            fit, start_info = best_of_starts(fixed, moving, regions, starts)
+            back = backward_fit(fixed, moving, regions, fit)
+            upper, lower = (b.motion for b in fit.bones)
+            confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
+                                                                   self.calibration)
+            details.update(extra)
         else:
             upper, lower = net_upper, net_lower
             confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape)

@@ -1,0 +1,143 @@
+"""The confidence of a refined joint: a logistic model of P(|JSN error| <= 0.5 px) from signals
+that hold on real radiographs, calibrated on real validation pairs (`jsnreg calibrate`).
+
+Signals (measure.signals): the JSN's predicted SD, the forward-backward disagreement, the spread
+of the refined minima from independent starts, the disagreement of the starts themselves and of
+the network with the refinement, the share of pixels the robust weights kept and the share of the
+bones' edges left unsaturated. The calibration file `weights/confidence.json` holds the model, the
+flag threshold chosen on the validation pairs, the figures it reached there, and its provenance
+(data, network SHA-256, date, command), so a new network is one command from a new calibration.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .network import WEIGHTS_DIR
+
+CALIBRATION_FILE = WEIGHTS_DIR / "confidence.json"
+FEATURES = ("log_sd_jsn", "log_fb_px", "log_minima_px", "log_start_px", "log_net_diff_px",
+            "inlier_fraction", "edge_share")
+GOOD_PX = 0.5  # a result within this of the truth is right
+RIDGE = 1e-2  # small L2 penalty: a feature that separates perfectly must not run to infinity
+TARGET_RECALL = 0.99  # share of errors > GOOD_PX the flag must catch (validation)
+TARGET_UNFLAGGED_BAD = 0.005  # share of unflagged results allowed beyond GOOD_PX (validation)
+
+
+def feature_vector(signals: dict) -> np.ndarray:
+    return np.array([float(signals[k]) for k in FEATURES])
+
+
+class Calibration:
+    def __init__(self, data: dict):
+        self.data = data
+        self.mean = np.asarray(data["mean"], float)
+        self.scale = np.asarray(data["scale"], float)
+        self.coef = np.asarray(data["coef"], float)
+        self.intercept = float(data["intercept"])
+        self.flag_below = float(data["flag_below"])
+        if tuple(data["features"]) != FEATURES:
+            raise ValueError(f"calibration features {data['features']} are not this engine's {FEATURES}")
+
+    def confidence(self, signals: dict) -> float:
+        z = (feature_vector(signals) - self.mean) / self.scale
+        return float(1.0 / (1.0 + np.exp(-(self.intercept + z @ self.coef))))
+
+    @classmethod
+    def neutral(cls) -> "Calibration":
+        """Confidence 0.5 for all, no flag threshold: what `calibrate` runs the engine with."""
+        n = len(FEATURES)
+        return cls({"features": list(FEATURES), "mean": [0.0] * n, "scale": [1.0] * n, "coef": [0.0] * n,
+                    "intercept": 0.0, "flag_below": 0.0, "provenance": {"data": "none (neutral)"}})
+
+    @property
+    def provenance(self) -> dict:
+        return self.data["provenance"]
+
+
+@lru_cache(maxsize=4)
+def load(path: str | None = None) -> Calibration:
+    """The calibration in use (the shipped file unless a path is given)."""
+    return Calibration(json.loads(Path(path or CALIBRATION_FILE).read_text()))
+
+
+def fit_logistic(x: np.ndarray, good: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Standardised ridge logistic regression by Newton steps: (mean, scale, coef, intercept)."""
+    mean = x.mean(axis=0)
+    scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
+    beta = np.zeros(z.shape[1])
+    penalty = RIDGE * np.eye(z.shape[1])
+    penalty[0, 0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-z @ beta))
+        grad = z.T @ (p - good) + penalty @ beta
+        hess = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return mean, scale, beta[1:], float(beta[0])
+
+
+def choose_threshold(conf: np.ndarray, bad: np.ndarray, hard: np.ndarray) -> float:
+    """The lowest flag threshold at which the flag (threshold or hard reason) catches
+    TARGET_RECALL of the bad results and leaves at most TARGET_UNFLAGGED_BAD of the unflagged
+    ones bad: as few good results flagged as those two targets allow."""
+    for t in np.unique(np.concatenate([[0.0], conf])):
+        flagged = hard | (conf < t)
+        caught = flagged[bad].mean() if bad.any() else 1.0
+        unflagged = ~flagged
+        unflagged_bad = bad[unflagged].mean() if unflagged.any() else 0.0
+        if caught >= TARGET_RECALL and unflagged_bad <= TARGET_UNFLAGGED_BAD:
+            return float(t)
+    return float(np.nextafter(conf.max(), np.inf))
+
+
+def flag_figures(error_px: np.ndarray, flagged: np.ndarray) -> dict:
+    """The figures the targets are about: unflagged share beyond GOOD_PX, errors caught, good flagged."""
+    bad = np.abs(error_px) > GOOD_PX
+    return {"n": int(len(error_px)), "bad": int(bad.sum()),
+            "unflagged_bad_share": float(bad[~flagged].mean()) if (~flagged).any() else 0.0,
+            "bad_caught": float(flagged[bad].mean()) if bad.any() else None,
+            "good_flagged": float(flagged[~bad].mean()) if (~bad).any() else None}
+
+
+def reliability(conf: np.ndarray, error_px: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per confidence bin: how many results and which share of them were within GOOD_PX."""
+    good = np.abs(error_px) <= GOOD_PX
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
+        out.append({"low": float(lo), "high": float(hi), "n": int(sel.sum()),
+                    "mean_confidence": float(conf[sel].mean()) if sel.any() else None,
+                    "share_within_0.5px": float(good[sel].mean()) if sel.any() else None})
+    return out
+
+
+def plot_reliability(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    used = [r for r in rows if r["n"]]
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1)
+    ax.plot([r["mean_confidence"] for r in used], [r["share_within_0.5px"] for r in used], "o-")
+    for r in used:
+        ax.annotate(str(r["n"]), (r["mean_confidence"], r["share_within_0.5px"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, -9))
+    ax.set_xlabel("confidence (bin mean)")
+    ax.set_ylabel("share within 0.5 px of the truth")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
