@@ -217,9 +217,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.real:
+        from .bench import REAL_SETS, run_real
+
+        shapes = ("square", "wide") if args.shape == "both" else (args.shape,)
+        sets = REAL_SETS if args.set == "all" else (args.set,)
+        run_real(Path(args.out), shapes, sets, split=args.split, n_pairs=args.pairs or 200, seed=args.seed,
+                 weights_path=Path(args.weights) if args.weights else None)
+        return 0
     from .bench import run
 
-    run(Path(args.out), n_pairs=args.pairs, seed=args.seed)
+    run(Path(args.out), n_pairs=args.pairs or 500, seed=args.seed)
     return 0
 
 
@@ -266,8 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="accuracy, flags and speed on generated pairs vs truth and a SimpleITK peer")
     b.add_argument("--out", default="bench-out")
-    b.add_argument("--pairs", type=int, default=500)
+    b.add_argument("--pairs", type=int, help="pairs (default 500; with --real 200 per set and shape)")
     b.add_argument("--seed", type=int, default=2026)
+    b.add_argument("--real", action="store_true",
+                   help="the real section: pairs made from real radiographs (../shared/data/real-hands) "
+                        "with known motions, beside generated ones")
+    b.add_argument("--shape", choices=("square", "wide", "both"), default="both",
+                   help="with --real: ROI shape, square 128 x 128 or wide 80 x 160 px (rows x columns)")
+    b.add_argument("--set", choices=("realistic", "hard", "generated", "all"), default="all",
+                   help="with --real: motion set")
+    b.add_argument("--split", choices=("val", "test"), default="test",
+                   help="with --real: whose hands (test by default; tune on val only)")
+    b.add_argument("--weights", help="network weights (default: the shipped ones)")
     b.set_defaults(func=cmd_bench)
 
     from .report import add_report_command
