@@ -220,6 +220,52 @@ def hand_seconds(engine: Engine, repeats: int = 3) -> dict:
     return {"joints": len(joints), "median_seconds": float(np.median(times))}
 
 
+TIMING_SIZES_PX = (128, 160, 192, 256)
+
+
+def size_timing(engine: Engine, sizes=TIMING_SIZES_PX, n_pairs: int = 8, seed: int = 11) -> list[dict]:
+    """Median seconds per pair of the whole method (automatic split) and of the SimpleITK peer at
+    each square ROI size, same generated pairs, same run: the speed ratio where ROIs are large."""
+    from .synthetic import make_joint_pair
+
+    rows = []
+    for size in sizes:
+        rng = np.random.default_rng([seed, size])
+        ours, peer, ours_cpu, peer_cpu = [], [], [], []
+        for _ in range(n_pairs):
+            p = make_joint_pair(rng, size_px=size)
+            regions = [w > 0 for w in bone_regions(p.upper_mask, None)]
+            c0 = time.process_time()
+            ours.append(_timed(lambda: engine.register_roi(p.fixed, p.moving, p.spacing_mm))[1])
+            c1 = time.process_time()
+            peer.append(_timed(lambda: [simpleitk_bone(p.fixed, p.moving, r) for r in regions])[1])
+            ours_cpu.append(c1 - c0)
+            peer_cpu.append(time.process_time() - c1)
+        # Wall-clock and CPU time (all threads): on a shared machine the CPU ratio is the steadier.
+        rows.append({"size_px": size, "n": n_pairs, "method_ms": 1000 * float(np.median(ours)),
+                     "simpleitk_ms": 1000 * float(np.median(peer)),
+                     "speedup": float(np.median(peer) / np.median(ours)),
+                     "method_cpu_ms": 1000 * float(np.median(ours_cpu)),
+                     "simpleitk_cpu_ms": 1000 * float(np.median(peer_cpu)),
+                     "speedup_cpu": float(np.median(peer_cpu) / np.median(ours_cpu))})
+    return rows
+
+
+def reliability_section(records: list[dict], methods, out_dir: Path, name: str, title: str) -> dict:
+    """Reliability of the confidence (bin vs observed share within 0.5 px) per method: JSON rows
+    and one PNG per method."""
+    from .confidence import plot_reliability, reliability
+
+    out = {}
+    for m in methods:
+        conf = np.array([r[f"{m}_confidence"] for r in records])
+        err = np.array([r[f"{m}_error_px"] for r in records])
+        rows = reliability(conf, err)
+        plot_reliability(rows, out_dir / f"{name}_{m}.png", f"{title}: {m}")
+        out[m] = rows
+    return out
+
+
 def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
     """The whole benchmark; writes bench.json, sweep.csv, sweep.png and worst-case PNGs."""
     import torch
@@ -250,6 +296,9 @@ def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
         writer.writerows(rows)
     plot_sweep(rows, out_dir / "sweep.png")
     result = {"seed": seed, "n_pairs": n_pairs, "methods": summary, "hand_10_joints": hand_seconds(engine),
+              "timing_per_size": size_timing(engine),
+              "reliability": reliability_section(records, ("refined", "refined_autosplit"), out_dir, "reliability",
+                                                 "generated pairs"),
               "worst_cases": save_worst(engine, pairs, records, out_dir)}
     (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out_dir / "pairs.json", "w", encoding="utf-8") as f:
@@ -273,6 +322,7 @@ def format_summary(result: dict) -> str:
             f"{fmt(a['sd_mm'], '10.4f')} {fmt(a['sd_over_crb'], '9.2f')}")
     h = result["hand_10_joints"]
     lines.append(f"10-joint hand end to end: {h['median_seconds']:.2f} s (median of 3, model loaded)")
+    lines.append(format_timing(result["timing_per_size"]))
     return "\n".join(lines)
 
 
@@ -346,13 +396,27 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
                    "methods": {m: summarise(records, m) for m in METHODS}}
             table.append(row)
             log(f"{set_name}/{shape_name}: {len(records)} pairs ({time.time() - t0:.0f} s)")
+    by_set = {}
+    for rec in records_all:
+        by_set.setdefault(f"{rec['set']}_{rec['shape']}", []).append(rec)
+    reliability = {key: reliability_section(recs, ("refined", "refined_autosplit"), out_dir, f"reliability_{key}",
+                                            f"{split} pairs, {key.replace('_', ' ')}")
+                   for key, recs in by_set.items()}
     result = {"split": split, "seed": seed, "n_pairs_per_set": n_pairs,
-              "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table}
+              "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table, "reliability": reliability,
+              "timing_per_size": size_timing(engine)}
     (out_dir / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out_dir / "real_pairs.json", "w", encoding="utf-8") as f:
         json.dump(records_all, f)
     log(format_real(result))
     return result
+
+
+def format_timing(rows: list[dict]) -> str:
+    return "ROI size (px): " + "; ".join(
+        f"{r['size_px']}: {r['method_ms']:.0f} ms vs SimpleITK {r['simpleitk_ms']:.0f} ms ({r['speedup']:.1f} x; "
+        f"CPU {r['method_cpu_ms']:.0f} vs {r['simpleitk_cpu_ms']:.0f} ms, {r['speedup_cpu']:.1f} x)"
+        for r in rows)
 
 
 def format_real(result: dict) -> str:
@@ -368,4 +432,5 @@ def format_real(result: dict) -> str:
                          f"{s['error_mm']['sd']:7.4f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:7.1%} "
                          f"{fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
                          f"{1000 * s['median_seconds']:8.1f}")
+    lines.append(format_timing(result["timing_per_size"]))
     return "\n".join(lines)

@@ -231,6 +231,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from .calibrate import run
+
+    run(args.split, n_pairs=args.pairs, seed=args.seed, out=Path(args.out) if args.out else None,
+        weights_path=Path(args.weights) if args.weights else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jsnreg", description="Joint space narrowing by per-bone registration "
                                 "(FIXED = baseline, MOVING = follow-up; positive JSN = narrower at follow-up).")
@@ -287,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --real: whose hands (test by default; tune on val only)")
     b.add_argument("--weights", help="network weights (default: the shipped ones)")
     b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("calibrate", help="fit the confidence on real validation pairs (writes weights/confidence.json)")
+    c.add_argument("--split", choices=("val", "train"), default="val", help="whose hands (never test)")
+    c.add_argument("--pairs", type=int, default=100, help="pairs per motion set and ROI shape")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", help="calibration file (default: the shipped weights/confidence.json)")
+    c.add_argument("--weights", help="network weights (default: the shipped ones)")
+    c.set_defaults(func=cmd_calibrate)
 
     from .report import add_report_command
 

@@ -1,5 +1,13 @@
-"""The confidence of a refined joint: a logistic model of P(|JSN error| <= 0.5 px) from signals
-that hold on real radiographs, calibrated on real validation pairs (`jsnreg calibrate`).
+"""The confidence of a refined joint: P(|JSN error| <= 0.5 px) from signals that hold on real
+radiographs, calibrated on real validation pairs (`jsnreg calibrate`).
+
+Model: the JSN error is taken as Laplace distributed (heavier tails than a normal: a wrong
+minimum is rare but far) with a scale b that the signals predict, log b = a + c . z (z the
+standardised features), fitted by least squares to log |error| + 0.5772 (the mean of log |e| for
+a Laplace e is log b - Euler's gamma). Every validation pair teaches the model how large its error
+is, not only the few beyond 0.5 px, which a classifier would have to learn from.
+Confidence = P(|e| <= 0.5 px) = 1 - exp(-0.5 / b); flagged where b exceeds the calibrated
+`flag_scale_px` (the same order, without the confidence's rounding near 1).
 
 Signals (measure.signals): the JSN's predicted SD, the forward-backward disagreement, the spread
 of the refined minima from independent starts, the disagreement of the starts themselves and of
@@ -23,9 +31,12 @@ CALIBRATION_FILE = WEIGHTS_DIR / "confidence.json"
 FEATURES = ("log_sd_jsn", "log_fb_px", "log_minima_px", "log_start_px", "log_net_diff_px",
             "inlier_fraction", "edge_share")
 GOOD_PX = 0.5  # a result within this of the truth is right
-RIDGE = 1e-2  # small L2 penalty: a feature that separates perfectly must not run to infinity
+RIDGE = 1.0  # L2 penalty (in units of pairs) on the standardised coefficients
+EULER_GAMMA = 0.5772156649  # log b - E[log |e|] for a Laplace e of scale b
+ERROR_FLOOR_PX = 1e-4
 TARGET_RECALL = 0.99  # share of errors > GOOD_PX the flag must catch (validation)
 TARGET_UNFLAGGED_BAD = 0.005  # share of unflagged results allowed beyond GOOD_PX (validation)
+MAX_GOOD_FLAGGED = 0.05  # the recall target is pursued only as far as this share of good flagged
 
 
 def feature_vector(signals: dict) -> np.ndarray:
@@ -39,20 +50,27 @@ class Calibration:
         self.scale = np.asarray(data["scale"], float)
         self.coef = np.asarray(data["coef"], float)
         self.intercept = float(data["intercept"])
-        self.flag_below = float(data["flag_below"])
+        self.flag_scale_px = float(data["flag_scale_px"])
         if tuple(data["features"]) != FEATURES:
             raise ValueError(f"calibration features {data['features']} are not this engine's {FEATURES}")
 
-    def confidence(self, signals: dict) -> float:
+    def error_scale_px(self, signals: dict) -> float:
+        """The predicted Laplace scale b of the JSN error (px); its SD is sqrt(2) b."""
         z = (feature_vector(signals) - self.mean) / self.scale
-        return float(1.0 / (1.0 + np.exp(-(self.intercept + z @ self.coef))))
+        return float(np.exp(self.intercept + z @ self.coef))
+
+    def confidence(self, signals: dict) -> float:
+        return float(1.0 - np.exp(-GOOD_PX / self.error_scale_px(signals)))
+
+    def flagged(self, signals: dict) -> bool:
+        return self.error_scale_px(signals) > self.flag_scale_px
 
     @classmethod
     def neutral(cls) -> "Calibration":
-        """Confidence 0.5 for all, no flag threshold: what `calibrate` runs the engine with."""
+        """One error scale (1 px) for all, never flagged: what `calibrate` runs the engine with."""
         n = len(FEATURES)
         return cls({"features": list(FEATURES), "mean": [0.0] * n, "scale": [1.0] * n, "coef": [0.0] * n,
-                    "intercept": 0.0, "flag_below": 0.0, "provenance": {"data": "none (neutral)"}})
+                    "intercept": 0.0, "flag_scale_px": np.inf, "provenance": {"data": "none (neutral)"}})
 
     @property
     def provenance(self) -> dict:
@@ -65,37 +83,36 @@ def load(path: str | None = None) -> Calibration:
     return Calibration(json.loads(Path(path or CALIBRATION_FILE).read_text()))
 
 
-def fit_logistic(x: np.ndarray, good: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Standardised ridge logistic regression by Newton steps: (mean, scale, coef, intercept)."""
+def fit_scale_model(x: np.ndarray, error_px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Ridge least squares of log |error| + Euler's gamma on the standardised features:
+    (mean, scale, coef, intercept) of log b."""
     mean = x.mean(axis=0)
     scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
     z = np.hstack([np.ones((len(x), 1)), (x - mean) / scale])
-    beta = np.zeros(z.shape[1])
+    y = np.log(np.maximum(np.abs(error_px), ERROR_FLOOR_PX)) + EULER_GAMMA
     penalty = RIDGE * np.eye(z.shape[1])
     penalty[0, 0] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-z @ beta))
-        grad = z.T @ (p - good) + penalty @ beta
-        hess = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(len(beta))
-        step = np.linalg.solve(hess, grad)
-        beta -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
+    beta = np.linalg.solve(z.T @ z + penalty, z.T @ y)
     return mean, scale, beta[1:], float(beta[0])
 
 
-def choose_threshold(conf: np.ndarray, bad: np.ndarray, hard: np.ndarray) -> float:
-    """The lowest flag threshold at which the flag (threshold or hard reason) catches
-    TARGET_RECALL of the bad results and leaves at most TARGET_UNFLAGGED_BAD of the unflagged
-    ones bad: as few good results flagged as those two targets allow."""
-    for t in np.unique(np.concatenate([[0.0], conf])):
-        flagged = hard | (conf < t)
-        caught = flagged[bad].mean() if bad.any() else 1.0
+def choose_threshold(scale_px: np.ndarray, bad: np.ndarray, hard: np.ndarray) -> float:
+    """The error scale above which results are flagged: the largest (fewest good results flagged)
+    that leaves at most TARGET_UNFLAGGED_BAD of the unflagged results bad and, where some
+    threshold reaches it without flagging more than MAX_GOOD_FLAGGED of the good results, also
+    catches TARGET_RECALL of the bad ones (hard-flagged results count as flagged)."""
+    candidates = np.unique(scale_px)[::-1]
+
+    def figures(t):
+        flagged = hard | (scale_px > t)
         unflagged = ~flagged
-        unflagged_bad = bad[unflagged].mean() if unflagged.any() else 0.0
-        if caught >= TARGET_RECALL and unflagged_bad <= TARGET_UNFLAGGED_BAD:
-            return float(t)
-    return float(np.nextafter(conf.max(), np.inf))
+        return (flagged[bad].mean() if bad.any() else 1.0,
+                bad[unflagged].mean() if unflagged.any() else 0.0,
+                flagged[~bad].mean() if (~bad).any() else 0.0)
+
+    safe = [t for t in candidates if figures(t)[1] <= TARGET_UNFLAGGED_BAD]
+    both = [t for t in safe if figures(t)[0] >= TARGET_RECALL and figures(t)[2] <= MAX_GOOD_FLAGGED]
+    return float((both or safe or [0.0])[0])
 
 
 def flag_figures(error_px: np.ndarray, flagged: np.ndarray) -> dict:

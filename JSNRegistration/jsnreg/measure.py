@@ -84,8 +84,9 @@ def _jsn(upper: BoneMotion, lower: BoneMotion) -> float:
 
 
 def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
-            shape: tuple[int, int]) -> dict:
-    """The raw diagnostics (px, shares) and the confidence model's features of one refined joint."""
+            shape: tuple[int, int], px_per_work_px: int = 1) -> dict:
+    """The raw diagnostics (px of the ROI, shares) and the confidence model's features of one
+    refined joint (fitted on a working grid of `px_per_work_px` ROI pixels per pixel)."""
     jsn = _jsn(*(b.motion for b in fit.bones))
     jsn_back = _jsn(*(b.motion for b in back.bones))
     jsn_back_inverted = _jsn(*(inverse(b.motion, shape) for b in back.bones))
@@ -100,12 +101,14 @@ def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px:
         "inlier_fraction": min(b.inlier_fraction for b in fit.bones),
         "edge_share": fit.edge_share,
     }
+    for key in ("sd_jsn_px", "fb_px", "fb_sum_px", "minima_px", "start_px", "net_diff_px"):
+        raw[key] *= px_per_work_px
     log = lambda v: float(np.log10(max(min(v, 1e3), LOG_FLOOR_PX)))  # noqa: E731
     features = {"log_sd_jsn": log(raw["sd_jsn_px"]), "log_fb_px": log(raw["fb_px"]),
                 "log_minima_px": log(raw["minima_px"]), "log_start_px": log(raw["start_px"]),
                 "log_net_diff_px": log(raw["net_diff_px"]),
                 "inlier_fraction": raw["inlier_fraction"], "edge_share": raw["edge_share"]}
-    return {"raw": raw, "features": features, "backward_jsn_px": jsn_back,
+    return {"raw": raw, "features": features, "backward_jsn_px": jsn_back * px_per_work_px,
             "backward_converged": back.converged}
 
 
@@ -116,8 +119,8 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
         why = implausible(b.motion, shape)
         if why:
             reasons.append(f"{bone} bone: {why}")
-    if (start_info["minima_px"] or 0.0) > AMBIGUOUS_PX and start_info["cost_gap"] < AMBIGUOUS_COST:
-        reasons.append(f"ambiguous: two fits of similar cost differ by {start_info['minima_px']:.2f} px in JSN")
+    if raw["minima_px"] > AMBIGUOUS_PX and start_info["cost_gap"] < AMBIGUOUS_COST:
+        reasons.append(f"ambiguous: two fits of similar cost differ by {raw['minima_px']:.2f} px in JSN")
     if raw["edge_share"] < MIN_EDGE_SHARE:
         reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
     if not np.isfinite(raw["sd_jsn_px"]):
@@ -126,16 +129,16 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
 
 
 def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
-           shape: tuple[int, int], calibration=None) -> tuple[float, bool, str, dict]:
+           shape: tuple[int, int], calibration=None, px_per_work_px: int = 1) -> tuple[float, bool, str, dict]:
     """Confidence, flag, flag reason and the diagnostics behind them for a refined (upper, lower) joint."""
     from . import confidence as conf_model
 
     cal = calibration or conf_model.load()
-    sig = signals(fit, back, start_info, jsn_net_px, shape)
+    sig = signals(fit, back, start_info, jsn_net_px, shape, px_per_work_px)
     raw, features = sig["raw"], sig["features"]
     confidence = cal.confidence(features)
     reasons = hard_reasons(fit, start_info, raw, shape)
-    if confidence < cal.flag_below:
+    if cal.flagged(features):
         # Name the signal that pulls the confidence down most.
         z = (conf_model.feature_vector(features) - cal.mean) / cal.scale * cal.coef
         weakest = conf_model.FEATURES[int(np.argmin(z))]

@@ -16,7 +16,7 @@ from scipy import ndimage
 from .transforms import BoneMotion, roi_centre
 
 SEARCH_SIDE_PX = 48  # low-resolution shorter side: a bone's outline still shows, the grid is cheap
-ROTATIONS_DEG = np.arange(-8.0, 8.1, 2.0)  # finger repositioning plus a bone's own turn
+ROTATIONS_DEG = np.arange(-8.0, 8.1, 4.0)  # finger repositioning plus a bone's own turn (parabola between)
 REACH_PX = 12.0  # largest shift searched (px of the full ROI): repositioning plus own motion
 MIN_WEIGHT = 0.1
 
