@@ -323,6 +323,8 @@ def format_summary(result: dict) -> str:
     h = result["hand_10_joints"]
     lines.append(f"10-joint hand end to end: {h['median_seconds']:.2f} s (median of 3, model loaded)")
     lines.append(format_timing(result["timing_per_size"]))
+    if result.get("consistency"):
+        lines.append(format_consistency(result["consistency"]))
     return "\n".join(lines)
 
 
@@ -404,12 +406,56 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
                    for key, recs in by_set.items()}
     result = {"split": split, "seed": seed, "n_pairs_per_set": n_pairs,
               "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table, "reliability": reliability,
-              "timing_per_size": size_timing(engine)}
+              "timing_per_size": size_timing(engine),
+              "consistency": consistency(engine, joints) if joints else None}
     (out_dir / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out_dir / "real_pairs.json", "w", encoding="utf-8") as f:
         json.dump(records_all, f)
     log(format_real(result))
     return result
+
+
+def consistency(engine: Engine, joints: list, n_joints: int = 40, shape_name: str = "square", seed: int = 5) -> dict:
+    """Is the method consistent with itself? Per real joint three visits A, B, C (the same joint,
+    repositioned and re-exposed: real_pairs, realistic motions, no mirroring): JSN(A->B) + JSN(B->A)
+    and the chain JSN(A->B) + JSN(B->C) - JSN(A->C), both ~0 (the first up to the bones' rotation
+    and scale, a few hundredths of a pixel), the whole method with its automatic split."""
+    from .real_pairs import make_pairs
+
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(joints), size=min(n_joints, len(joints)), replace=False)
+    fb, chain, fb_unflagged, chain_unflagged = [], [], [], []
+    for idx in picks:
+        p1, p2 = make_pairs(joints[idx], rng, 2, "realistic", shape_name, flips=False)
+        a, b, c = p1.fixed, p1.moving, p2.moving
+        reg = {key: engine.register_roi(f, m, p1.spacing_mm) for key, (f, m) in
+               {"ab": (a, b), "ba": (b, a), "bc": (b, c), "ac": (a, c)}.items()}
+        s_fb = reg["ab"].jsn_px + reg["ba"].jsn_px
+        s_chain = reg["ab"].jsn_px + reg["bc"].jsn_px - reg["ac"].jsn_px
+        fb.append(s_fb)
+        chain.append(s_chain)
+        if not (reg["ab"].flagged or reg["ba"].flagged):
+            fb_unflagged.append(s_fb)
+        if not (reg["ab"].flagged or reg["bc"].flagged or reg["ac"].flagged):
+            chain_unflagged.append(s_chain)
+
+    def stats(v):
+        v = np.abs(np.asarray(v))
+        return {"n": int(v.size), "median_abs_px": float(np.median(v)) if v.size else None,
+                "p95_abs_px": float(np.percentile(v, 95)) if v.size else None,
+                "max_abs_px": float(v.max()) if v.size else None,
+                "share_over_0.5px": float((v > MISMATCH_PX).mean()) if v.size else None}
+
+    return {"joints": len(picks), "shape": shape_name, "ab_plus_ba": stats(fb), "ab_plus_ba_unflagged": stats(fb_unflagged),
+            "chain": stats(chain), "chain_unflagged": stats(chain_unflagged)}
+
+
+def format_consistency(c: dict) -> str:
+    fmt = lambda d: (f"n {d['n']}, median {d['median_abs_px']:.3f} px, p95 {d['p95_abs_px']:.3f}, max {d['max_abs_px']:.2f}, "  # noqa: E731
+                     f"> 0.5 px {d['share_over_0.5px']:.1%}") if d["n"] else "n 0"
+    return (f"consistency on {c['joints']} real joints ({c['shape']}): |A->B + B->A| {fmt(c['ab_plus_ba'])}; "
+            f"unflagged {fmt(c['ab_plus_ba_unflagged'])}\n  |A->B + B->C - A->C| {fmt(c['chain'])}; "
+            f"unflagged {fmt(c['chain_unflagged'])}")
 
 
 def format_timing(rows: list[dict]) -> str:
@@ -433,4 +479,6 @@ def format_real(result: dict) -> str:
                          f"{fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
                          f"{1000 * s['median_seconds']:8.1f}")
     lines.append(format_timing(result["timing_per_size"]))
+    if result.get("consistency"):
+        lines.append(format_consistency(result["consistency"]))
     return "\n".join(lines)

@@ -60,7 +60,22 @@ def fit(records: list[dict]) -> dict:
     flagged = hard | (b > threshold)
     return {"features": list(cm.FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
             "coef": coef.tolist(), "intercept": intercept, "flag_scale_px": threshold,
-            "figures": cm.flag_figures(err, flagged), "reliability": cm.reliability(conf, err)}
+            "figures": cm.flag_figures(err, flagged), "figures_by_group": by_group(records, err, flagged),
+            "reliability": cm.reliability(conf, err)}
+
+
+def by_group(records: list[dict], err: np.ndarray, flagged: np.ndarray) -> dict:
+    """Per motion set, ROI shape and mask: error SD and max (px) and the flag figures."""
+    out = {}
+    keys = sorted({(r["set"], r["shape"], r["mask"]) for r in records})
+    for key in keys:
+        sel = np.array([(r["set"], r["shape"], r["mask"]) == key for r in records])
+        e = err[sel]
+        out["/".join(key)] = {"error_sd_px": float(e.std(ddof=1)) if e.size > 1 else None,
+                              "error_max_px": float(np.abs(e).max()),
+                              "error_sd_unflagged_px": float(e[~flagged[sel]].std(ddof=1)) if (~flagged[sel]).sum() > 1 else None,
+                              **cm.flag_figures(e, flagged[sel])}
+    return out
 
 
 def _sha256_file(path: Path) -> str:
