@@ -212,7 +212,8 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
-    train(Path(args.out), n_train=args.pairs, epochs=args.epochs, seed=args.seed)
+    train(Path(args.out), n_train=args.pairs, real_share=args.real_share, epochs=args.epochs, seed=args.seed,
+          lr=args.lr, init=Path(args.init) if args.init else None)
     return 0
 
 
@@ -273,10 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-out")
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train the network on generated pairs (reproduces the shipped weights)")
+    t = sub.add_parser("train", help="train the network on real and generated pairs (reproduces the shipped weights)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--pairs", type=int, default=24_000)
     t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--real-share", type=float, default=0.5,
+                   help="share of the pairs made from real train hands (../shared/data/real-hands)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
 

@@ -344,17 +344,25 @@ def look(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, float
 
 
 def make_pairs(joint: RealJoint, rng: np.random.Generator, n: int, motion_set: str = "realistic",
-               shape_name: str = "square", look_change: bool = True, flips: bool = True) -> list[RealJointPair]:
+               shape_name="square", look_change: bool = True, flips: bool = True) -> list[RealJointPair]:
     """n pairs from one real joint (each its own motions, look and orientation).
+
+    shape_name: "square", "wide" or (rows, cols), both even, half-diagonal at most 92 px.
 
     flips: mirror the neighbourhood left-right and/or top-bottom at random (a left hand, fingers
     pointing down as in the published sample); the split and the truth follow exactly.
     """
     if motion_set not in MOTION_SETS:
         raise ValueError(f"motion set must be one of {sorted(MOTION_SETS)}, got {motion_set!r}")
-    if shape_name not in SHAPES:
+    if isinstance(shape_name, tuple):
+        shape = tuple(int(v) for v in shape_name)
+        if any(v % 2 for v in shape) or np.hypot(*shape) > 2 * 92:
+            raise ValueError(f"ROI shape must be even and within the neighbourhood's margin, got {shape}")
+        shape_name = f"{shape[0]}x{shape[1]}"
+    elif shape_name in SHAPES:
+        shape = SHAPES[shape_name]
+    else:
         raise ValueError(f"ROI shape must be one of {sorted(SHAPES)}, got {shape_name!r}")
-    shape = SHAPES[shape_name]
     variants = {}
     out = []
     for _ in range(n):
