@@ -15,7 +15,7 @@ setup(
     # The core and the viewer live beneath the Slicer module folder, under their own import names.
     package_dir={"": "JSNRegistration"},
     packages=find_packages("JSNRegistration", include=["jsnreg", "jsnreg.*", "jsnreg_viewer", "jsnreg_viewer.*"]),
-    package_data={"jsnreg": ["weights/*.pt", "weights/*.json"]},
+    package_data={"jsnreg": ["weights/*.pt", "weights/*.json", "data/*.json"]},
     # Lower bounds only: the core also runs inside 3D Slicer's own Python and must not pin its numpy.
     install_requires=[
         "numpy>=1.24",

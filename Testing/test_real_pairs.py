@@ -4,7 +4,6 @@ The composition tests use a drawn neighbourhood (two bright bones, a dark gap), 
 anywhere; the tests on the real hands skip when ../shared/data/real-hands is absent.
 """
 
-import hashlib
 import json
 
 import numpy as np
@@ -119,18 +118,19 @@ def real():
 
 
 def test_split_rule_no_train_hand_in_val_or_test(real):
+    from jsnreg.real_hands import rsna_splits
+
     by_split = {}
     for key, entry in real.items():
         by_split.setdefault(entry["split"], set()).add(rp.patient_of(key))
     train = by_split.get("train", set())
     assert not train & by_split.get("val", set()) and not train & by_split.get("test", set())
     assert all(e["split"] == "test" for k, e in real.items() if k.startswith("adult-annotated/"))
-    rsna = sorted((k for k in real if k.startswith("rsna-bone-age/")),
-                  key=lambda k: hashlib.sha256(k.split("/")[-1].encode()).hexdigest())
-    for key in rsna:  # the contract's rule, where the file follows it with all 60 hands
-        if len(rsna) == 60:
-            rank = rsna.index(key)
-            assert real[key]["split"] == ("train" if rank < 36 else "val" if rank < 48 else "test")
+    # Every annotated RSNA hand sits in the split the contract's rule gives its file name.
+    rule = rsna_splits([p.name for p in (rp.real_hands_dir() / "rsna-bone-age").glob("*.png")])
+    for key, entry in real.items():
+        if key.startswith("rsna-bone-age/"):
+            assert entry["split"] == rule[key.split("/", 1)[1]], key
 
 
 def test_real_test_pairs_come_from_test_hands_only(real):

@@ -212,7 +212,8 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
-    train(Path(args.out), n_train=args.pairs, real_share=args.real_share, epochs=args.epochs, seed=args.seed,
+    train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
+          epochs=args.epochs, seed=args.seed,
           lr=args.lr, init=Path(args.init) if args.init else None)
     return 0
 
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--real-share", type=float, default=0.5,
                    help="share of the pairs made from real train hands (../shared/data/real-hands)")
+    t.add_argument("--standard-share", type=float, default=0.25,
+                   help="share of the generated pairs from the standard (benchmark) generator, the rest varied")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))

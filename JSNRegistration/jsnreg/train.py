@@ -188,12 +188,14 @@ def _stats(err: np.ndarray) -> dict:
 
 
 def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
+          standard_share: float = 0.25,
           n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
           init: Path | None = None, threads: int = 1, log=print) -> dict:
     """Train from scratch and write weights + card; returns the card.
 
     real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
-    annotated: then the card says so). Validation: n_val real pairs from VAL hands (when
+    annotated: then the card says so); standard_share: the share of the generated rest drawn
+    from the standard generator (the benchmark's), the others from the varied one. Validation: n_val real pairs from VAL hands (when
     annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
     card records their SHA-256 and their own card's command) instead of random ones.
     """
@@ -216,9 +218,11 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         parts.append(real)
         data["real_train_hands"] = hands
         data["n_real_train"] = int(len(real[0]))
-    gen = generated_dataset(n_train - n_real, seed, varied=True)
-    parts.append(gen)
-    data["n_generated_train"] = int(len(gen[0]))
+    n_standard = int(round((n_train - n_real) * standard_share))
+    for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
+        parts.append(generated_dataset(n, s, varied=varied))
+    data["n_generated_train"] = int(len(parts[-1][0]) + len(parts[-2][0]))
+    data["n_generated_standard_train"] = int(len(parts[-1][0]))
     x_train, y_train, _ = _concat(parts)
     val = {"generated": generated_dataset(n_val, seed + 1, varied=False)}
     if "val" in splits:
@@ -263,7 +267,8 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     errs = {k: _stats(jsn_errors_px(model, *v)) for k, v in val.items()}
     card = {
         "version": __version__,
-        "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} --epochs {epochs}"
+        "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
+                   f"--standard-share {standard_share:g} --epochs {epochs}"
                    + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else ""),
         "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data,
         "validation_jsn_error_px": errs,

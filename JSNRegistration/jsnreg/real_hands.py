@@ -1,0 +1,50 @@
+"""The real hand radiographs (outside the repository) and their shipped joint annotations.
+
+Images live in `<repo>/../shared/data/real-hands` or where JSNREG_REAL_HANDS points; the joint
+centres, sides and train/val/test split ship as `jsnreg/data/real_hands_joints.json`.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+ANNOTATIONS = Path(__file__).parent / "data" / "real_hands_joints.json"
+RSNA_DIR = "rsna-bone-age"
+RSNA_COUNTS = {"train": 36, "val": 12, "test": 12}  # by sha256 rank of the file name
+
+
+def real_hands_dir() -> "Path | None":
+    """The real-hands folder, or None where it is absent (tests then skip)."""
+    env = os.environ.get("JSNREG_REAL_HANDS")
+    folder = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-hands"
+    return folder if folder.is_dir() else None
+
+
+def load_annotations() -> dict:
+    """The annotation file as a dict: {"version", "method", "images": {relative path: entry}}."""
+    return json.loads(ANNOTATIONS.read_text(encoding="utf-8"))
+
+
+def rsna_splits(names) -> dict:
+    """The split rule: RSNA file names sorted by sha256 of the name; first 36 train, next 12 val, rest test."""
+    ranked = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    first_val, first_test = RSNA_COUNTS["train"], RSNA_COUNTS["train"] + RSNA_COUNTS["val"]
+    return {n: "train" if i < first_val else "val" if i < first_test else "test" for i, n in enumerate(ranked)}
+
+
+def split_of(file) -> str:
+    """"train" | "val" | "test" for a path relative to the real-hands folder (e.g. rsna-bone-age/1437.png).
+
+    Adult and any other non-RSNA images are test (another population). An RSNA file takes its split
+    from the annotations, else from the rule applied to the folder's listing; KeyError when unknown.
+    """
+    file = Path(file).as_posix()
+    if not file.startswith(RSNA_DIR + "/"):
+        return "test"
+    entry = load_annotations()["images"].get(file)
+    if entry:
+        return entry["split"]
+    folder = real_hands_dir()
+    names = [p.name for p in (folder / RSNA_DIR).glob("*.png")] if folder else []
+    return rsna_splits(names)[file.split("/", 1)[1]]

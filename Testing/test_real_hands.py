@@ -1,0 +1,77 @@
+"""The shipped real-hand joint annotations: format, split rule, joint names, points inside images."""
+
+import hashlib
+import struct
+
+import pytest
+
+from jsnreg.joints import STANDARD_JOINTS
+from jsnreg.real_hands import load_annotations, real_hands_dir, rsna_splits, split_of
+
+
+@pytest.fixture(scope="module")
+def annotations():
+    return load_annotations()
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR chunk, without an image library."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", head[16:24])
+
+
+def test_file_parses_with_the_contract_fields(annotations):
+    assert annotations["version"] == 1
+    assert len(annotations["method"]) > 40  # says how the points were made
+    assert annotations["images"]
+    for key, entry in annotations["images"].items():
+        assert key.startswith(("rsna-bone-age/", "adult-annotated/")), key
+        assert entry["side"] in ("L", "R"), key
+        assert entry["split"] in ("train", "val", "test"), key
+        assert entry["spacing_mm_nominal"] > 0, key
+        assert isinstance(entry["notes"], str), key
+
+
+def test_joint_names_standard_and_each_joint_placed_or_absent(annotations):
+    for key, entry in annotations["images"].items():
+        joints, absent = set(entry["joints"]), set(entry["absent"])
+        assert joints <= set(STANDARD_JOINTS), (key, joints - set(STANDARD_JOINTS))
+        assert absent <= set(STANDARD_JOINTS), key
+        assert not joints & absent, key
+        if key.startswith("rsna-bone-age/"):
+            assert joints | absent == set(STANDARD_JOINTS), key
+        for xy in entry["joints"].values():
+            assert len(xy) == 2 and all(v >= 0 for v in xy), key
+
+
+def test_split_rule_by_sha256_of_the_file_name(annotations):
+    assert rsna_splits([f"{i}.png" for i in range(60)]) == rsna_splits([f"{i}.png" for i in reversed(range(60))])
+    counts = {}
+    for key, entry in annotations["images"].items():
+        if key.startswith("adult-annotated/"):
+            assert entry["split"] == "test", key  # another population: never trained or tuned on
+        counts[entry["split"]] = counts.get(entry["split"], 0) + key.startswith("rsna-bone-age/")
+        assert split_of(key) == entry["split"]
+    assert counts.get("train", 0) <= 36 and counts.get("val", 0) <= 12 and counts.get("test", 0) <= 12
+    folder = real_hands_dir()
+    if folder is None:
+        pytest.skip("real hands not available (../shared/data/real-hands or JSNREG_REAL_HANDS)")
+    names = sorted(p.name for p in (folder / "rsna-bone-age").glob("*.png"))
+    assert len(names) == 60
+    ranked = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    rule = {n: ("train", "val", "test")[(i >= 36) + (i >= 48)] for i, n in enumerate(ranked)}
+    for key, entry in annotations["images"].items():
+        if key.startswith("rsna-bone-age/"):
+            assert entry["split"] == rule[key.split("/", 1)[1]], key
+    assert all(split_of(f"rsna-bone-age/{n}") == rule[n] for n in names)
+
+
+def test_every_joint_inside_its_image(annotations):
+    folder = real_hands_dir()
+    if folder is None:
+        pytest.skip("real hands not available (../shared/data/real-hands or JSNREG_REAL_HANDS)")
+    for key, entry in annotations["images"].items():
+        width, height = png_size(folder / key)
+        for name, (x, y) in entry["joints"].items():
+            assert 0 <= x < width and 0 <= y < height, (key, name, x, y)
