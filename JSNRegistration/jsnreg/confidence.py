@@ -35,8 +35,7 @@ RIDGE = 1.0  # L2 penalty (in units of pairs) on the standardised coefficients
 EULER_GAMMA = 0.5772156649  # log b - E[log |e|] for a Laplace e of scale b
 ERROR_FLOOR_PX = 1e-4
 TARGET_RECALL = 0.99  # share of errors > GOOD_PX the flag must catch (validation)
-TARGET_UNFLAGGED_BAD = 0.005  # share of unflagged results allowed beyond GOOD_PX (validation)
-MAX_GOOD_FLAGGED = 0.05  # the recall target is pursued only as far as this share of good flagged
+MAX_GOOD_FLAGGED = 0.05  # the flag may cost at most this share of the good results (validation)
 
 
 def feature_vector(signals: dict) -> np.ndarray:
@@ -97,22 +96,19 @@ def fit_scale_model(x: np.ndarray, error_px: np.ndarray) -> tuple[np.ndarray, np
 
 
 def choose_threshold(scale_px: np.ndarray, bad: np.ndarray, hard: np.ndarray) -> float:
-    """The error scale above which results are flagged: the largest (fewest good results flagged)
-    that leaves at most TARGET_UNFLAGGED_BAD of the unflagged results bad and, where some
-    threshold reaches it without flagging more than MAX_GOOD_FLAGGED of the good results, also
-    catches TARGET_RECALL of the bad ones (hard-flagged results count as flagged)."""
-    candidates = np.unique(scale_px)[::-1]
-
-    def figures(t):
+    """The error scale above which results are flagged: within the budget of MAX_GOOD_FLAGGED good
+    results flagged (hard-flagged ones included), the one that catches the most bad results; of
+    those, the largest (fewest good flagged). Where the budget allows TARGET_RECALL, that is met."""
+    best, best_key = float(np.inf), (-1.0, -np.inf)
+    for t in np.concatenate([[np.inf], np.unique(scale_px)]):
         flagged = hard | (scale_px > t)
-        unflagged = ~flagged
-        return (flagged[bad].mean() if bad.any() else 1.0,
-                bad[unflagged].mean() if unflagged.any() else 0.0,
-                flagged[~bad].mean() if (~bad).any() else 0.0)
-
-    safe = [t for t in candidates if figures(t)[1] <= TARGET_UNFLAGGED_BAD]
-    both = [t for t in safe if figures(t)[0] >= TARGET_RECALL and figures(t)[2] <= MAX_GOOD_FLAGGED]
-    return float((both or safe or [0.0])[0])
+        good_flagged = flagged[~bad].mean() if (~bad).any() else 0.0
+        if good_flagged > MAX_GOOD_FLAGGED:
+            continue
+        recall = min(flagged[bad].mean(), TARGET_RECALL) if bad.any() else 1.0
+        if (recall, t) > best_key:
+            best, best_key = float(t), (recall, t)
+    return best
 
 
 def flag_figures(error_px: np.ndarray, flagged: np.ndarray) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from . import measure, split
 from .errors import InputError
@@ -94,6 +95,23 @@ def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tu
             near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
 
 
+def bone_likeness(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
+    """Fitting weight in [SOFT_WEIGHT, 1]: how much brighter than its column's joint space a pixel
+    is. Soft tissue and air beside the finger follow the finger, not each bone; left at full
+    weight they pull both bones' fits towards the common motion (on real validation pairs, realistic
+    motions, square ROIs: JSN error SD 0.085 -> 0.036 px)."""
+    sm = ndimage.gaussian_filter(fixed, 1.5)
+    cols = np.arange(fixed.shape[1])
+    rows = np.clip(np.round(np.asarray(boundary_rows) - 0.5).astype(int), 0, fixed.shape[0] - 1)
+    gap = sm[rows, cols]
+    spread = max(np.percentile(sm, 95) - np.percentile(sm, 5), 1e-3)
+    return SOFT_WEIGHT + (1 - SOFT_WEIGHT) * np.clip((sm - gap[None, :]) / (BONE_STEP * spread) + 0.5, 0.0, 1.0)
+
+
+BONE_STEP = 0.1  # of the ROI's 5-95 % intensity range: from joint-space level to full weight
+SOFT_WEIGHT = 0.1  # what is left to pixels at or below the joint-space level (0.3: SD 0.047 px)
+
+
 def check_pair(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | None) -> None:
     """Refuse inputs no registration can use, with the reason."""
     if fixed.ndim != 2 or moving.ndim != 2:
@@ -172,7 +190,7 @@ class Engine:
         details = {"mask": mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
                                                     "jsn_px": jsn_net * px_per_work_px}}
         if refine:
-            regions = list(bone_regions(upper_mask, boundary))
+            regions = [w * bone_likeness(fixed, boundary) for w in bone_regions(upper_mask, boundary)]
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
             fit, start_info = best_of_starts(fixed, moving, regions, starts)
             back = backward_fit(fixed, moving, regions, fit)
