@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 
@@ -268,11 +267,8 @@ def reliability_section(records: list[dict], methods, out_dir: Path, name: str, 
 
 def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
     """The whole benchmark; writes bench.json, sweep.csv, sweep.png and worst-case PNGs."""
-    import torch
-
     from .synthetic import make_joint_pair
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
