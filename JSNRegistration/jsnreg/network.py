@@ -79,12 +79,16 @@ def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return np.where(inside, (image - values.mean()) / (values.std() + 1e-6), 0.0)
 
 
-def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray) -> np.ndarray:
+def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True) -> np.ndarray:
     """(3, NET_PX, NET_PX) float32 input for one ROI pair: fixed, moving, mask as +1 upper / -1
     lower. A non-square ROI is not stretched: the grid spans its longer side and the grid beyond
     its shorter side is padded with 0 in all three channels (mask 0 = no ROI there), so the
-    ROI's own pixels look the same to the network whatever its aspect ratio."""
+    ROI's own pixels look the same to the network whatever its aspect ratio. padded=False: the
+    encoding the first weights were trained with (edge values repeated beyond the ROI); the same
+    for a square ROI."""
     y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape))
+    if not padded:
+        inside = np.ones_like(inside)
     f = _normalise(_resample(fixed, y, x), inside)
     m = _normalise(_resample(moving, y, x), inside)
     k = np.where(inside, _resample(upper_mask.astype(np.float32), y, x) * 2.0 - 1.0, 0.0)
@@ -132,8 +136,9 @@ def model_info(weights_path: Path | None = None) -> dict:
 class Network:
     """The trained network, loaded once, predicting on one or many ROI pairs."""
 
-    def __init__(self, model: JSNNet):
+    def __init__(self, model: JSNNet, padded: bool = True):
         self.model = model.eval()
+        self.padded = padded  # the input encoding the weights were trained with (their card's "input")
         # One 64 px input: handing work to a second thread costs more than it saves (10x here).
         torch.set_num_threads(1)
 
@@ -145,12 +150,14 @@ class Network:
             raise InputError(f"network weights not found at {path}; train them with `jsnreg train`")
         model = JSNNet()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return cls(model)
+        card = path.with_suffix(".json")
+        padded = card.is_file() and json.loads(card.read_text()).get("input") == "padded"
+        return cls(model, padded)
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        x = torch.from_numpy(network_input(fixed, moving, upper_mask)[None])
+        x = torch.from_numpy(network_input(fixed, moving, upper_mask, self.padded)[None])
         with torch.inference_mode():
             out = self.model(x)[0].numpy()
         return params_to_motions(out, fixed.shape)
