@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 
@@ -222,11 +221,8 @@ def hand_seconds(engine: Engine, repeats: int = 3) -> dict:
 
 def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
     """The whole benchmark; writes bench.json, sweep.csv, sweep.png and worst-case PNGs."""
-    import torch
-
     from .synthetic import make_joint_pair
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -311,12 +307,9 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
     """Every method on real realistic, real hard and generated pairs, per ROI shape; writes
     real.json and real_pairs.json. Real pairs come from the hands of `split` only (default test;
     tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM)."""
-    import torch
-
     from .errors import InputError
     from .real_pairs import ROI_SPACING_MM, available, load_joints
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     if any(s != "generated" for s in sets):
         if not available():
             raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "

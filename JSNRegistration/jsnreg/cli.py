@@ -10,8 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import InputError
+# Before numpy loads: a joint's small matrix products run several times slower split over threads
+# of a shared machine (the 14-joint hand: 7 s -> 3 s of registration with one), and nothing here
+# multiplies a large matrix. A user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from . import __version__  # noqa: E402
+from .errors import InputError  # noqa: E402
+
+_LOADED = time.perf_counter(), time.process_time()  # this module imported (for `--timings`)
 
 MANIFEST_OUT = ["jsn_mm", "jsn_px", "dx_upper", "dy_upper", "dtheta_upper", "scale_upper",
                 "dx_lower", "dy_lower", "dtheta_lower", "scale_lower",
@@ -112,18 +119,31 @@ def _progress(done: int, total: int, name: str) -> None:
     print(f"[{done}/{total}] {name} done", file=sys.stderr, flush=True)
 
 
+def _lap(timings: dict | None, stage: str, since: tuple[float, float]) -> tuple[float, float]:
+    """Record the wall and CPU seconds of a stage in `timings` (when given); returns now."""
+    now = time.perf_counter(), time.process_time()
+    if timings is not None:
+        timings[f"{stage}_s"], timings[f"{stage}_cpu_s"] = now[0] - since[0], now[1] - since[1]
+    return now
+
+
 def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm=None, settings=None,
-                 engine=None, report: bool = False):
-    """Read, measure, and write results.json, results.csv, per-joint PNGs (and the report)."""
+                 engine=None, report: bool = False, timings: dict | None = None):
+    """Read, measure, and write results.json, results.csv, per-joint PNGs (and the report).
+
+    timings, when given, receives wall and CPU seconds per stage: read, place, register, write."""
     from .figures import save_joint_pngs
     from .images import read_radiograph
     from .quantify import quantify
 
+    lap = time.perf_counter(), time.process_time()
     baseline = read_radiograph(baseline_path, spacing_mm=spacing_mm)
     followup = read_radiograph(followup_path, spacing_mm=spacing_mm)
+    lap = _lap(timings, "read", lap)
     t0 = time.perf_counter()
-    results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress)
+    results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress, timings=timings)
     seconds = time.perf_counter() - t0
+    lap = time.perf_counter(), time.process_time()
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "results.json", {
         "software": f"jsnreg {__version__}", "baseline": str(baseline_path), "followup": str(followup_path),
@@ -133,6 +153,7 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
     write_results_csv(results, out_dir / "results.csv")
     for r in results:
         save_joint_pngs(r, out_dir)
+    _lap(timings, "write", lap)
     if report:
         write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
                                  out_dir)
@@ -164,8 +185,13 @@ def cmd_quantify(args) -> int:
         raise InputError("give the joints either with --joint NAME=X,Y (repeatable) or with --joints FILE.json")
     joints = [parse_joint_arg(j) for j in args.joint] if args.joint else load_joints_json(args.joints)
     settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine)
+    engine = Engine.load(args.weights)
+    timings = {} if args.timings else None
+    _lap(timings, "imports", _LOADED)  # what the command loads, and the network's weights
     _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), args.spacing_mm,
-                                          settings, Engine.load(args.weights), report=args.report)
+                                          settings, engine, report=args.report, timings=timings)
+    if args.timings:
+        _write_json(Path(args.timings), timings)
     print(format_table(results))
     print(f"{len(results)} joints in {seconds:.2f} s; results in {args.out}")
     return 0
@@ -226,6 +252,11 @@ def cmd_bench(args) -> int:
         sets = REAL_SETS if args.set == "all" else (args.set,)
         run_real(Path(args.out), shapes, sets, split=args.split, n_pairs=args.pairs or 200, seed=args.seed,
                  weights_path=Path(args.weights) if args.weights else None)
+        return 0
+    if args.hand:
+        from .bench_hand import run as run_hand
+
+        run_hand(Path(args.out), seed=args.seed, real=args.hand_real, joints_file=args.hand_joints)
         return 0
     from .bench import run
 
@@ -294,20 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", choices=("val", "test"), default="test",
                    help="with --real: whose hands (test by default; tune on val only)")
     b.add_argument("--weights", help="network weights (default: the shipped ones)")
+    b.add_argument("--hand", action="store_true",
+                   help="instead: a 2000 x 2500 px hand with 14 joints at 0.1 mm/px (generated and real), "
+                        "timed stage by stage beside SimpleITK")
+    b.add_argument("--hand-real", default="rsna-bone-age/1440.png",
+                   help="with --hand: real hands, comma-separated, relative to the real-hands folder ('' for none)")
+    b.add_argument("--hand-joints", help="with --hand: their joint annotations (default: the package's)")
     b.set_defaults(func=cmd_bench)
 
-    from .report import add_report_command
+    from .report_command import add_report_command
 
     add_report_command(sub)
 
     for parser in (roi, q):
         parser.add_argument("--weights", help=argparse.SUPPRESS)
+    q.add_argument("--timings", help=argparse.SUPPRESS)  # stage times as JSON (for `bench --hand`)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -196,7 +196,8 @@ def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
         dtype = np.uint8 if bits == 8 else np.uint16
         stored = np.rint(_check_pixels01(pixels) * (2 ** bits - 1)).astype(dtype)
         image = sitk.GetImageFromArray(stored)
-    _atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp))
+    # zlib level 3: half the time of the default for files ~5 % larger (84 per-joint PNGs of a hand).
+    _atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp, useCompression=True, compressionLevel=3))
 
 
 def _is_dicom(path: Path) -> bool:

@@ -8,20 +8,23 @@ Output: 8 numbers, per bone (upper, lower): log scale, rotation (rad), dx, dy; t
 units of the grid's half-width, so (dx_px, dy_px) = output * (NET_PX / 2) * grid step.
 The network is trained on real and generated pairs with known motions (see train.py); its estimate is the
 starting point of the per-bone refinement (refine.py), never the last word.
+Inference runs in numpy from the saved torch weights (torch is needed only to train: torchnet.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import zipfile
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
-from torch import nn
 
+from .errors import InputError
 from .transforms import BoneMotion, roi_centre
 
 NET_PX = 64
@@ -29,29 +32,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "jsnnet.pt"
 # Output scaling: the network's raw outputs are kept near unit size during training.
 OUT_SCALE = np.array([0.05, 0.1, 0.1, 0.1] * 2, dtype=np.float32)
-
-
-def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class JSNNet(nn.Module):
-    """A small plain CNN (about 0.5 M weights): 64 px in, 4 x 4 features, one hidden layer out."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            _block(3, 16, 1), _block(16, 32, 2),      # 32 px
-            _block(32, 32, 1), _block(32, 64, 2),     # 16 px
-            _block(64, 64, 1), _block(64, 96, 2),     # 8 px
-            _block(96, 128, 2),                       # 4 px
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(128 * 16, 128), nn.ReLU(inplace=True),
-                                  nn.Linear(128, 8))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+# (in channels, out channels, stride) of each 3x3 convolution + batch norm + ReLU block:
+# 64 -> 64 -> 32 -> 32 -> 16 -> 16 -> 8 -> 4 px; then 128 * 4 * 4 -> 128 -> 8.
+CONV_LAYERS = ((3, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 96, 2), (96, 128, 2))
+BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 
 
 def grid_step_px(shape: tuple[int, int]) -> float:
@@ -133,34 +117,107 @@ def model_info(weights_path: Path | None = None) -> dict:
     return info
 
 
-class Network:
-    """The trained network, loaded once, predicting on one or many ROI pairs."""
+_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+                   "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+                   "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
 
-    def __init__(self, model: JSNNet, padded: bool = True):
-        self.model = model.eval()
+
+def _rebuild_tensor(storage, offset, size, stride, *_):
+    item = storage.itemsize
+    view = np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * item for s in stride))
+    return np.array(view)
+
+
+def read_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a `torch.save(model.state_dict())` file as numpy arrays, without torch.
+
+    The file is a zip of a pickle that names each tensor's storage, dtype, offset, size and
+    strides, and one raw little-endian file per storage; only those few names are let through.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            pkl = next(n for n in zf.namelist() if n.endswith("/data.pkl"))
+            root = pkl[:-len("data.pkl")]
+            if zf.read(root + "byteorder").decode().strip() != "little":
+                raise InputError(f"network weights {path}: only little-endian files can be read")
+
+            class _Reader(pickle.Unpickler):
+                def find_class(self, module, name):
+                    if (module, name) == ("collections", "OrderedDict"):
+                        return OrderedDict
+                    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                        return _rebuild_tensor
+                    if module == "torch" and name in _STORAGE_DTYPES:
+                        return _STORAGE_DTYPES[name]
+                    raise pickle.UnpicklingError(f"unexpected {module}.{name} in a weights file")
+
+                def persistent_load(self, pid):
+                    _, dtype, key, _, numel = pid
+                    return np.frombuffer(zf.read(f"{root}data/{key}"), dtype=dtype, count=numel)
+
+            with zf.open(pkl) as f:
+                return dict(_Reader(f).load())
+    except (OSError, KeyError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        raise InputError(f"network weights {path} cannot be read: {exc}") from None
+
+
+def _conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """3x3 convolution, zero padding 1, of x (C, H, W) with weight (O, C * 9) ordered (C, row, col)
+    as torch's (O, C, 3, 3) flattened, plus bias (O,): one matrix product over the nine shifts."""
+    c, rows, cols = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    out_r, out_c = (rows - 1) // stride + 1, (cols - 1) // stride + 1
+    shifts = np.stack([padded[:, i:i + rows:stride, j:j + cols:stride] for i in range(3) for j in range(3)],
+                      axis=1)
+    return (weight @ shifts.reshape(c * 9, out_r * out_c) + bias[:, None]).reshape(-1, out_r, out_c)
+
+
+class NumpyNet:
+    """JSNNet's forward pass in numpy (float32), each batch norm folded into its convolution."""
+
+    def __init__(self, state: dict[str, np.ndarray]):
+        self.convs = []
+        for k, (c_in, c_out, stride) in enumerate(CONV_LAYERS):
+            w = state[f"features.{k}.0.weight"].astype(np.float32)
+            if w.shape != (c_out, c_in, 3, 3):
+                raise InputError(f"network weights: layer {k} is {w.shape}, expected {(c_out, c_in, 3, 3)}")
+            gain = state[f"features.{k}.1.weight"] / np.sqrt(state[f"features.{k}.1.running_var"] + BN_EPS)
+            bias = state[f"features.{k}.1.bias"] - state[f"features.{k}.1.running_mean"] * gain
+            self.convs.append(((w * gain[:, None, None, None]).reshape(c_out, -1).astype(np.float32),
+                               bias.astype(np.float32),
+                               stride))
+        self.head = [(state[f"head.{k}.weight"].astype(np.float32), state[f"head.{k}.bias"].astype(np.float32))
+                     for k in (1, 3)]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(3, NET_PX, NET_PX) input -> (8,) raw outputs."""
+        h = np.asarray(x, dtype=np.float32)
+        for w, b, stride in self.convs:
+            h = np.maximum(_conv3x3(h, w, b, stride), 0.0)
+        (w1, b1), (w2, b2) = self.head
+        return w2 @ np.maximum(w1 @ h.ravel() + b1, 0.0) + b2
+
+
+class Network:
+    """The trained network, loaded once, predicting on one ROI pair at a time."""
+
+    def __init__(self, net: NumpyNet, padded: bool = True):
+        self.net = net
         self.padded = padded  # the input encoding the weights were trained with (their card's "input")
-        # One 64 px input: handing work to a second thread costs more than it saves (10x here).
-        torch.set_num_threads(1)
 
     @classmethod
     def load(cls, weights_path: Path | None = None) -> "Network":
         path = Path(weights_path or DEFAULT_WEIGHTS)
         if not path.exists():
-            from .errors import InputError
             raise InputError(f"network weights not found at {path}; train them with `jsnreg train`")
-        model = JSNNet()
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         card = path.with_suffix(".json")
         padded = card.is_file() and json.loads(card.read_text()).get("input") == "padded"
-        return cls(model, padded)
+        return cls(NumpyNet(read_state_dict(path)), padded)
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        x = torch.from_numpy(network_input(fixed, moving, upper_mask, self.padded)[None])
-        with torch.inference_mode():
-            out = self.model(x)[0].numpy()
-        return params_to_motions(out, fixed.shape)
+        return params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
 
 
 @lru_cache(maxsize=2)

@@ -1,18 +1,21 @@
 """Whole radiographs -> per-joint measurements: the pipeline every face calls.
 
-baseline + follow-up (Radiograph) -> same spacing -> per joint: axis, baseline ROI, the joint found
-in the follow-up, follow-up ROI -> register_roi (split, network, refinement, measurements).
+baseline + follow-up (Radiograph) -> same spacing -> one coarse alignment of the whole hands ->
+per joint: axis, baseline ROI, the joint found in the follow-up (a local search at reduced
+resolution), follow-up ROI -> register_roi at the working resolution (resolution.py: split,
+network, refinement, measurements), the result in full-resolution pixels.
 Every joint is checked before any registration starts, so a bad position fails at once.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 
-from . import rois, split
+from . import resolution, rois, split
 from .errors import InputError
 from .images import Radiograph, match_spacing
 from .joints import JointSpec
@@ -26,6 +29,8 @@ class Settings:
     roi_mm: float = 22.0  # side of the square joint ROI (the published work: 127 px at 0.175 mm)
     refine: bool = True  # per-bone sub-pixel refinement after the network
     edge: str = "pad"  # joints near the image edge: "pad" (up to a quarter outside) or "refuse"
+    # Full-resolution pixels per working pixel a side (resolution.py); None: chosen from the spacing.
+    work_factor: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,22 +50,29 @@ class Placement:
     followup_angle_rad: float
     size_px: int
     followup_given: bool
+    work_factor: int = 1  # registered on factor x factor block means of the ROIs (resolution.py)
 
     def to_dict(self) -> dict:
         return {"baseline_xy": list(self.baseline_xy), "followup_xy": list(self.followup_xy),
                 "baseline_angle_rad": self.baseline_angle_rad, "followup_angle_rad": self.followup_angle_rad,
-                "roi_size_px": self.size_px, "followup_given": self.followup_given}
+                "roi_size_px": self.size_px, "followup_given": self.followup_given,
+                "work_factor": self.work_factor}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Placement":
         return cls(tuple(d["baseline_xy"]), float(d["baseline_angle_rad"]), tuple(d["followup_xy"]),
-                   float(d["followup_angle_rad"]), int(d["roi_size_px"]), bool(d.get("followup_given", False)))
+                   float(d["followup_angle_rad"]), int(d["roi_size_px"]), bool(d.get("followup_given", False)),
+                   int(d.get("work_factor", 1)))
 
 
-def roi_size_px(roi_mm: float, spacing_mm: float) -> int:
-    """ROI side in pixels (odd, so the joint centre is a pixel centre)."""
-    n = int(round(roi_mm / spacing_mm))
-    return n + 1 - n % 2
+def working_factor(settings: Settings, spacing_mm: float) -> int:
+    """The settings' working-resolution factor, or the one the spacing asks for."""
+    if settings.work_factor is None:
+        return resolution.work_factor(spacing_mm)
+    if isinstance(settings.work_factor, bool) or not isinstance(settings.work_factor, int) \
+            or settings.work_factor < 1:
+        raise InputError(f"work_factor must be a whole number >= 1 (or none), got {settings.work_factor!r}")
+    return settings.work_factor
 
 
 def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
@@ -73,7 +85,8 @@ def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
 def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
                  settings: Settings) -> list[Placement]:
     """Cut positions of every joint; InputError for a joint outside or too near the edge."""
-    size = roi_size_px(settings.roi_mm, baseline.spacing_mm)
+    factor = working_factor(settings, baseline.spacing_mm)
+    size = resolution.roi_sizes_px(settings.roi_mm, baseline.spacing_mm, factor)[0]
     coarse = None
     if any(j.followup_xy is None for j in joints):
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
@@ -84,7 +97,7 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
             raise InputError(f"joint {j.name} at ({j.x:.0f}, {j.y:.0f}) lies outside the baseline "
                              f"({cols} x {rows} px)")
         angle = rois.estimate_axis_angle(baseline.pixels, (j.x, j.y), size / 2.0)
-        _cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
+        _check_cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
         if j.followup_xy is not None:
             follow_xy = tuple(map(float, j.followup_xy))
             follow_angle = angle + (rois.matrix_rotation(coarse) if coarse is not None else 0.0)
@@ -92,15 +105,16 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
             follow_xy = tuple(map(float, rois.locate_joint(baseline.pixels, followup.pixels, (j.x, j.y),
                                                            size, coarse)))
             follow_angle = angle + rois.matrix_rotation(coarse)
-        _cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
+        _check_cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
         placements.append(Placement((float(j.x), float(j.y)), float(angle), follow_xy, float(follow_angle),
-                                    size, j.followup_xy is not None))
+                                    size, j.followup_xy is not None, factor))
     return placements
 
 
-def _cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> np.ndarray:
+def _check_cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> None:
+    """The edge check of cutting this ROI (the cut itself comes later, once per joint)."""
     try:
-        return rois.cut_roi(image, centre_xy, size, angle, edge=settings.edge)
+        rois.check_roi_inside(image.shape, centre_xy, size, angle, edge=settings.edge)
     except InputError as exc:
         raise InputError(f"joint {what}: {exc}") from None
 
@@ -114,8 +128,12 @@ def cut_pair(baseline: Radiograph, followup: Radiograph, p: Placement) -> tuple[
 def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
              settings: Settings | None = None, engine: Engine | None = None,
              on_progress: Callable[[int, int, str], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> list[JointResult]:
-    """Measure every joint; results in the order of `joints`, each with its images and position."""
+             should_cancel: Callable[[], bool] | None = None, timings: dict | None = None) -> list[JointResult]:
+    """Measure every joint; results in the order of `joints`, each with its images and position.
+
+    timings, when given, receives the wall and CPU seconds of placement and registration
+    (place_s, place_cpu_s, register_s, register_cpu_s)."""
+    clock = _Clock(timings)
     settings = settings or Settings()
     if not joints:
         raise InputError("no joints given: place at least one joint on the baseline")
@@ -124,18 +142,35 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
         raise InputError(f"joint names must be unique: {', '.join(n for n in names if names.count(n) > 1)}")
     followup = same_spacing(baseline, followup)
     placements = place_joints(baseline, followup, joints, settings)
+    clock.lap("place")
     engine = engine or Engine.load()
     results = []
     for k, (joint, place) in enumerate(zip(joints, placements)):
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"stopped after {k} of {len(joints)} joints")
         fixed, moving = cut_pair(baseline, followup, place)
-        result = engine.register_roi(fixed, moving, baseline.spacing_mm, refine=settings.refine, name=joint.name)
+        result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
+                                         refine=settings.refine, name=joint.name)
         result.position = place.to_dict()
         results.append(result)
         if on_progress is not None:
             on_progress(k + 1, len(joints), joint.name)
+    clock.lap("register")
     return results
+
+
+class _Clock:
+    """Wall and CPU seconds since the last lap, written into `timings` (nothing when it is None)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self.timings is not None:
+            self.timings[f"{stage}_s"], self.timings[f"{stage}_cpu_s"] = wall - self.wall, cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
 
 
 def joint_images(baseline: Radiograph, followup: Radiograph, result: JointResult) -> JointImages:

@@ -9,7 +9,6 @@ face can call it from any thread-free context.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import html
@@ -23,6 +22,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .figures import loss_vmax
+from .report_command import add_report_command  # noqa: F401  (the subcommand's arguments)
 from .results import JointResult
 from .session import (Session, deidentified, load_session, parse_study_date, result_images, session_images,
                       write_atomically)
@@ -508,19 +508,6 @@ def write_report_html(session: Session, path, deidentify: bool = False) -> None:
 
 
 # --- command line ----------------------------------------------------------------------------
-
-def add_report_command(subparsers) -> argparse.ArgumentParser:
-    """Register `jsnreg report SESSION --out report.pdf [--html] [--csv] [--deidentify]`."""
-    p = subparsers.add_parser("report", help="write the PDF/HTML report and results table of a session")
-    p.add_argument("session", help="session file (.json)")
-    p.add_argument("--out", help="PDF report")
-    p.add_argument("--html", help="self-contained HTML report")
-    p.add_argument("--csv", help="results table (CSV)")
-    p.add_argument("--deidentify", action="store_true",
-                   help="leave out names, IDs, birth date, dates and file names (the interval is kept)")
-    p.set_defaults(func=run_report_command)
-    return p
-
 
 def run_report_command(args) -> int:
     """Handler of `jsnreg report`: errors as one-line messages, exit code 2 on bad input."""

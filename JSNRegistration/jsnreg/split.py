@@ -47,17 +47,15 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     acc = cost[:, 0].copy()
     back = np.zeros((rows, cols), dtype=np.int64)
     idx = np.arange(rows)
+    pad = np.full(max_step, np.inf)
+    penalty = np.abs(np.arange(-max_step, max_step + 1)) * step_cost
     for x in range(1, cols):
-        best = np.full(rows, np.inf)
-        arg = idx.copy()
-        for step in range(-max_step, max_step + 1):
-            src = np.clip(idx + step, 0, rows - 1)
-            cand = acc[src] + abs(step) * step_cost
-            better = cand < best
-            best[better] = cand[better]
-            arg[better] = src[better]
-        acc = best + cost[:, x]
-        back[:, x] = arg
+        # Row r's candidates: acc[r - max_step .. r + max_step] (inf beyond the ROI), the first
+        # of equal ones winning.
+        cand = np.lib.stride_tricks.sliding_window_view(np.concatenate((pad, acc, pad)), 2 * max_step + 1) + penalty
+        step = np.argmin(cand, axis=1)
+        back[:, x] = idx + step - max_step
+        acc = cand[idx, step] + cost[:, x]
     path = np.empty(cols, dtype=np.int64)
     path[-1] = int(np.argmin(acc))
     for x in range(cols - 1, 0, -1):

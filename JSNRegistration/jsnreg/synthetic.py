@@ -470,7 +470,12 @@ DEFAULT_NARROWING_MM = {
     "PIP2": 0.30, "PIP3": 0.50, "PIP4": -0.10, "PIP5": 0.20,
     "DIP2": 0.10, "DIP3": 0.35, "DIP4": 0.02, "DIP5": 0.15,
 }
-HAND_SHAPE_PX = (1200, 960)
+HAND_SHAPE_PX = (1200, 960)  # at 0.2 mm/px: 240 x 192 mm, the same field at any spacing
+
+
+def hand_shape_px(spacing_mm: float) -> tuple[int, int]:
+    """(rows, cols) of a generated hand radiograph at this spacing (2400 x 1920 at 0.1 mm/px)."""
+    return tuple(int(round(n * 0.2 / spacing_mm)) for n in HAND_SHAPE_PX)
 
 
 @dataclass
@@ -554,7 +559,7 @@ def _hand_soft_mm(x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
 def _render_hand(bones, motions: list[np.ndarray], carpals, glob: np.ndarray, origin_px: np.ndarray,
                  spacing_mm: float, texture: Texture, look: Look) -> np.ndarray:
     """Noise-free intensity of one visit: each bone by its motion (baseline px -> image px)."""
-    shape = HAND_SHAPE_PX
+    shape = hand_shape_px(spacing_mm)
     inv_glob = np.linalg.inv(glob)
     xy = inv_glob @ _grid(shape, 1)
     soft = _hand_soft_mm((xy[0] - origin_px[0]) * spacing_mm, (origin_px[1] - xy[1]) * spacing_mm)
@@ -608,7 +613,7 @@ def make_hand_pair(seed: int = 0, spacing_mm: float = 0.2, narrowing_mm: dict | 
         raise ValueError(f"unknown joints {sorted(unknown)}; known: {sorted(truth)}")
     truth.update({k: float(v) for k, v in (narrowing_mm or {}).items()})
     scale = 0.2 / spacing_mm
-    shape = HAND_SHAPE_PX
+    shape = hand_shape_px(spacing_mm)
     origin = np.array([0.5 * shape[1] + 10 * scale, shape[0] - 110 * scale])  # wrist centre, px
     bones, joints = _hand_bones(spacing_mm, origin)
     gaps = {name: g for digit in DIGITS for name, g in zip(digit["joints"], digit["gaps"])}

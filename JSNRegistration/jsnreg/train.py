@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .network import DEFAULT_WEIGHTS, JSNNet, Network, grid_step_px, motions_to_params, network_input, NET_PX
+from .network import DEFAULT_WEIGHTS, NET_PX, Network, grid_step_px, motions_to_params, network_input
+from .torchnet import JSNNet
 
 CHUNK = 250  # pairs per generation task (one seed each, so the data set does not depend on workers)
 # Training ROI shapes (rows, cols): every even shape whose half-diagonal fits the real

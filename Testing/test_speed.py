@@ -1,0 +1,135 @@
+"""What makes a whole hand fast without changing its numbers: lazy imports, the numpy network,
+the colour table of the PNGs, the joint search at reduced resolution, the hand bench's parts."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HEAVY = ("torch", "matplotlib", "SimpleITK", "numpy", "scipy", "pydicom", "PIL")
+
+
+def loaded_after(code: str) -> list[str]:
+    """Top-level heavy modules a fresh interpreter has loaded after running `code`."""
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return [m for m in json.loads(out.strip().splitlines()[-1]) if m in HEAVY]
+
+
+def test_building_the_parser_imports_nothing_heavy():
+    assert loaded_after("import jsnreg.cli\njsnreg.cli.build_parser().parse_args(['quantify', 'a', 'b', "
+                        "'--out', 'o'])") == []
+
+
+def test_measuring_loads_neither_torch_nor_matplotlib():
+    loaded = loaded_after("import jsnreg.quantify, jsnreg.register, jsnreg.figures, jsnreg.images\n"
+                          "jsnreg.register.Engine.load()")
+    assert "torch" not in loaded and "matplotlib" not in loaded
+    assert "numpy" in loaded  # the probe sees what was loaded
+
+
+def test_a_stop_while_starting_prints_no_traceback(monkeypatch, capsys):
+    from jsnreg import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["quantify", "a", "b", "--out", "o"]) == 130
+    assert capsys.readouterr().err.strip() == "stopped"
+
+
+def test_numpy_network_reads_the_weights_and_matches_torch():
+    torch = pytest.importorskip("torch")
+    from jsnreg.network import DEFAULT_WEIGHTS, NumpyNet, read_state_dict
+    from jsnreg.torchnet import JSNNet
+
+    state = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+    mine = read_state_dict(DEFAULT_WEIGHTS)
+    assert mine.keys() == state.keys()
+    for key, tensor in state.items():
+        assert np.array_equal(mine[key], tensor.numpy()), key
+    model = JSNNet()
+    model.load_state_dict(state)
+    model.eval()
+    net = NumpyNet(mine)
+    x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = np.stack([net(xi) for xi in x])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_file_that_is_not_weights_is_refused(tmp_path):
+    from jsnreg.errors import InputError
+    from jsnreg.network import Network
+
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="cannot be read"):
+        Network.load(bad)
+
+
+def test_the_colour_table_is_matplotlibs_viridis():
+    colormaps = pytest.importorskip("matplotlib").colormaps
+    from jsnreg.figures import VIRIDIS_RGB8, heat_rgb
+
+    assert np.array_equal(VIRIDIS_RGB8, (np.asarray(colormaps["viridis"].colors) * 255).round().astype(np.uint8))
+    loss = np.random.default_rng(1).random((40, 30)) * 0.02
+    loss[0, 0], loss[1, 1], loss[2, 2] = np.nan, 0.0, 0.05
+    ref = colormaps["viridis"](np.clip(np.nan_to_num(loss, nan=0.0) / 0.015, 0, 1))[..., :3]
+    ref[~np.isfinite(loss)] = 0
+    assert np.array_equal(heat_rgb(loss, 0.015), (ref * 255).round().astype(np.uint8))
+
+
+def test_joints_are_placed_after_a_known_whole_hand_similarity():
+    """One coarse alignment, then each joint's search on 3 x 3 block means (a 40 mm ROI at
+    0.2 mm/px is 201 px): every joint within 1.5 px of where the transform put it."""
+    from jsnreg import quantify as q
+    from jsnreg.bench_hand import repositioned, similarity_matrix
+    from jsnreg.images import Radiograph
+    from jsnreg.joints import DEFAULT_JOINTS, JointSpec
+    from jsnreg.synthetic import make_hand_pair
+
+    hand = make_hand_pair(seed=3, narrowing_mm={})  # no joint changes: the film is only moved
+    rows, cols = hand.baseline.shape
+    m = similarity_matrix(-6.0, 0.97, (21.4, -13.7), ((cols - 1) / 2, (rows - 1) / 2))
+    follow = repositioned(hand.baseline, m, seed=0)
+    joints = [JointSpec(n, *hand.joints[n]) for n in DEFAULT_JOINTS]
+    settings = q.Settings(roi_mm=40.0)
+    placed = q.place_joints(Radiograph(hand.baseline, 0.2, {}), Radiograph(follow, 0.2, {}), joints, settings)
+    assert placed[0].size_px == 201
+    for j, p in zip(joints, placed):
+        truth = (m @ [j.x, j.y, 1.0])[:2]
+        assert np.hypot(*(np.array(p.followup_xy) - truth)) < 1.5, j.name
+        assert p.followup_angle_rad - p.baseline_angle_rad == pytest.approx(np.radians(-6.0), abs=0.01)
+
+
+def test_repositioning_moves_the_film_as_its_matrix_says():
+    from jsnreg.bench_hand import repositioned, similarity_matrix
+
+    image = np.zeros((120, 100))
+    image[40, 30] = 1.0
+    m = similarity_matrix(10.0, 1.05, (5.0, -3.0), (50.0, 60.0))
+    moved = repositioned(image, m, seed=0)
+    y, x = np.unravel_index(np.argmax(moved), moved.shape)
+    np.testing.assert_allclose([x, y], (m @ [30.0, 40.0, 1.0])[:2], atol=0.75)
+
+
+def test_hand_summary_reads_every_stage():
+    from jsnreg.bench_hand import format_summary
+
+    stage = {"s": 1.0, "cpu_s": 0.5}
+    errors = {"PIP2": 0.01, "PIP3": -0.01}
+    cli = {"total_s": 2.5, "total_cpu_s": 2.0, "start_s": 0.2, "jsn_error_mm": errors}
+    for k in ("imports", "read", "place", "register", "write"):
+        cli[f"{k}_s"], cli[f"{k}_cpu_s"] = 0.4, 0.3
+    result = {"generated": {
+        "what": "generated: test", "cli": cli, "coarse": stage,
+        "placement": {m: {**stage, "error_px": {"PIP2": 0.5}} for m in ("ours", "simpleitk")},
+        "registration": {m: {**stage, "factor": f, "jsn_error_mm": errors}
+                         for m, f in (("working", 2), ("full", 1), ("simpleitk", 1))}}}
+    text = format_summary(result)
+    assert "total 2.50 / 2.00" in text and "ours, 1/2 res." in text and "SimpleITK, full res." in text
