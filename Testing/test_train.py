@@ -39,7 +39,7 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
     assert all(ann[h]["split"] == "val" for h in data["real_val_hands"])
     assert data["n_real_train"] + data["n_generated_train"] == saved["n_train"]
     assert data["n_real_train"] >= 1 and data["n_generated_train"] >= 1
-    assert "--real-share 0.5" in saved["command"] and saved["seed"] == 0
+    assert "--real-share 0.5" in saved["command"] and saved["seed"] == 0 and saved["input"] == "padded"
     for v in saved["validation_jsn_error_px"].values():
         assert np.isfinite(v["sd"]) and v["n"] >= 1
     assert (tmp_path / "net.pt").stat().st_size > 1e6
@@ -52,3 +52,15 @@ def test_real_training_chunk_is_seeded_and_mixes_shapes():
     b = train._real_chunk((7, "val", ((0, 6), (1, 6))))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
+
+
+def test_each_weights_file_gets_the_input_encoding_it_was_trained_with():
+    from jsnreg.network import DEFAULT_WEIGHTS, WEIGHTS_DIR, Network
+
+    candidate = WEIGHTS_DIR / "candidates" / "jsnnet-real.pt"
+    assert Network.load(candidate).padded
+    assert Network.load(DEFAULT_WEIGHTS).padded == (json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+                                                     .get("input") == "padded")
+    rng = np.random.default_rng(1)
+    square = [rng.random((96, 96)), rng.random((96, 96)), rng.random((96, 96)) > 0.5]
+    np.testing.assert_array_equal(network_input(*square), network_input(*square, padded=False))

@@ -359,12 +359,9 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
     """Every method on real realistic, real hard and generated pairs, per ROI shape; writes
     real.json and real_pairs.json. Real pairs come from the hands of `split` only (default test;
     tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM)."""
-    import torch
-
     from .errors import InputError
     from .real_pairs import ROI_SPACING_MM, available, load_joints
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     if any(s != "generated" for s in sets):
         if not available():
             raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "

@@ -63,12 +63,16 @@ def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return np.where(inside, (image - values.mean()) / (values.std() + 1e-6), 0.0)
 
 
-def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray) -> np.ndarray:
+def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True) -> np.ndarray:
     """(3, NET_PX, NET_PX) float32 input for one ROI pair: fixed, moving, mask as +1 upper / -1
     lower. A non-square ROI is not stretched: the grid spans its longer side and the grid beyond
     its shorter side is padded with 0 in all three channels (mask 0 = no ROI there), so the
-    ROI's own pixels look the same to the network whatever its aspect ratio."""
+    ROI's own pixels look the same to the network whatever its aspect ratio. padded=False: the
+    encoding the first weights were trained with (edge values repeated beyond the ROI); the same
+    for a square ROI."""
     y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape))
+    if not padded:
+        inside = np.ones_like(inside)
     f = _normalise(_resample(fixed, y, x), inside)
     m = _normalise(_resample(moving, y, x), inside)
     k = np.where(inside, _resample(upper_mask.astype(np.float32), y, x) * 2.0 - 1.0, 0.0)
@@ -197,20 +201,23 @@ class NumpyNet:
 class Network:
     """The trained network, loaded once, predicting on one ROI pair at a time."""
 
-    def __init__(self, net: NumpyNet):
+    def __init__(self, net: NumpyNet, padded: bool = True):
         self.net = net
+        self.padded = padded  # the input encoding the weights were trained with (their card's "input")
 
     @classmethod
     def load(cls, weights_path: Path | None = None) -> "Network":
         path = Path(weights_path or DEFAULT_WEIGHTS)
         if not path.exists():
             raise InputError(f"network weights not found at {path}; train them with `jsnreg train`")
-        return cls(NumpyNet(read_state_dict(path)))
+        card = path.with_suffix(".json")
+        padded = card.is_file() and json.loads(card.read_text()).get("input") == "padded"
+        return cls(NumpyNet(read_state_dict(path)), padded)
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        return params_to_motions(self.net(network_input(fixed, moving, upper_mask)), fixed.shape)
+        return params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
 
 
 @lru_cache(maxsize=2)

@@ -271,7 +271,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
                    f"--standard-share {standard_share:g} --epochs {epochs}"
                    + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else ""),
-        "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data,
+        "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
         "validation_jsn_error_px": errs,
         "train_seconds": round(time.time() - t0),
         "torch": torch.__version__, "threads": threads,
