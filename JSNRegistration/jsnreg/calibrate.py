@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -85,8 +84,6 @@ def _sha256_file(path: Path) -> str:
 def run(split: str = "val", n_pairs: int = 100, seed: int = 0, out: Path | None = None,
         weights_path: Path | None = None, log=print) -> dict:
     """Calibrate on `n_pairs` pairs per motion set and ROI shape of `split`; write the file."""
-    import torch
-
     from .errors import InputError
     from .network import default_network, model_info
     from .real_pairs import annotation_path, available, load_joints, make_real_pairs
@@ -97,7 +94,6 @@ def run(split: str = "val", n_pairs: int = 100, seed: int = 0, out: Path | None 
     if not available():
         raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "
                          "(and JSNREG_REAL_JOINTS) or run from a checkout beside ../shared/data")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     joints = load_joints(split)
     if not joints:
         raise InputError(f"no annotated real joints in split {split!r}")

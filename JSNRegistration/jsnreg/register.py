@@ -163,9 +163,9 @@ class Engine:
         if user_mask is None:
             details["split_rows"] = [float(r) for r in boundary]
             user_mask = split.upper_mask_from_rows(fixed.shape, boundary)
+        details["work_factor"] = k
         if k > 1:
             upper, lower = work.to_full(upper), work.to_full(lower)
-            details["work_factor"] = k
         images = measure.joint_images(fixed, moving, user_mask, upper, lower)
         mse_before, mse_after = measure.mse_before_after(images)
         return JointResult(name=name, spacing_mm=float(spacing_mm), upper=upper, lower=lower,
