@@ -51,3 +51,32 @@ def test_small_run_writes_every_output(tmp_path):
         assert saved["methods"][m]["median_seconds"] > 0
     assert saved["hand_10_joints"]["joints"] == 10
     assert len(result["worst_cases"]) == 4 and all((tmp_path / n).exists() for n in result["worst_cases"])
+
+
+def test_real_section_runs_on_a_few_pairs(tmp_path):
+    from jsnreg import real_pairs
+
+    if not real_pairs.available():
+        pytest.skip("real hand radiographs not available (../shared/data/real-hands)")
+    result = bench.run_real(tmp_path, shapes=("wide",), sets=("realistic", "generated"), n_pairs=3,
+                            log=lambda *a: None)
+    saved = json.loads((tmp_path / "real.json").read_text())
+    assert [(r["set"], r["shape"], r["n"]) for r in saved["table"]] == [("realistic", "wide", 3),
+                                                                        ("generated", "wide", 3)]
+    assert saved["split"] == "test" and all(h.startswith(("adult-annotated/", "rsna-bone-age/"))
+                                            for h in saved["table"][0]["hands"])
+    for row in saved["table"]:
+        for m in bench.METHODS:
+            assert np.isfinite(row["methods"][m]["error_px"]["sd"])
+    assert "realistic  wide   network" in bench.format_real(result)
+
+
+def test_generated_wide_pairs_keep_the_truth_of_their_centre():
+    pairs = bench.generated_pairs("wide", 2, seed=5)
+    from jsnreg.synthetic import make_joint_pair
+
+    rng = np.random.default_rng([5, 160])
+    full = make_joint_pair(rng, size_px=160)
+    assert pairs[0].fixed.shape == (80, 160)
+    np.testing.assert_array_equal(pairs[0].fixed, full.fixed[40:120])
+    assert pairs[0].jsn_px == full.jsn_px

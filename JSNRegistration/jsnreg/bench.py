@@ -125,7 +125,8 @@ def summarise(records: list[dict], method: str) -> dict:
         "mismatches_flagged": float(flagged[bad].mean()) if bad.any() else None,
         "good_flagged": float(flagged[~bad].mean()) if (~bad).any() else None,
         "median_seconds": float(np.median([r[f"{method}_seconds"] for r in records])),
-        "sd_over_crb": float(err_px[informative].std(ddof=1) / np.sqrt(np.mean(crb[informative] ** 2))),
+        "sd_over_crb": float(err_px[informative].std(ddof=1) / np.sqrt(np.mean(crb[informative] ** 2)))
+        if informative.sum() > 1 else None,
         "pairs_without_information": int((~informative).sum()),
         "at_sigma_0.01": {
             "n": int(at_001.sum()),
@@ -218,6 +219,52 @@ def hand_seconds(engine: Engine, repeats: int = 3) -> dict:
     return {"joints": len(joints), "median_seconds": float(np.median(times))}
 
 
+TIMING_SIZES_PX = (128, 160, 192, 256)
+
+
+def size_timing(engine: Engine, sizes=TIMING_SIZES_PX, n_pairs: int = 8, seed: int = 11) -> list[dict]:
+    """Median seconds per pair of the whole method (automatic split) and of the SimpleITK peer at
+    each square ROI size, same generated pairs, same run: the speed ratio where ROIs are large."""
+    from .synthetic import make_joint_pair
+
+    rows = []
+    for size in sizes:
+        rng = np.random.default_rng([seed, size])
+        ours, peer, ours_cpu, peer_cpu = [], [], [], []
+        for _ in range(n_pairs):
+            p = make_joint_pair(rng, size_px=size)
+            regions = [w > 0 for w in bone_regions(p.upper_mask, None)]
+            c0 = time.process_time()
+            ours.append(_timed(lambda: engine.register_roi(p.fixed, p.moving, p.spacing_mm))[1])
+            c1 = time.process_time()
+            peer.append(_timed(lambda: [simpleitk_bone(p.fixed, p.moving, r) for r in regions])[1])
+            ours_cpu.append(c1 - c0)
+            peer_cpu.append(time.process_time() - c1)
+        # Wall-clock and CPU time (all threads): on a shared machine the CPU ratio is the steadier.
+        rows.append({"size_px": size, "n": n_pairs, "method_ms": 1000 * float(np.median(ours)),
+                     "simpleitk_ms": 1000 * float(np.median(peer)),
+                     "speedup": float(np.median(peer) / np.median(ours)),
+                     "method_cpu_ms": 1000 * float(np.median(ours_cpu)),
+                     "simpleitk_cpu_ms": 1000 * float(np.median(peer_cpu)),
+                     "speedup_cpu": float(np.median(peer_cpu) / np.median(ours_cpu))})
+    return rows
+
+
+def reliability_section(records: list[dict], methods, out_dir: Path, name: str, title: str) -> dict:
+    """Reliability of the confidence (bin vs observed share within 0.5 px) per method: JSON rows
+    and one PNG per method."""
+    from .confidence import plot_reliability, reliability
+
+    out = {}
+    for m in methods:
+        conf = np.array([r[f"{m}_confidence"] for r in records])
+        err = np.array([r[f"{m}_error_px"] for r in records])
+        rows = reliability(conf, err)
+        plot_reliability(rows, out_dir / f"{name}_{m}.png", f"{title}: {m}")
+        out[m] = rows
+    return out
+
+
 def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
     """The whole benchmark; writes bench.json, sweep.csv, sweep.png and worst-case PNGs."""
     from .synthetic import make_joint_pair
@@ -245,6 +292,9 @@ def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
         writer.writerows(rows)
     plot_sweep(rows, out_dir / "sweep.png")
     result = {"seed": seed, "n_pairs": n_pairs, "methods": summary, "hand_10_joints": hand_seconds(engine),
+              "timing_per_size": size_timing(engine),
+              "reliability": reliability_section(records, ("refined", "refined_autosplit"), out_dir, "reliability",
+                                                 "generated pairs"),
               "worst_cases": save_worst(engine, pairs, records, out_dir)}
     (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out_dir / "pairs.json", "w", encoding="utf-8") as f:
@@ -264,8 +314,164 @@ def format_summary(result: dict) -> str:
             f"{m:17} {s['error_mm']['sd']:7.4f} {s['error_px']['sd']:6.3f} {s['error_mm']['rmse']:8.4f} "
             f"{s['error_px']['p95_abs']:6.3f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:9.2%} "
             f"{s['mismatch_rate_mm']:9.2%} {fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
-            f"{1000 * s['median_seconds']:8.1f} {s['speedup_vs_simpleitk']:6.1f} {s['sd_over_crb']:6.2f} "
+            f"{1000 * s['median_seconds']:8.1f} {s['speedup_vs_simpleitk']:6.1f} {fmt(s['sd_over_crb'], '6.2f')} "
             f"{fmt(a['sd_mm'], '10.4f')} {fmt(a['sd_over_crb'], '9.2f')}")
     h = result["hand_10_joints"]
     lines.append(f"10-joint hand end to end: {h['median_seconds']:.2f} s (median of 3, model loaded)")
+    lines.append(format_timing(result["timing_per_size"]))
+    if result.get("consistency"):
+        lines.append(format_consistency(result["consistency"]))
+    return "\n".join(lines)
+
+
+# --- The real section: pairs made from real radiographs (real_pairs.py), beside generated ones ---
+
+REAL_SETS = ("realistic", "hard", "generated")
+
+
+def generated_pairs(shape_name: str, n_pairs: int, seed: int) -> list:
+    """The generated set for one ROI shape: make_joint_pair at its default ranges, the wide shape
+    as the centred 80-row band of a 160 px pair (the ROI centre, and so the truth, is unchanged)."""
+    from .real_pairs import SHAPES
+    from .synthetic import make_joint_pair
+
+    rows, cols = SHAPES[shape_name]
+    rng = np.random.default_rng([seed, cols])
+    pairs = []
+    for _ in range(n_pairs):
+        p = make_joint_pair(rng, size_px=cols)
+        r0 = (cols - rows) // 2
+        p.fixed, p.moving, p.upper_mask = (a[r0:r0 + rows] for a in (p.fixed, p.moving, p.upper_mask))
+        pairs.append(p)
+    return pairs
+
+
+def real_set_pairs(set_name: str, shape_name: str, split: str, n_pairs: int, seed: int, joints=None) -> list:
+    from .real_pairs import make_real_pairs
+
+    if set_name == "generated":
+        return generated_pairs(shape_name, n_pairs, seed)
+    return make_real_pairs(split, set_name, shape_name, n_pairs, seed, joints=joints)
+
+
+def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: str = "test",
+             n_pairs: int = 200, seed: int = 2026, weights_path: Path | None = None, log=print) -> dict:
+    """Every method on real realistic, real hard and generated pairs, per ROI shape; writes
+    real.json and real_pairs.json. Real pairs come from the hands of `split` only (default test;
+    tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM)."""
+    from .errors import InputError
+    from .real_pairs import ROI_SPACING_MM, available, load_joints
+
+    if any(s != "generated" for s in sets):
+        if not available():
+            raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "
+                             "(and JSNREG_REAL_JOINTS) or run from a checkout beside ../shared/data")
+        joints = load_joints(split)
+        if not joints:
+            raise InputError(f"no annotated real joints in split {split!r}")
+    else:
+        joints = None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine.load(weights_path)
+    table, records_all = [], []
+    t0 = time.time()
+    for set_name in sets:
+        for shape_name in shapes:
+            pairs = real_set_pairs(set_name, shape_name, split, n_pairs, seed, joints)
+            records = []
+            for pair in pairs:
+                rec = evaluate_pair(engine, pair)
+                rec.update(set=set_name, shape=shape_name, image=getattr(pair, "image", ""),
+                           joint=getattr(pair, "joint", ""))
+                records.append(rec)
+            records_all += records
+            row = {"set": set_name, "shape": shape_name, "n": len(records),
+                   "hands": sorted({r["image"] for r in records if r["image"]}),
+                   "methods": {m: summarise(records, m) for m in METHODS}}
+            table.append(row)
+            log(f"{set_name}/{shape_name}: {len(records)} pairs ({time.time() - t0:.0f} s)")
+    by_set = {}
+    for rec in records_all:
+        by_set.setdefault(f"{rec['set']}_{rec['shape']}", []).append(rec)
+    reliability = {key: reliability_section(recs, ("refined", "refined_autosplit"), out_dir, f"reliability_{key}",
+                                            f"{split} pairs, {key.replace('_', ' ')}")
+                   for key, recs in by_set.items()}
+    result = {"split": split, "seed": seed, "n_pairs_per_set": n_pairs,
+              "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table, "reliability": reliability,
+              "timing_per_size": size_timing(engine),
+              "consistency": consistency(engine, joints) if joints else None}
+    (out_dir / "real.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out_dir / "real_pairs.json", "w", encoding="utf-8") as f:
+        json.dump(records_all, f)
+    log(format_real(result))
+    return result
+
+
+def consistency(engine: Engine, joints: list, n_joints: int = 40, shape_name: str = "square", seed: int = 5) -> dict:
+    """Is the method consistent with itself? Per real joint three visits A, B, C (the same joint,
+    repositioned and re-exposed: real_pairs, realistic motions, no mirroring): JSN(A->B) + JSN(B->A)
+    and the chain JSN(A->B) + JSN(B->C) - JSN(A->C), both ~0 (the first up to the bones' rotation
+    and scale, a few hundredths of a pixel), the whole method with its automatic split."""
+    from .real_pairs import make_pairs
+
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(joints), size=min(n_joints, len(joints)), replace=False)
+    fb, chain, fb_unflagged, chain_unflagged = [], [], [], []
+    for idx in picks:
+        p1, p2 = make_pairs(joints[idx], rng, 2, "realistic", shape_name, flips=False)
+        a, b, c = p1.fixed, p1.moving, p2.moving
+        reg = {key: engine.register_roi(f, m, p1.spacing_mm) for key, (f, m) in
+               {"ab": (a, b), "ba": (b, a), "bc": (b, c), "ac": (a, c)}.items()}
+        s_fb = reg["ab"].jsn_px + reg["ba"].jsn_px
+        s_chain = reg["ab"].jsn_px + reg["bc"].jsn_px - reg["ac"].jsn_px
+        fb.append(s_fb)
+        chain.append(s_chain)
+        if not (reg["ab"].flagged or reg["ba"].flagged):
+            fb_unflagged.append(s_fb)
+        if not (reg["ab"].flagged or reg["bc"].flagged or reg["ac"].flagged):
+            chain_unflagged.append(s_chain)
+
+    def stats(v):
+        v = np.abs(np.asarray(v))
+        return {"n": int(v.size), "median_abs_px": float(np.median(v)) if v.size else None,
+                "p95_abs_px": float(np.percentile(v, 95)) if v.size else None,
+                "max_abs_px": float(v.max()) if v.size else None,
+                "share_over_0.5px": float((v > MISMATCH_PX).mean()) if v.size else None}
+
+    return {"joints": len(picks), "shape": shape_name, "ab_plus_ba": stats(fb), "ab_plus_ba_unflagged": stats(fb_unflagged),
+            "chain": stats(chain), "chain_unflagged": stats(chain_unflagged)}
+
+
+def format_consistency(c: dict) -> str:
+    fmt = lambda d: (f"n {d['n']}, median {d['median_abs_px']:.3f} px, p95 {d['p95_abs_px']:.3f}, max {d['max_abs_px']:.2f}, "  # noqa: E731
+                     f"> 0.5 px {d['share_over_0.5px']:.1%}") if d["n"] else "n 0"
+    return (f"consistency on {c['joints']} real joints ({c['shape']}): |A->B + B->A| {fmt(c['ab_plus_ba'])}; "
+            f"unflagged {fmt(c['ab_plus_ba_unflagged'])}\n  |A->B + B->C - A->C| {fmt(c['chain'])}; "
+            f"unflagged {fmt(c['chain_unflagged'])}")
+
+
+def format_timing(rows: list[dict]) -> str:
+    return "ROI size (px): " + "; ".join(
+        f"{r['size_px']}: {r['method_ms']:.0f} ms vs SimpleITK {r['simpleitk_ms']:.0f} ms ({r['speedup']:.1f} x; "
+        f"CPU {r['method_cpu_ms']:.0f} vs {r['simpleitk_cpu_ms']:.0f} ms, {r['speedup_cpu']:.1f} x)"
+        for r in rows)
+
+
+def format_real(result: dict) -> str:
+    """The real section's table: one line per set, shape and method."""
+    lines = [f"pairs from {result['split']} hands; mm at the nominal ROI spacing "
+             f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing)",
+             f"{'set':10} {'shape':6} {'method':17} {'n':>4} {'SD px':>6} {'SD mm':>7} {'max px':>6} "
+             f"{'>0.5px':>7} {'recall':>6} {'good fl.':>8} {'ms/pair':>8}"]
+    fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
+    for row in result["table"]:
+        for m, s in row["methods"].items():
+            lines.append(f"{row['set']:10} {row['shape']:6} {m:17} {s['n']:4d} {s['error_px']['sd']:6.3f} "
+                         f"{s['error_mm']['sd']:7.4f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:7.1%} "
+                         f"{fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
+                         f"{1000 * s['median_seconds']:8.1f}")
+    lines.append(format_timing(result["timing_per_size"]))
+    if result.get("consistency"):
+        lines.append(format_consistency(result["consistency"]))
     return "\n".join(lines)

@@ -421,7 +421,9 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
-    train(Path(args.out), n_train=args.pairs, epochs=args.epochs, seed=args.seed)
+    train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
+          epochs=args.epochs, seed=args.seed,
+          lr=args.lr, init=Path(args.init) if args.init else None)
     return 0
 
 
@@ -451,6 +453,14 @@ def cmd_detect(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.real:
+        from .bench import REAL_SETS, run_real
+
+        shapes = ("square", "wide") if args.shape == "both" else (args.shape,)
+        sets = REAL_SETS if args.set == "all" else (args.set,)
+        run_real(Path(args.out), shapes, sets, split=args.split, n_pairs=args.pairs or 200, seed=args.seed,
+                 weights_path=Path(args.weights) if args.weights else None)
+        return 0
     if args.detect:
         from .detect_bench import ANNOTATIONS, run as run_detect
 
@@ -464,7 +474,15 @@ def cmd_bench(args) -> int:
         return 0
     from .bench import run
 
-    run(Path(args.out), n_pairs=args.pairs, seed=args.seed)
+    run(Path(args.out), n_pairs=args.pairs or 500, seed=args.seed)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .calibrate import run
+
+    run(args.split, n_pairs=args.pairs, seed=args.seed, out=Path(args.out) if args.out else None,
+        weights_path=Path(args.weights) if args.weights else None)
     return 0
 
 
@@ -521,17 +539,33 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-out")
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train the network on generated pairs (reproduces the shipped weights)")
+    t = sub.add_parser("train", help="train the network on real and generated pairs (reproduces the shipped weights)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--pairs", type=int, default=24_000)
     t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--real-share", type=float, default=0.5,
+                   help="share of the pairs made from real train hands (../shared/data/real-hands)")
+    t.add_argument("--standard-share", type=float, default=0.25,
+                   help="share of the generated pairs from the standard (benchmark) generator, the rest varied")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="accuracy, flags and speed on generated pairs vs truth and a SimpleITK peer")
     b.add_argument("--out", default="bench-out")
-    b.add_argument("--pairs", type=int, default=500)
+    b.add_argument("--pairs", type=int, help="pairs (default 500; with --real 200 per set and shape)")
     b.add_argument("--seed", type=int, default=2026)
+    b.add_argument("--real", action="store_true",
+                   help="the real section: pairs made from real radiographs (../shared/data/real-hands) "
+                        "with known motions, beside generated ones")
+    b.add_argument("--shape", choices=("square", "wide", "both"), default="both",
+                   help="with --real: ROI shape, square 128 x 128 or wide 80 x 160 px (rows x columns)")
+    b.add_argument("--set", choices=("realistic", "hard", "generated", "all"), default="all",
+                   help="with --real: motion set")
+    b.add_argument("--split", choices=("val", "test"), default="test",
+                   help="with --real: whose hands (test by default; tune on val only)")
+    b.add_argument("--weights", help="network weights (default: the shipped ones)")
     b.add_argument("--detect", action="store_true", help="joint detection on annotated real hands instead "
                    "(and variants of them: mirrored, rotated, two hands, a finger removed)")
     b.add_argument("--splits", default="test,val", help="with --detect: which RSNA splits (default test,val)")
@@ -545,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --hand: real hands, comma-separated, relative to the real-hands folder ('' for none)")
     b.add_argument("--hand-joints", help="with --hand: their joint annotations (default: the package's)")
     b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("calibrate", help="fit the confidence on real validation pairs (writes weights/confidence.json)")
+    c.add_argument("--split", choices=("val", "train"), default="val", help="whose hands (never test)")
+    c.add_argument("--pairs", type=int, default=100, help="pairs per motion set and ROI shape")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", help="calibration file (default: the shipped weights/confidence.json)")
+    c.add_argument("--weights", help="network weights (default: the shipped ones)")
+    c.set_defaults(func=cmd_calibrate)
 
     from .report_command import add_report_command
 

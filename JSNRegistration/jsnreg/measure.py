@@ -1,18 +1,15 @@
 """Measurements of one registered joint: JSN, difference maps, confidence and flag.
 
-Confidence in [0, 1] is the product of three scores, each 1 for a clean result:
-- precision: the JSN's predicted SD (from the refinement's curvature and residual noise),
-  exp(-(sd / SD_SCALE_PX)^2 / 2);
-- agreement: refinement and network alone give the same JSN, exp(-(diff / AGREE_SCALE_PX)^2 / 2)
-  (the two fail differently: a wrong minimum of the refinement shows up as a disagreement);
-- fit: the share of each bone's pixels the robust weights kept (a bad alignment leaves many
-  pixels far off), scaled so that INLIER_GOOD or more scores 1.
-A joint is flagged when confidence < FLAG_BELOW, or for a hard reason: the refinement did not
-converge, or a motion is implausible for a joint between two visits.
-
-Saturation: clipped pixels carry no position. Where they leave a bone too little for the
-intensity fit (see mostly_clipped) the network's estimate is reported, with the network-only
-assessment (confidence 0.5), and flagged where even that has too little (MIN_USABLE).
+Confidence in [0, 1] is the calibrated probability that the JSN is within 0.5 px of the truth
+(confidence.py, fitted on real validation pairs), from signals that hold on real radiographs:
+the refinement's predicted SD, the forward-backward disagreement (the pair registered the other
+way, its result inverted), the spread of the minima refined from independent starts (network,
+coarse search), the disagreement of those starts and of the network with the result, the share
+of pixels the robust weights kept and the share of the bones' edges left unsaturated.
+A joint is flagged when confidence is below the calibrated threshold, or for a hard reason: the
+refinement did not converge, a motion is implausible for a joint between two visits, two minima
+of similar cost give different JSNs (ambiguous), or too few of a bone's edges are unsaturated
+for the estimate's error to be bounded.
 """
 
 from __future__ import annotations
@@ -21,17 +18,29 @@ import numpy as np
 
 from .refine import RefineResult
 from .results import JointImages
-from .transforms import BoneMotion, warp_to_fixed
+from .transforms import BoneMotion, inverse, warp_to_fixed
 
-SD_SCALE_PX = 0.25
-AGREE_SCALE_PX = 1.0  # the network alone errs by 0.64 px at most in validation (weights card)
-INLIER_GOOD = 0.85
-FLAG_BELOW = 0.5
 MAX_LOG_SCALE = 0.15
 MAX_ROTATION_RAD = 0.35
 MAX_SHIFT_FRAC = 0.3  # of the ROI's shorter side
-MIN_USABLE_REFINE = 0.6  # below this unsaturated share of a bone, the network's estimate is reported
-MIN_USABLE = 0.4  # below this, no estimate is trusted
+# Ambiguous: refined minima this far apart in JSN (px) whose robust costs differ by less than
+# AMBIGUOUS_COST (mean Tukey loss, 0..1; a right and a wrong minimum differ by far more).
+AMBIGUOUS_PX = 0.5
+AMBIGUOUS_COST = 0.02
+# Saturation: clipped pixels carry no position. What counts is the bones' edges (gradient energy),
+# not their pixels: a finger beside clipped air keeps its edges and is measured. Below this share
+# of a bone's edges unsaturated the estimate has too little to stand on.
+MIN_EDGE_SHARE = 0.5
+LOG_FLOOR_PX = 1e-3  # signals in px are taken as log10(max(value, this))
+SIGNAL_TEXT = {
+    "log_sd_jsn": "imprecise (predicted SD {sd_jsn_px:.2f} px)",
+    "log_fb_px": "forward and backward registration disagree by {fb_px:.2f} px",
+    "log_minima_px": "fits from the network's and the search's start differ by {minima_px:.2f} px",
+    "log_start_px": "the network's and the search's starts differ by {start_px:.2f} px",
+    "log_net_diff_px": "network and refinement disagree by {net_diff_px:.2f} px",
+    "inlier_fraction": "poor fit (only {inlier_fraction:.0%} of pixels match)",
+    "edge_share": "{edge_share:.0%} of a bone's edges unsaturated",
+}
 
 
 def joint_images(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray,
@@ -62,54 +71,81 @@ def implausible(motion: BoneMotion, shape: tuple[int, int]) -> str:
     return ""
 
 
-def mostly_clipped(fit: RefineResult) -> bool:
-    """A bone has fewer than MIN_USABLE_REFINE of its pixels unsaturated: too few for the fit.
-
-    On 2 x 500 generated pairs (bench seeds 7 and 2026, both splits) the refinement's JSN error
-    was 0.4-0.7 px RMS below that share and 0.06-0.10 px above it; the network alone, trained on
-    clipped pairs too, stayed at 0.17-0.21 px RMS below it.
-    """
-    return fit.usable_fraction < MIN_USABLE_REFINE
-
-
-def network_assessment(upper: BoneMotion, lower: BoneMotion, shape: tuple[int, int],
-                       usable_fraction: float = 1.0) -> tuple[float, bool, str]:
-    """Confidence, flag and reason of the network's estimate alone: no precision estimate, so
-    0.5 unless a motion is implausible or too few bone pixels are unsaturated (then 0, flagged)."""
+def network_assessment(upper: BoneMotion, lower: BoneMotion, shape: tuple[int, int]) -> tuple[float, bool, str]:
+    """Confidence, flag and reason of the network's estimate alone (`--no-refine`): no precision
+    estimate, so 0.5 unless a motion is implausible (then 0, flagged)."""
     reasons = [f"{b}: {w}" for b, w in (("upper", implausible(upper, shape)),
                                         ("lower", implausible(lower, shape))) if w]
-    if usable_fraction < MIN_USABLE:
-        reasons.append(f"{1 - usable_fraction:.0%} of a bone's pixels saturated")
     return (0.0 if reasons else 0.5), bool(reasons), "; ".join(reasons)
 
 
-def assess(fit: RefineResult, jsn_net_px: float, shape: tuple[int, int]) -> tuple[float, bool, str, dict]:
-    """Confidence, flag, flag reason and the diagnostics behind them for a refined (upper, lower) joint."""
-    upper, lower = fit.bones
-    jsn_px = upper.motion.dy_px - lower.motion.dy_px
-    sd_jsn = fit.sd_jsn_px if np.isfinite(fit.sd_jsn_px) else np.inf
-    disagreement = abs(jsn_px - jsn_net_px)
-    inliers = min(upper.inlier_fraction, lower.inlier_fraction)
-    scores = {
-        "precision": float(np.exp(-0.5 * (sd_jsn / SD_SCALE_PX) ** 2)),
-        "agreement": float(np.exp(-0.5 * (disagreement / AGREE_SCALE_PX) ** 2)),
-        "fit": float(np.clip(inliers / INLIER_GOOD, 0.0, 1.0) ** 4),
+def _jsn(upper: BoneMotion, lower: BoneMotion) -> float:
+    return upper.dy_px - lower.dy_px
+
+
+def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
+            shape: tuple[int, int], px_per_work_px: int = 1) -> dict:
+    """The raw diagnostics (px of the ROI, shares) and the confidence model's features of one
+    refined joint (fitted on a working grid of `px_per_work_px` ROI pixels per pixel)."""
+    jsn = _jsn(*(b.motion for b in fit.bones))
+    jsn_back = _jsn(*(b.motion for b in back.bones))
+    jsn_back_inverted = _jsn(*(inverse(b.motion, shape) for b in back.bones))
+    starts = start_info["starts"]
+    raw = {
+        "sd_jsn_px": float(fit.sd_jsn_px) if np.isfinite(fit.sd_jsn_px) else np.inf,
+        "fb_px": abs(jsn_back_inverted - jsn),
+        "fb_sum_px": jsn + jsn_back,  # JSN(A->B) + JSN(B->A), ~0 but for rotation and scale
+        "minima_px": start_info["minima_px"] or 0.0,
+        "start_px": abs(starts["search"]["jsn_px"] - starts["network"]["jsn_px"]),
+        "net_diff_px": abs(jsn - jsn_net_px),
+        "inlier_fraction": min(b.inlier_fraction for b in fit.bones),
+        "edge_share": fit.edge_share,
     }
-    confidence = float(np.prod(list(scores.values())))
+    for key in ("sd_jsn_px", "fb_px", "fb_sum_px", "minima_px", "start_px", "net_diff_px"):
+        raw[key] *= px_per_work_px
+    log = lambda v: float(np.log10(max(min(v, 1e3), LOG_FLOOR_PX)))  # noqa: E731
+    features = {"log_sd_jsn": log(raw["sd_jsn_px"]), "log_fb_px": log(raw["fb_px"]),
+                "log_minima_px": log(raw["minima_px"]), "log_start_px": log(raw["start_px"]),
+                "log_net_diff_px": log(raw["net_diff_px"]),
+                "inlier_fraction": raw["inlier_fraction"], "edge_share": raw["edge_share"]}
+    return {"raw": raw, "features": features, "backward_jsn_px": jsn_back * px_per_work_px,
+            "backward_converged": back.converged}
+
+
+def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[int, int]) -> list[str]:
+    """Reasons to flag whatever the confidence says."""
     reasons = [] if fit.converged else ["refinement did not converge"]
-    for bone, b in (("upper", upper), ("lower", lower)):
+    for bone, b in zip(("upper", "lower"), fit.bones):
         why = implausible(b.motion, shape)
         if why:
             reasons.append(f"{bone} bone: {why}")
-    if confidence < FLAG_BELOW:
-        weakest = min(scores, key=scores.get)
-        reasons.append({
-            "precision": f"imprecise (predicted SD {sd_jsn:.2f} px)",
-            "agreement": f"network and refinement disagree by {disagreement:.2f} px",
-            "fit": f"poor fit (only {inliers:.0%} of pixels match)",
-        }[weakest])
-    details = {"sd_jsn_px": float(sd_jsn), "network_refine_diff_px": float(disagreement),
-               "inlier_fraction": float(inliers), "scores": scores,
-               "usable_fraction": fit.usable_fraction,
-               "blur_difference_px2": fit.blur_px2, "tone_curve": list(fit.tone)}
+    if raw["minima_px"] > AMBIGUOUS_PX and start_info["cost_gap"] < AMBIGUOUS_COST:
+        reasons.append(f"ambiguous: two fits of similar cost differ by {raw['minima_px']:.2f} px in JSN")
+    if raw["edge_share"] < MIN_EDGE_SHARE:
+        reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
+    if not np.isfinite(raw["sd_jsn_px"]):
+        reasons.append("no precision estimate (too few pixels fitted)")
+    return reasons
+
+
+def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
+           shape: tuple[int, int], calibration=None, px_per_work_px: int = 1) -> tuple[float, bool, str, dict]:
+    """Confidence, flag, flag reason and the diagnostics behind them for a refined (upper, lower) joint."""
+    from . import confidence as conf_model
+
+    cal = calibration or conf_model.load()
+    sig = signals(fit, back, start_info, jsn_net_px, shape, px_per_work_px)
+    raw, features = sig["raw"], sig["features"]
+    confidence = cal.confidence(features)
+    reasons = hard_reasons(fit, start_info, raw, shape)
+    if cal.flagged(features):
+        # Name the signal that pulls the confidence down most.
+        z = (conf_model.feature_vector(features) - cal.mean) / cal.scale * cal.coef
+        weakest = conf_model.FEATURES[int(np.argmin(z))]
+        reasons.append(f"low confidence {confidence:.2f}: " + SIGNAL_TEXT[weakest].format(**raw))
+    details = {**{k: float(v) for k, v in raw.items()}, "network_refine_diff_px": raw["net_diff_px"],
+               "usable_fraction": fit.usable_fraction, "blur_difference_px2": fit.blur_px2,
+               "tone_curve": list(fit.tone), "features": features,
+               "backward_jsn_px": sig["backward_jsn_px"], "backward_converged": sig["backward_converged"],
+               "start_search": start_info}
     return confidence, bool(reasons), "; ".join(reasons), details

@@ -1,11 +1,12 @@
 """The registration network: both bones' motions from a joint ROI pair, in one CPU-fast pass.
 
 Input: the fixed ROI, the moving ROI and the fixed upper-region mask, resampled onto a
-NET_PX x NET_PX grid centred on the joint centre (isotropic step, so a non-square ROI is not
-distorted), each image normalised to zero mean and unit SD (exposure-independent).
+NET_PX x NET_PX grid centred on the joint centre that spans the ROI's longer side (isotropic step,
+so a non-square ROI is not distorted), each image normalised to zero mean and unit SD over the
+ROI's own pixels (exposure-independent); the grid beyond a non-square ROI is 0 in every channel.
 Output: 8 numbers, per bone (upper, lower): log scale, rotation (rad), dx, dy; translations in
 units of the grid's half-width, so (dx_px, dy_px) = output * (NET_PX / 2) * grid step.
-The network is trained on generated pairs with known motions (see train.py); its estimate is the
+The network is trained on real and generated pairs with known motions (see train.py); its estimate is the
 starting point of the per-bone refinement (refine.py), never the last word.
 Inference runs in numpy from the saved torch weights (torch is needed only to train: torchnet.py).
 """
@@ -42,24 +43,39 @@ def grid_step_px(shape: tuple[int, int]) -> float:
     return max(shape[:2]) / NET_PX
 
 
-def _resample(image: np.ndarray, step: float) -> np.ndarray:
-    cx, cy = roi_centre(image.shape)
+def _grid_points(shape: tuple[int, int], step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, x) ROI positions of the network grid and where they fall inside the ROI."""
+    cx, cy = roi_centre(shape)
     offsets = (np.arange(NET_PX) - (NET_PX - 1) / 2.0) * step
     y, x = np.meshgrid(cy + offsets, cx + offsets, indexing="ij")
-    # Linear is enough here (the grid is coarser than the ROI); 'nearest' padding for non-square ROIs.
+    inside = (y >= -0.5) & (y <= shape[0] - 0.5) & (x >= -0.5) & (x <= shape[1] - 0.5)
+    return y, x, inside
+
+
+def _resample(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # Linear is enough here (the grid is coarser than the ROI).
     return ndimage.map_coordinates(np.asarray(image, np.float32), [y, x], order=1, mode="nearest")
 
 
-def _normalise(image: np.ndarray) -> np.ndarray:
-    return (image - image.mean()) / (image.std() + 1e-6)
+def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Zero mean, unit SD over the ROI's own pixels; 0 (the mean) on the grid beyond the ROI."""
+    values = image[inside]
+    return np.where(inside, (image - values.mean()) / (values.std() + 1e-6), 0.0)
 
 
-def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray) -> np.ndarray:
-    """(3, NET_PX, NET_PX) float32 input for one ROI pair (fixed, moving, mask as +-1)."""
-    step = grid_step_px(fixed.shape)
-    f = _normalise(_resample(fixed, step))
-    m = _normalise(_resample(moving, step))
-    k = _resample(upper_mask.astype(np.float32), step) * 2.0 - 1.0
+def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True) -> np.ndarray:
+    """(3, NET_PX, NET_PX) float32 input for one ROI pair: fixed, moving, mask as +1 upper / -1
+    lower. A non-square ROI is not stretched: the grid spans its longer side and the grid beyond
+    its shorter side is padded with 0 in all three channels (mask 0 = no ROI there), so the
+    ROI's own pixels look the same to the network whatever its aspect ratio. padded=False: the
+    encoding the first weights were trained with (edge values repeated beyond the ROI); the same
+    for a square ROI."""
+    y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape))
+    if not padded:
+        inside = np.ones_like(inside)
+    f = _normalise(_resample(fixed, y, x), inside)
+    m = _normalise(_resample(moving, y, x), inside)
+    k = np.where(inside, _resample(upper_mask.astype(np.float32), y, x) * 2.0 - 1.0, 0.0)
     return np.stack([f, m, k]).astype(np.float32)
 
 
@@ -185,20 +201,23 @@ class NumpyNet:
 class Network:
     """The trained network, loaded once, predicting on one ROI pair at a time."""
 
-    def __init__(self, net: NumpyNet):
+    def __init__(self, net: NumpyNet, padded: bool = True):
         self.net = net
+        self.padded = padded  # the input encoding the weights were trained with (their card's "input")
 
     @classmethod
     def load(cls, weights_path: Path | None = None) -> "Network":
         path = Path(weights_path or DEFAULT_WEIGHTS)
         if not path.exists():
             raise InputError(f"network weights not found at {path}; train them with `jsnreg train`")
-        return cls(NumpyNet(read_state_dict(path)))
+        card = path.with_suffix(".json")
+        padded = card.is_file() and json.loads(card.read_text()).get("input") == "padded"
+        return cls(NumpyNet(read_state_dict(path)), padded)
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        return params_to_motions(self.net(network_input(fixed, moving, upper_mask)), fixed.shape)
+        return params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
 
 
 @lru_cache(maxsize=2)

@@ -15,7 +15,7 @@ s = -(c u^2 + notch(u)); half-width hw(s) flares from the shaft to the base and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -43,6 +43,11 @@ class Bone:
     notch_head: float
     cortex_end: float  # cortical thickness at the articular ends and along the shaft (mm)
     cortex_shaft: float
+    # A growth plate (physis): a lucent band across the bone at s = physis_s (mm from the base;
+    # negative: from the head), physis_w wide (mm), removing physis_depth of the attenuation.
+    physis_s: float = 0.0
+    physis_w: float = 0.0
+    physis_depth: float = 0.0
 
 
 def _bump(t: np.ndarray) -> np.ndarray:
@@ -81,6 +86,11 @@ def bone_chords(bone: Bone, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, n
     cortex = bone.cortex_shaft - (bone.cortex_shaft - bone.cortex_end) * ends
     outer = _chord(depth, hw)
     inner = _chord(depth - cortex, hw - cortex)
+    if bone.physis_w > 0:  # the plate follows the nearer articular surface's curve
+        at = bone.physis_s if bone.physis_s >= 0 else bone.length + bone.physis_s
+        line = at + (_surface(u, bone.curv_base, 0.0) if bone.physis_s >= 0 else -_surface(u, bone.curv_head, 0.0))
+        keep = 1.0 - bone.physis_depth * np.exp(-np.square((s - line) / bone.physis_w))
+        return (outer - inner) * keep, inner * keep
     return outer - inner, inner
 
 
@@ -111,18 +121,33 @@ ANATOMY = {
 LONG_BONE_MM = 60.0  # bones whose far end lies well outside the ROI
 
 
-def joint_bones(rng: np.random.Generator, kind: str) -> tuple[Bone, Bone]:
+def joint_bones(rng: np.random.Generator, kind: str, varied: bool = False) -> tuple[Bone, Bone]:
     """Random (proximal, distal) bones of a joint of the given kind; the surfaces facing the joint
-    share curvature and notch so the joint space has a uniform width along the axis."""
+    share curvature and notch so the joint space has a uniform width along the axis.
+
+    varied: wider anatomy for training (a child's or a large hand: sizes x 0.7-1.3; head radius
+    4-25 mm; the base's curvature 0.4-1.6 times the head's, so the gap is not uniform; thin or
+    thick cortical rims; a growth plate in one bone in a third of the joints, as in children).
+    """
     a = ANATOMY[kind]
-    u = lambda key: float(rng.uniform(*a[key]))  # noqa: E731
-    curv, notch, cortex, shaft = 1.0 / (2.0 * u("radius")), u("notch"), u("cortex"), u("shaft_p")
-    cortex_end = float(rng.uniform(0.4, 0.7))
+    size = float(rng.uniform(0.7, 1.3)) if varied else 1.0
+    u = lambda key: size * float(rng.uniform(*a[key]))  # noqa: E731
+    radius = size * float(rng.uniform(4.0, 25.0)) if varied else u("radius")
+    curv, notch, cortex, shaft = 1.0 / (2.0 * radius), u("notch"), u("cortex"), u("shaft_p")
+    cortex_end = float(rng.uniform(0.2, 1.0) if varied else rng.uniform(0.4, 0.7))
+    curv_base = curv * float(rng.uniform(0.4, 1.6)) if varied else curv
     proximal = Bone(LONG_BONE_MM, shaft + 1.0, shaft, u("head"), 0.05, curv, 0.0, notch, cortex_end, cortex)
     # The distal phalanx ends in a tuft, often inside a DIP ROI.
     length, half_head = (rng.uniform(15.0, 20.0), rng.uniform(2.3, 3.0)) if kind == "DIP" else (LONG_BONE_MM, 4.0)
-    distal = Bone(float(length), u("base"), u("shaft_d"), float(half_head), curv, 0.25, notch, 0.0,
+    distal = Bone(float(length), u("base"), u("shaft_d"), float(half_head), curv_base, 0.25, notch, 0.0,
                   cortex_end, 0.85 * cortex)
+    if varied and rng.random() < 0.35:
+        # Metacarpals 2-5 grow at their heads, phalanges at their bases.
+        plate = dict(physis_w=size * float(rng.uniform(0.2, 0.6)), physis_depth=float(rng.uniform(0.4, 0.95)))
+        if kind == "MCP" and rng.random() < 0.7:
+            proximal = replace(proximal, physis_s=-size * float(rng.uniform(2.0, 5.0)), **plate)
+        else:
+            distal = replace(distal, physis_s=size * float(rng.uniform(1.5, 4.0)), **plate)
     return proximal, distal
 
 
@@ -320,12 +345,23 @@ def _exposure(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return rng.uniform(0.85, 1.15) * np.clip(image, 0.0, 1.0) ** gamma + rng.uniform(-0.05, 0.05)
 
 
+def _processing(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A digital radiograph's processing, for the training generator: edge enhancement (unsharp
+    mask) in half the visits, and in a third a tone curve that clips the air or the brightest bone."""
+    out = np.clip(image, 0.0, 1.0)
+    if rng.random() < 0.5:
+        out = out + rng.uniform(0.2, 1.5) * (out - ndimage.gaussian_filter(out, rng.uniform(2.0, 8.0)))
+    if rng.random() < 0.33:
+        out = rng.uniform(1.0, 1.35) * out + rng.uniform(-0.15, 0.0)
+    return out
+
+
 def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: int = 128,
                     spacing_mm: float | None = None, noise_sigma: float | None = None,
                     jsn_mm: float | None = None, max_rotation_deg: float = 5.0,
                     max_translation_px: float = 6.0, max_magnification: float = 0.04,
                     exposure_change: bool = True, blur_change: bool = True,
-                    proximal_on_top: bool | None = None) -> JointPair:
+                    proximal_on_top: bool | None = None, varied: bool = False) -> JointPair:
     """A baseline (fixed) / follow-up (moving) joint ROI pair with exact per-bone truth.
 
     None = drawn at random: kind uniform over MCP/PIP/DIP, spacing 0.1-0.2 mm/px, noise SD
@@ -335,6 +371,10 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
     motion of the finger (rotation, magnification, translation) followed by
     each bone's own small rotation about the moved joint centre and shift (the narrowing along the
     finger axis, and up to ~1 px lateral); see JointPair for what jsn means exactly.
+
+    varied: the training generator's wider world: joint_bones(varied=True) anatomy, gaps up to
+    1.8 times wider, each bone's own rotation up to 4 deg and lateral shift up to 3 px, and each
+    visit its own processing (edge enhancement, a tone curve that may clip air or bone).
     """
     kind = kind or str(rng.choice(KINDS))
     if kind not in ANATOMY:
@@ -348,8 +388,9 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
     shape = (size_px, size_px)
     centre = np.array(roi_centre(shape))
 
-    proximal, distal = joint_bones(rng, kind)
-    gap_mm = max(float(rng.uniform(*ANATOMY[kind]["gap"])), jsn_mm + MIN_GAP_LEFT_MM)
+    proximal, distal = joint_bones(rng, kind, varied)
+    gap_mm = float(rng.uniform(*ANATOMY[kind]["gap"])) * (float(rng.uniform(0.8, 1.8)) if varied else 1.0)
+    gap_mm = max(gap_mm, jsn_mm + MIN_GAP_LEFT_MM)
     tilt = np.radians(rng.uniform(-6.0, 6.0)) + (np.pi if proximal_on_top else 0.0)
     joint_xy = centre + rng.uniform(-0.6, 0.6, 2) / spacing_mm  # a hand-placed centre is never exact
     to_local = _local_frame(joint_xy, tilt, spacing_mm)
@@ -379,9 +420,11 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
     axis = common[:2, :2] @ np.array([np.sin(tilt), -np.cos(tilt)])  # towards the distal bone
     narrowing = -axis * (jsn_mm / spacing_mm) / abs(axis[1])  # distal bone toward proximal, |dy| = jsn
     motions = {}
+    own_lateral_px, own_rotation_deg = (3.0, 4.0) if varied else (0.5, 1.0)
     for bone, extra in (("proximal", 0.0), ("distal", narrowing)):
-        shift = np.array([rng.uniform(-0.5, 0.5), 0.0]) + extra
-        own = _translation(shift) @ _rotation_about(np.radians(rng.uniform(-1.0, 1.0)), moved_centre)
+        shift = np.array([rng.uniform(-own_lateral_px, own_lateral_px), 0.0]) + extra
+        own = _translation(shift) @ _rotation_about(np.radians(rng.uniform(-own_rotation_deg, own_rotation_deg)),
+                                                    moved_centre)
         motions[bone] = own @ common
 
     truth = {b: from_matrix(m, tuple(centre)) for b, m in motions.items()}
@@ -395,6 +438,8 @@ def make_joint_pair(rng: np.random.Generator, kind: str | None = None, size_px: 
     blur_moving = rng.uniform(0.4, 1.2) if blur_change else blur
     fixed = _detector(rng, fixed, blur, noise_sigma)
     moving = _detector(rng, moving, blur_moving, noise_sigma, reprocess=exposure_change)
+    if varied:
+        fixed, moving = _processing(rng, fixed), _processing(rng, moving)
 
     curv, notch = proximal.curv_head, proximal.notch_head
     reach = max(proximal.half_head, distal.half_base) + 1.0  # the split runs flat beyond the bones

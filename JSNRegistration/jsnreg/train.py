@@ -1,9 +1,14 @@
-"""Training of the registration network on generated joint pairs with known motions.
+"""Training of the registration network on pairs with known motions: real and generated.
 
-`jsnreg train` reproduces the shipped weights (fixed seed, CPU): it generates the pairs with
-synthetic.make_joint_pair, trains JSNNet on the parameter error (Huber), with an extra term on
-the JSN itself (dy_upper - dy_lower, the number that matters), and writes the weights and a card
-(JSON: command, seed, data size, validation errors) atomically beside each other.
+`jsnreg train` reproduces the shipped weights (fixed seed, CPU). Its data:
+- real pairs (real_pairs.py) from the TRAIN hands of the annotation file only (never val or test
+  hands), a mix of the realistic and hard motion sets;
+- generated pairs from the varied generator (synthetic.make_joint_pair(varied=True));
+each cut to a random ROI shape (square, wide, tall; see SHAPES) so the network sees every aspect
+ratio. It trains JSNNet on the parameter error (Huber) with an extra term on the JSN itself
+(dy_upper - dy_lower, the number that matters), validates on real VAL pairs and on the standard
+generated pairs, and writes the weights and a card (JSON: command, seed, data, validation errors)
+atomically beside each other.
 """
 
 from __future__ import annotations
@@ -19,29 +24,138 @@ import torch
 from torch import nn
 
 from . import __version__
-from .network import DEFAULT_WEIGHTS, Network, motions_to_params, network_input, params_to_motions
+from .network import DEFAULT_WEIGHTS, NET_PX, Network, grid_step_px, motions_to_params, network_input
 from .torchnet import JSNNet
-from .synthetic import make_joint_pair
 
 CHUNK = 250  # pairs per generation task (one seed each, so the data set does not depend on workers)
+# Training ROI shapes (rows, cols): every even shape whose half-diagonal fits the real
+# neighbourhood's margin for the largest motions (real_pairs.HOOD_PX).
+SHAPES = ((128, 128), (80, 160), (96, 144), (112, 112), (64, 128), (96, 96), (128, 96), (144, 96), (160, 80))
+REAL_MOTION_MIX = (("realistic", 0.6), ("hard", 0.4))
 
 
-def _chunk(seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _centre_crop(pair, shape: tuple[int, int]):
+    """The pair cut to a smaller centred ROI (even margins keep the centre and so the truth)."""
+    rows, cols = pair.fixed.shape
+    r0, c0 = (rows - shape[0]) // 2, (cols - shape[1]) // 2
+    for name in ("fixed", "moving", "upper_mask"):
+        setattr(pair, name, getattr(pair, name)[r0:r0 + shape[0], c0:c0 + shape[1]])
+    return pair
+
+
+def _encode(pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs = [network_input(p.fixed, p.moving, p.upper_mask) for p in pairs]
+    ys = [motions_to_params(p.upper, p.lower, p.fixed.shape) for p in pairs]
+    shapes = [p.fixed.shape for p in pairs]
+    return np.stack(xs), np.stack(ys), np.array(shapes, dtype=np.int32)
+
+
+def _generated_chunk(task: tuple[int, bool, int]):
+    """CHUNK generated pairs: varied ones in random shapes, or the standard 128 px ones."""
+    from .synthetic import make_joint_pair
+
+    seed, varied, n = task
     rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for _ in range(CHUNK):
-        pair = make_joint_pair(rng)
-        xs.append(network_input(pair.fixed, pair.moving, pair.upper_mask))
-        ys.append(motions_to_params(pair.upper, pair.lower, pair.fixed.shape))
-    return np.stack(xs), np.stack(ys)
+    pairs = []
+    for _ in range(n):
+        if not varied:
+            pairs.append(make_joint_pair(rng))
+            continue
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        pairs.append(_centre_crop(make_joint_pair(rng, size_px=max(shape), varied=True), shape))
+    return _encode(pairs)
 
 
-def make_dataset(n_pairs: int, seed: int, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (n, 3, 64, 64) and targets (n, 8) of `n_pairs` generated pairs (rounded up to CHUNK)."""
-    seeds = [seed * 100_003 + k for k in range((n_pairs + CHUNK - 1) // CHUNK)]
+def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...]]):
+    """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker)."""
+    from .real_pairs import load_joints, make_pairs
+
+    seed, split, counts = task
+    joints = load_joints(split)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i, count in counts:
+        for _ in range(count):
+            shape = SHAPES[rng.integers(len(SHAPES))]
+            motion = REAL_MOTION_MIX[0][0] if rng.random() < REAL_MOTION_MIX[0][1] else REAL_MOTION_MIX[1][0]
+            pairs += make_pairs(joints[i], rng, 1, motion, shape)
+    return _encode(pairs)
+
+
+def _source_key(split: str | None = None) -> str:
+    """What a cached chunk depends on: the generators' and the input encoding's code, the shapes
+    and motion mix, and for real chunks the annotation file."""
+    import hashlib
+
+    from . import network, real_pairs, synthetic
+    from .real_pairs import annotation_path
+
+    h = hashlib.sha1()
+    for path in (network.__file__, real_pairs.__file__, synthetic.__file__):
+        h.update(Path(path).read_bytes())
+    h.update(repr((CHUNK, SHAPES, REAL_MOTION_MIX)).encode())  # what the chunk functions here use
+    if split is not None and annotation_path().is_file():
+        h.update(annotation_path().read_bytes())
+    return h.hexdigest()
+
+
+def _cached(fn, task, split: str | None = None):
+    """fn(task), kept under the temp folder (float16 inputs) so trial and final runs share chunks."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(repr((fn.__name__, task, _source_key(split))).encode()).hexdigest()[:24]
+    path = Path(tempfile.gettempdir()) / "jsnreg-train-cache" / f"{key}.npz"
+    if path.is_file():
+        d = np.load(path)
+        return d["x"].astype(np.float32), d["y"], d["s"]
+    x, y, shapes = fn(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, x=x.astype(np.float16), y=y, s=shapes)
+    os.replace(tmp, path)
+    return x.astype(np.float16).astype(np.float32), y, shapes
+
+
+def _cached_generated(task):
+    return _cached(_generated_chunk, task)
+
+
+def _cached_real(task):
+    return _cached(_real_chunk, task, split=task[1])
+
+
+def _concat(parts):
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+
+def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2):
+    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs."""
+    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK))
+             for k in range((n_pairs + CHUNK - 1) // CHUNK)]
+    if not tasks:
+        return np.zeros((0, 3, NET_PX, NET_PX), np.float32), np.zeros((0, 8), np.float32), np.zeros((0, 2), np.int32)
     with ProcessPoolExecutor(workers) as pool:
-        parts = list(pool.map(_chunk, seeds))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return _concat(list(pool.map(_cached_generated, tasks)))
+
+
+def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2):
+    """n_pairs real pairs from the hands of `split`, spread evenly over its joints; returns
+    (inputs, targets, shapes, image keys used)."""
+    from .real_pairs import load_joints
+
+    joints = load_joints(split, workers=workers)  # fills the cache once
+    if not joints:
+        raise ValueError(f"no annotated real joints in split {split!r}")
+    order = np.random.default_rng(seed).permutation(len(joints))
+    counts = np.bincount(np.arange(n_pairs) % len(joints), minlength=len(joints))
+    used = [(int(i), int(c)) for i, c in zip(order, counts) if c]
+    groups = [tuple(used[k:k + 20]) for k in range(0, len(used), 20)]
+    tasks = [(seed * 100_019 + k, split, g) for k, g in enumerate(groups)]
+    joints = [joints[i] for i, _ in used]
+    with ProcessPoolExecutor(workers) as pool:
+        data = _concat(list(pool.map(_cached_real, tasks)))
+    return (*data, sorted({j.image for j in joints}))
 
 
 def _flip(x: torch.Tensor, y: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,40 +172,88 @@ def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return huber + jsn
 
 
-def jsn_errors_px(model: JSNNet, x: np.ndarray, y: np.ndarray, roi_px: int = 128) -> np.ndarray:
-    """Network-alone JSN error (px of a roi_px ROI) on a data set."""
+def jsn_errors_px(model: JSNNet, x: np.ndarray, y: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """Network-alone JSN error (px of each pair's own ROI) on a data set."""
+    from .network import OUT_SCALE
+
     with torch.inference_mode():
         pred = torch.cat([model(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)]).numpy()
-    err = []
-    for p, t in zip(pred, y):
-        pu, pl = params_to_motions(p, (roi_px, roi_px))
-        tu, tl = params_to_motions(t, (roi_px, roi_px))
-        err.append((pu.dy_px - pl.dy_px) - (tu.dy_px - tl.dy_px))
-    return np.asarray(err)
+    half_px = np.array([NET_PX / 2.0 * grid_step_px(tuple(s)) for s in shapes])
+    d = (pred - y) * OUT_SCALE
+    return (d[:, 3] - d[:, 7]) * half_px
 
 
-def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, n_val: int = 1_000, epochs: int = 30,
-          seed: int = 0, batch: int = 64, lr: float = 2e-3, log=print) -> dict:
-    """Train from scratch and write weights + card; returns the card."""
+def _stats(err: np.ndarray) -> dict:
+    return {"n": int(len(err)), "mean": float(err.mean()), "sd": float(err.std()),
+            "max_abs": float(np.abs(err).max()), "over_0.5px": float((np.abs(err) > 0.5).mean())}
+
+
+def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
+          standard_share: float = 0.25,
+          n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
+          init: Path | None = None, threads: int = 1, log=print) -> dict:
+    """Train from scratch and write weights + card; returns the card.
+
+    real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
+    annotated: then the card says so); standard_share: the share of the generated rest drawn
+    from the standard generator (the benchmark's), the others from the varied one. Validation: n_val real pairs from VAL hands (when
+    annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
+    card records their SHA-256 and their own card's command) instead of random ones.
+    """
+    from .real_pairs import annotation_path, load_annotations
+
     torch.manual_seed(seed)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: on a shared 2-core machine a second one cost 3x per step (measured); the thread
+    # count is recorded since it can change the last bits of the sums.
+    torch.set_num_threads(threads)
     t0 = time.time()
-    x_train, y_train = make_dataset(n_train, seed)
-    x_val, y_val = make_dataset(n_val, seed + 1)
-    log(f"generated {len(x_train)} training and {len(x_val)} validation pairs in {time.time() - t0:.0f} s")
+    from .network import file_sha256
+
+    splits = {e["split"] for e in load_annotations().values()}
+    n_real = int(round(n_train * real_share)) if "train" in splits else 0
+    ann = annotation_path()
+    parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
+                       "real_train_hands": [], "real_val_hands": []}
+    if n_real:
+        *real, hands = real_dataset("train", n_real, seed)
+        parts.append(real)
+        data["real_train_hands"] = hands
+        data["n_real_train"] = int(len(real[0]))
+    n_standard = int(round((n_train - n_real) * standard_share))
+    for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
+        parts.append(generated_dataset(n, s, varied=varied))
+    data["n_generated_train"] = int(len(parts[-1][0]) + len(parts[-2][0]))
+    data["n_generated_standard_train"] = int(len(parts[-1][0]))
+    x_train, y_train, _ = _concat(parts)
+    val = {"generated": generated_dataset(n_val, seed + 1, varied=False)}
+    if "val" in splits:
+        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1)
+    data["shapes"] = [list(s) for s in SHAPES]
+    log(f"{len(x_train)} training pairs ({data.get('n_real_train', 0)} real from "
+        f"{len(data['real_train_hands'])} train hands, {data['n_generated_train']} generated), "
+        f"validation {', '.join(f'{k} {len(v[0])}' for k, v in val.items())} in {time.time() - t0:.0f} s")
     model = JSNNet()
+    if init is not None:
+        init = Path(init)
+        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+        init_card = init.with_suffix(".json")
+        data["init"] = {"file": init.name, "sha256": file_sha256(init),
+                        "command": json.loads(init_card.read_text()).get("command", "") if init_card.is_file() else ""}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (len(x_train) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    gen = torch.Generator().manual_seed(seed)
+    if init is not None:
+        log("start: validation JSN error " + ", ".join(
+            f"{k} SD {jsn_errors_px(model.eval(), *v).std():.3f} px" for k, v in val.items()))
+    gen_t = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(xt), generator=gen)
+        order = torch.randperm(len(xt), generator=gen_t)
         total = 0.0
         for i in range(0, len(order) - batch + 1, batch):
             idx = order[i:i + batch]
-            xb, yb = _flip(xt[idx], yt[idx], torch.rand(batch, generator=gen) < 0.5)
+            xb, yb = _flip(xt[idx], yt[idx], torch.rand(batch, generator=gen_t) < 0.5)
             loss = _loss(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -99,18 +261,20 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, n_val: int = 
             sched.step()
             total += loss.item() * batch
         model.eval()
-        err = jsn_errors_px(model, x_val, y_val)
+        errs = {k: jsn_errors_px(model, *v) for k, v in val.items()}
         log(f"epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}, validation JSN error "
-            f"SD {err.std():.3f} px, max {np.abs(err).max():.2f} px ({time.time() - t0:.0f} s)")
-    err = jsn_errors_px(model, x_val, y_val)
+            + ", ".join(f"{k} SD {e.std():.3f} px max {np.abs(e).max():.2f}" for k, e in errs.items())
+            + f" ({time.time() - t0:.0f} s)")
+    errs = {k: _stats(jsn_errors_px(model, *v)) for k, v in val.items()}
     card = {
         "version": __version__,
-        "command": f"jsnreg train --seed {seed} --pairs {n_train} --epochs {epochs}",
-        "seed": seed, "n_train": len(x_train), "n_val": len(x_val), "epochs": epochs,
-        "validation_jsn_error_px": {"mean": float(err.mean()), "sd": float(err.std()),
-                                    "max_abs": float(np.abs(err).max())},
+        "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
+                   f"--standard-share {standard_share:g} --epochs {epochs}"
+                   + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else ""),
+        "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
+        "validation_jsn_error_px": errs,
         "train_seconds": round(time.time() - t0),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "threads": threads,
     }
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

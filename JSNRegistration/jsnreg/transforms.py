@@ -70,6 +70,18 @@ def from_matrix(m: np.ndarray, centre_xy: tuple[float, float]) -> BoneMotion:
     return BoneMotion(scale, dtheta, float(shift[0]), float(shift[1]))
 
 
+def inverse(motion: BoneMotion, shape: tuple[int, int]) -> BoneMotion:
+    """The moving -> fixed motion of a fixed -> moving one (both about the ROI centre)."""
+    c = roi_centre(shape)
+    return from_matrix(np.linalg.inv(matrix(motion, c)), c)
+
+
+def compose(first: BoneMotion, then: BoneMotion, shape: tuple[int, int]) -> BoneMotion:
+    """A -> C from A -> B (`first`) and B -> C (`then`), all about the ROI centre."""
+    c = roi_centre(shape)
+    return from_matrix(matrix(then, c) @ matrix(first, c), c)
+
+
 def map_points(motion: BoneMotion, xy: np.ndarray, centre_xy: tuple[float, float]) -> np.ndarray:
     """Map fixed-image points (N, 2) in (x, y) to the moving image."""
     m = matrix(motion, centre_xy)

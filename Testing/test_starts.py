@@ -1,0 +1,86 @@
+"""The second, independent start, the lowest-cost choice, ambiguity, forward-backward consistency
+and the clipping rule (edges, not pixels)."""
+
+import numpy as np
+import pytest
+
+from jsnreg import measure
+from jsnreg.refine import refine_bones
+from jsnreg.register import Engine, bone_regions, fit_jsn_px
+from jsnreg.starts import search_bones
+from jsnreg.synthetic import make_joint_pair
+from jsnreg.transforms import BoneMotion
+
+
+class FixedStartNetwork:
+    """A network that always answers the same (deliberately wrong) motions."""
+
+    def __init__(self, upper: BoneMotion, lower: BoneMotion):
+        self.motions = (upper, lower)
+
+    def predict(self, fixed, moving, upper_mask):
+        return self.motions
+
+
+def _pair(seed, **kw):
+    return make_joint_pair(np.random.default_rng(seed), **kw)
+
+
+def test_search_finds_each_bone_near_its_truth():
+    pair = _pair(21, noise_sigma=0.01)
+    regions = list(bone_regions(pair.upper_mask, None))
+    for got, truth in zip(search_bones(pair.fixed, pair.moving, regions), (pair.upper, pair.lower)):
+        assert got.dx_px == pytest.approx(truth.dx_px, abs=1.5)
+        assert got.dy_px == pytest.approx(truth.dy_px, abs=1.5)
+        assert got.dtheta_rad == pytest.approx(truth.dtheta_rad, abs=np.radians(2.5))
+
+
+def test_second_start_rescues_a_wrong_network_start(engine):
+    pair = _pair(22, noise_sigma=0.01)
+    bad = [BoneMotion(1.0, np.radians(-9.0), pair.upper.dx_px - 16.0, pair.upper.dy_px + 16.0),
+           BoneMotion(1.0, np.radians(9.0), pair.lower.dx_px + 16.0, pair.lower.dy_px - 16.0)]
+    regions = list(bone_regions(pair.upper_mask, None))
+    alone = refine_bones(pair.fixed, pair.moving, regions, bad)
+    assert abs(fit_jsn_px(alone) - pair.jsn_px) > 1.0  # the wrong start on its own would mislead
+    wrong = Engine(FixedStartNetwork(*bad), engine.calibration)
+    r = wrong.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask)
+    assert r.details["start_search"]["kept_start"] == "search"
+    assert r.jsn_px == pytest.approx(pair.jsn_px, abs=0.1)
+
+
+@pytest.mark.parametrize("cost_gap, ambiguous", [(0.005, True), (0.2, False)])
+def test_two_minima_of_similar_cost_are_flagged_as_ambiguous(cost_gap, ambiguous):
+    pair = _pair(28, noise_sigma=0.01)
+    regions = list(bone_regions(pair.upper_mask, None))
+    fit = refine_bones(pair.fixed, pair.moving, regions, [pair.upper, pair.lower])
+    info = {"minima_px": 1.2, "cost_gap": cost_gap}  # two refined minima 1.2 px apart in JSN
+    raw = {"minima_px": 1.2, "edge_share": fit.edge_share, "sd_jsn_px": fit.sd_jsn_px}
+    reasons = measure.hard_reasons(fit, info, raw, pair.fixed.shape)
+    assert any("ambiguous" in r and "1.20 px" in r for r in reasons) == ambiguous
+
+
+def test_forward_backward_of_an_exact_pair_is_zero(engine):
+    pair = _pair(23, noise_sigma=0.01)
+    r = engine.register_roi(pair.fixed, pair.fixed, pair.spacing_mm, upper_mask=pair.upper_mask)
+    assert abs(r.jsn_px) < 0.01
+    assert r.details["fb_px"] < 0.01
+    assert abs(r.details["fb_sum_px"]) < 0.01
+
+
+def test_forward_backward_agrees_on_a_moved_pair(engine):
+    pair = _pair(24, noise_sigma=0.01)
+    r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask)
+    assert r.details["fb_px"] < 0.1
+    assert r.details["backward_jsn_px"] == pytest.approx(-r.jsn_px, abs=0.3)  # up to rotation and scale
+
+
+def test_a_joint_beside_clipped_air_with_intact_edges_is_measured(engine):
+    pair = _pair(27, noise_sigma=0.01, kind="PIP")
+    # Air and thin soft tissue clipped dark in both visits: many pixels lost, the bones' edges kept.
+    floor_f, floor_m = np.percentile(pair.fixed, 35), np.percentile(pair.moving, 35)
+    fixed, moving = np.maximum(pair.fixed, floor_f), np.maximum(pair.moving, floor_m)
+    r = engine.register_roi(fixed, moving, pair.spacing_mm, upper_mask=pair.upper_mask)
+    assert r.details["usable_fraction"] < 0.6  # the old pixel-share rule would have given up here
+    assert r.details["edge_share"] >= measure.MIN_EDGE_SHARE
+    assert "edges unsaturated" not in r.flag_reason
+    assert r.jsn_px == pytest.approx(pair.jsn_px, abs=0.1)

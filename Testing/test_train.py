@@ -1,0 +1,66 @@
+"""The training command's data: real pairs from train hands only, generated pairs, the card."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jsnreg import real_pairs, train
+from jsnreg.network import network_input
+
+
+def test_network_input_pads_a_non_square_roi_instead_of_stretching_it():
+    rng = np.random.default_rng(0)
+    fixed, moving = rng.random((80, 160)), rng.random((80, 160))
+    mask = np.zeros((80, 160), bool)
+    mask[:40] = True
+    x = network_input(fixed, moving, mask)
+    # The grid spans the 160 columns; rows beyond the ROI's 80 are padded with 0 in every channel.
+    assert x.shape == (3, 64, 64)
+    pad = np.abs(np.arange(64) - 31.5) * 2.5 > 40
+    assert np.all(x[:, pad] == 0)
+    inside = x[0][~pad]
+    assert abs(inside.mean()) < 1e-5 and abs(inside.std() - 1) < 1e-3
+    assert set(np.unique(x[2][~pad])) <= {-1.0, 1.0} and np.all(x[2][~pad][: 10] == 1.0)
+
+
+def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path):
+    if not real_pairs.available():
+        pytest.skip("real hand radiographs not available (../shared/data/real-hands)")
+    ann = real_pairs.load_annotations()
+    if not any(e["split"] == "train" for e in ann.values()):
+        pytest.skip("no train hands annotated yet")
+    card = train.train(tmp_path / "net.pt", n_train=60, real_share=0.5, n_val=8, epochs=1, batch=16,
+                       log=lambda *a: None)
+    saved = json.loads((tmp_path / "net.json").read_text())
+    assert saved == json.loads(json.dumps(card))
+    data = saved["data"]
+    assert data["real_train_hands"] and all(ann[h]["split"] == "train" for h in data["real_train_hands"])
+    assert all(ann[h]["split"] == "val" for h in data["real_val_hands"])
+    assert data["n_real_train"] + data["n_generated_train"] == saved["n_train"]
+    assert data["n_real_train"] >= 1 and data["n_generated_train"] >= 1
+    assert "--real-share 0.5" in saved["command"] and saved["seed"] == 0 and saved["input"] == "padded"
+    for v in saved["validation_jsn_error_px"].values():
+        assert np.isfinite(v["sd"]) and v["n"] >= 1
+    assert (tmp_path / "net.pt").stat().st_size > 1e6
+
+
+def test_real_training_chunk_is_seeded_and_mixes_shapes():
+    if not real_pairs.available() or not real_pairs.load_joints("val"):
+        pytest.skip("no annotated real val hands")
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6))))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6))))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
+
+
+def test_each_weights_file_gets_the_input_encoding_it_was_trained_with():
+    from jsnreg.network import DEFAULT_WEIGHTS, WEIGHTS_DIR, Network
+
+    candidate = WEIGHTS_DIR / "candidates" / "jsnnet-real.pt"
+    assert Network.load(candidate).padded
+    assert Network.load(DEFAULT_WEIGHTS).padded == (json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+                                                     .get("input") == "padded")
+    rng = np.random.default_rng(1)
+    square = [rng.random((96, 96)), rng.random((96, 96)), rng.random((96, 96)) > 0.5]
+    np.testing.assert_array_equal(network_input(*square), network_input(*square, padded=False))
