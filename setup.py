@@ -24,6 +24,7 @@ setup(
         "pydicom>=3.0",
         "torch>=2.1",
         "matplotlib>=3.7",
+        "contourpy>=1.0",
     ],
     extras_require={
         "viewer": ["PyQt5>=5.15", "pyqtgraph>=0.13"],

@@ -237,3 +237,39 @@ def test_command_line_is_checked():
     with pytest.raises(SystemExit):
         app.parse_args(["--demo", "--run"])
     assert app.parse_args(["a.dcm", "b.dcm"]).followup == "b.dcm"
+
+
+def test_detect_joints_action_places_editable_markers(qtbot, window, messages):
+    from jsnreg.joints import STANDARD_JOINTS
+
+    window.detect_action.trigger()
+    assert messages == []
+    assert window.ws.names() == list(STANDARD_JOINTS)
+    assert {j.source for j in window.ws.joints} == {"detected"}
+    assert set(window.views["baseline"].markers) == set(STANDARD_JOINTS)
+    assert set(table_column(window, "Placed").values()) == {"detected"}
+    mcp2 = window.ws.joint("MCP2")
+    window.views["baseline"].markerMoved.emit("MCP2", mcp2.x + 4.0, mcp2.y)  # what a drag sends
+    assert window.ws.joint("MCP2").moved and table_column(window, "Placed")["MCP2"] == "detected, moved"
+    moved_to = (window.ws.joint("MCP2").x, window.ws.joint("MCP2").y)
+    window.ws.remove_joint("PIP3")
+    window.detect_action.trigger()  # again: the user's move stays, the deleted joint comes back
+    assert (window.ws.joint("MCP2").x, window.ws.joint("MCP2").y) == moved_to
+    assert "PIP3" in window.ws.names()
+    assert model.to_core_session(window.ws, window.settings).joints[0].source == "detected"
+
+
+def test_opening_a_baseline_detects_its_joints(qtbot, demo, tmp_path, messages, monkeypatch):
+    w = MainWindow(model.Workspace())
+    qtbot.addWidget(w)
+    assert w.open_image("baseline", demo.baseline.meta["path"])
+    assert len(w.ws.joints) == 14 and "14 joints detected" in w.statusBar().currentMessage()
+    noise = tmp_path / "noise.png"
+    write_png(noise, np.random.default_rng(0).random((400, 300)))
+    w2 = MainWindow(model.Workspace())
+    qtbot.addWidget(w2)
+    monkeypatch.setattr(w2, "ask_spacing_mm", lambda path: 0.2)
+    assert w2.open_image("baseline", str(noise))  # opened; detection says why it found nothing
+    assert w2.ws.joints == [] and messages == [] and "no hand" in w2.statusBar().currentMessage()
+    w2.detect_action.trigger()
+    assert len(messages) == 1 and "no hand" in messages[0]

@@ -176,14 +176,48 @@ def write_session_and_report(baseline_path, followup_path, baseline, followup, j
           file=sys.stderr)
 
 
+def _names_arg(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InputError("--joints-only needs joint names, e.g. MCP2,PIP2")
+    return names
+
+
+def detected_specs(pixels, spacing_mm: float, names=None) -> list:
+    """JointSpecs of the joints jsnreg.detect finds (source "detected"); InputError when none."""
+    from .detect import detect_joints
+    from .joints import JointSpec
+
+    found = detect_joints(pixels, spacing_mm, names=names)
+    if not found:
+        raise InputError("no joints detected" + (f" among {', '.join(names)}" if names else "")
+                         + ": place them with --joint NAME=X,Y or --joints FILE.json")
+    return [JointSpec(j.name, j.x, j.y, source="detected") for j in found]
+
+
 def cmd_quantify(args) -> int:
     from .joints import load_joints_json, parse_joint_arg
     from .quantify import Settings
     from .register import Engine
 
-    if bool(args.joint) == bool(args.joints):
-        raise InputError("give the joints either with --joint NAME=X,Y (repeatable) or with --joints FILE.json")
-    joints = [parse_joint_arg(j) for j in args.joint] if args.joint else load_joints_json(args.joints)
+    if args.joint and args.joints:
+        raise InputError("give the joints either with --joint NAME=X,Y (repeatable) or with --joints FILE.json, "
+                         "not both (or neither, to detect them)")
+    only = _names_arg(args.joints_only)
+    if args.joint or args.joints:
+        joints = [parse_joint_arg(j) for j in args.joint] if args.joint else load_joints_json(args.joints)
+        if only is not None:
+            joints = [j for j in joints if j.name in only]
+            if not joints:
+                raise InputError(f"none of the given joints is among --joints-only {args.joints_only}")
+    else:
+        from .images import read_radiograph
+
+        baseline = read_radiograph(args.baseline, spacing_mm=args.spacing_mm)
+        joints = detected_specs(baseline.pixels, baseline.spacing_mm, only)
+        print(f"{len(joints)} joints detected on the baseline: {', '.join(j.name for j in joints)}", file=sys.stderr)
     settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine)
     engine = Engine.load(args.weights)
     timings = {} if args.timings else None
@@ -244,6 +278,31 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from .detect import detect_joints
+    from .images import read_radiograph
+
+    image = read_radiograph(args.image, spacing_mm=args.spacing_mm)
+    t0 = time.perf_counter()
+    found = detect_joints(image.pixels, image.spacing_mm, names=_names_arg(args.joints_only))
+    ms = 1000 * (time.perf_counter() - t0)
+    print(f"{'joint':8} {'x px':>8} {'y px':>8} {'conf':>5}")
+    for j in found:
+        print(f"{j.name:8} {j.x:8.1f} {j.y:8.1f} {j.confidence:5.2f}")
+    print(f"{len(found)} joints detected in {ms:.0f} ms (spacing {image.spacing_mm:g} mm/px)")
+    if args.json:
+        _write_json(Path(args.json), {
+            "software": f"jsnreg {__version__}", "image": str(args.image), "spacing_mm": image.spacing_mm,
+            "joints": [{"name": j.name, "x": j.x, "y": j.y, "confidence": j.confidence, "source": "detected"}
+                       for j in found]})
+    if args.png:
+        from .figures import save_detection_png
+
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+        save_detection_png(image.pixels, found, args.png, f"{Path(args.image).name}: {len(found)} joints detected")
+    return 0
+
+
 def cmd_bench(args) -> int:
     if args.real:
         from .bench import REAL_SETS, run_real
@@ -252,6 +311,12 @@ def cmd_bench(args) -> int:
         sets = REAL_SETS if args.set == "all" else (args.set,)
         run_real(Path(args.out), shapes, sets, split=args.split, n_pairs=args.pairs or 200, seed=args.seed,
                  weights_path=Path(args.weights) if args.weights else None)
+        return 0
+    if args.detect:
+        from .detect_bench import ANNOTATIONS, run as run_detect
+
+        run_detect(args.annotations or ANNOTATIONS, splits=tuple(args.splits.split(",")),
+                   variants=not args.no_variants, out=Path(args.out), tolerance_mm=args.tolerance_mm)
         return 0
     if args.hand:
         from .bench_hand import run as run_hand
@@ -287,12 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--joint", action="append", default=[], metavar="NAME=X,Y",
                    help="joint centre on the baseline in pixels (column, row); repeatable")
     q.add_argument("--joints", help="joints file (JSON: {\"joints\": [{\"name\", \"x\", \"y\"}]})")
+    q.add_argument("--joints-only", metavar="NAMES", help="only these joints (comma-separated, e.g. MCP2,PIP2); "
+                   "without --joint/--joints the joints are detected on the baseline")
     q.add_argument("--out", required=True, help="output folder")
     q.add_argument("--spacing-mm", type=float, help="pixel spacing when the files have none")
     q.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
     q.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
     q.add_argument("--report", action="store_true", help="also write the session and its PDF/HTML report")
     q.set_defaults(func=cmd_quantify)
+
+    dt = sub.add_parser("detect", help="find and name the finger joints on a hand radiograph")
+    dt.add_argument("image")
+    dt.add_argument("--spacing-mm", type=float, help="pixel spacing when the file has none (a nominal value will do)")
+    dt.add_argument("--joints-only", metavar="NAMES", help="only these joints (comma-separated)")
+    dt.add_argument("--json", help="write the joints as JSON (readable by quantify --joints)")
+    dt.add_argument("--png", help="write the radiograph with the named joints marked")
+    dt.set_defaults(func=cmd_detect)
 
     d = sub.add_parser("demo", help="synthetic hand pair with known narrowing: measure and compare")
     d.add_argument("--out", default="demo-out")
@@ -325,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", choices=("val", "test"), default="test",
                    help="with --real: whose hands (test by default; tune on val only)")
     b.add_argument("--weights", help="network weights (default: the shipped ones)")
+    b.add_argument("--detect", action="store_true", help="joint detection on annotated real hands instead "
+                   "(and variants of them: mirrored, rotated, two hands, a finger removed)")
+    b.add_argument("--splits", default="test,val", help="with --detect: which RSNA splits (default test,val)")
+    b.add_argument("--annotations", help="with --detect: the annotations file (default: the package's)")
+    b.add_argument("--no-variants", action="store_true", help="with --detect: the images only")
+    b.add_argument("--tolerance-mm", type=float, default=2.0, help="with --detect: found = within this distance")
     b.add_argument("--hand", action="store_true",
                    help="instead: a 2000 x 2500 px hand with 14 joints at 0.1 mm/px (generated and real), "
                         "timed stage by stage beside SimpleITK")

@@ -76,3 +76,28 @@ def save_joint_pngs(result: JointResult, out_dir: Path) -> list[Path]:
         write_png(path, rgb)
         paths.append(path)
     return paths
+
+
+def save_detection_png(pixels: np.ndarray, joints, path, title: str = "") -> None:
+    """The radiograph with each detected joint as a named marker (colour by joint row: MCP red,
+    PIP/IP green, DIP blue; a ring's thickness grows with its confidence)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows, cols = pixels.shape
+    scale = 9.0 / max(rows, cols)
+    fig = Figure(figsize=(cols * scale, rows * scale + 0.3), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, rows * scale / (rows * scale + 0.3)))
+    ax.imshow(pixels, cmap="gray", vmin=float(np.percentile(pixels, 0.5)), vmax=float(np.percentile(pixels, 99.5)),
+              interpolation="antialiased")
+    ax.set_axis_off()
+    colours = {"MCP": "#ff3b30", "PIP": "#34c759", "IP1": "#34c759", "DIP": "#0a84ff"}
+    for j in joints:
+        base = j.name.split("-")[-1]
+        colour = colours.get(base[:3], colours.get(base, "#ffcc00"))
+        ax.plot([j.x], [j.y], "o", ms=9, mfc="none", mec=colour, mew=0.8 + 1.7 * j.confidence)
+        ax.annotate(j.name, (j.x, j.y), xytext=(7, 4), textcoords="offset points", color=colour, fontsize=7,
+                    fontweight="bold")
+    fig.text(0.01, 1 - 0.2 / (rows * scale + 0.3), title or f"{len(joints)} joints detected", fontsize=9)
+    fig.savefig(path, facecolor="white")

@@ -16,6 +16,7 @@ STANDARD_JOINTS = (
 )
 # The ten joints of the published work: the default set (DIPs stay available).
 DEFAULT_JOINTS = STANDARD_JOINTS[:10]
+JOINT_SOURCES = ("manual", "detected")
 
 
 @dataclass
@@ -23,12 +24,20 @@ class JointSpec:
     """A joint to measure: its name and centre (x = column, y = row, px) on the baseline.
 
     followup_xy, when given, overrides the automatic search for the joint in the follow-up.
+    source: "detected" (placed by jsnreg.detect) or "manual" (placed by a user);
+    moved: a detected joint the user then moved.
     """
 
     name: str
     x: float
     y: float
     followup_xy: tuple[float, float] | None = None
+    source: str = "manual"
+    moved: bool = False
+
+    def placed(self) -> str:
+        """How the joint was placed, as the reports and tables say it."""
+        return f"{self.source}, moved" if self.moved else self.source
 
 
 def next_joint_name(taken: list[str] | tuple[str, ...]) -> str:
@@ -59,7 +68,8 @@ def _number(value, what: str) -> float:
 
 
 def joints_from_entries(entries) -> list[JointSpec]:
-    """JointSpecs from JSON entries [{name, x, y, optional followup_x, followup_y}]; InputError names the bad entry."""
+    """JointSpecs from JSON entries [{name, x, y, optional followup_x, followup_y, source, moved}];
+    InputError names the bad entry."""
     if not isinstance(entries, list) or not entries:
         raise InputError("'joints' must be a non-empty list of {name, x, y}")
     specs = []
@@ -77,7 +87,13 @@ def joints_from_entries(entries) -> list[JointSpec]:
         if "followup_x" in e:
             follow = (_number(e["followup_x"], f"joint {name}: followup_x (px)"),
                       _number(e["followup_y"], f"joint {name}: followup_y (px)"))
-        specs.append(JointSpec(name.strip(), x, y, follow))
+        source = e.get("source", "manual")
+        if source not in JOINT_SOURCES:
+            raise InputError(f"joint {name}: source must be one of {', '.join(JOINT_SOURCES)}, got {source!r}")
+        moved = e.get("moved", False)
+        if not isinstance(moved, bool):
+            raise InputError(f"joint {name}: moved must be true or false, got {moved!r}")
+        specs.append(JointSpec(name.strip(), x, y, follow, source, moved))
     names = [s.name for s in specs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -101,7 +117,7 @@ def joints_to_json(specs: list[JointSpec]) -> dict:
     """The JSON form `load_joints_json` reads."""
     out = []
     for s in specs:
-        e = {"name": s.name, "x": s.x, "y": s.y}
+        e = {"name": s.name, "x": s.x, "y": s.y, "source": s.source, "moved": s.moved}
         if s.followup_xy is not None:
             e["followup_x"], e["followup_y"] = s.followup_xy
         out.append(e)

@@ -151,7 +151,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
         fixed, moving = cut_pair(baseline, followup, place)
         result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
                                          refine=settings.refine, name=joint.name)
-        result.position = place.to_dict()
+        result.position = place.to_dict() | {"source": joint.source, "moved": joint.moved}
         results.append(result)
         if on_progress is not None:
             on_progress(k + 1, len(joints), joint.name)

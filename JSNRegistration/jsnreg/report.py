@@ -31,10 +31,10 @@ DISCLAIMER = "For research use only, not for diagnosis."
 CSV_COLUMNS = ("joint", "jsn_mm", "jsn_px", "lateral_shift_mm", "relative_rotation_deg",
                "dx_upper", "dy_upper", "dtheta_upper", "scale_upper",
                "dx_lower", "dy_lower", "dtheta_lower", "scale_lower",
-               "mse_before", "mse_after", "confidence", "flagged", "flag_reason")
-TABLE_HEAD = ("Joint", "JSN (mm)", "Lat. shift (mm)", "Rotation (deg)", "MSE before", "MSE after",
+               "mse_before", "mse_after", "confidence", "flagged", "flag_reason", "placed")
+TABLE_HEAD = ("Joint", "Placed", "JSN (mm)", "Lat. shift (mm)", "Rotation (deg)", "MSE before", "MSE after",
               "Confidence", "Flag")
-TABLE_WIDTHS = (0.09, 0.12, 0.15, 0.14, 0.12, 0.12, 0.12, 0.14)
+TABLE_WIDTHS = (0.08, 0.13, 0.10, 0.13, 0.12, 0.11, 0.10, 0.10, 0.13)
 METHOD_NOTE = (
     "Method. Around each joint a square region of interest (ROI) is cut from both radiographs and "
     "split along the joint space into an upper and a lower bone region. Each bone of the follow-up "
@@ -54,10 +54,16 @@ MUTED = "#5f6368"
 
 # --- CSV -------------------------------------------------------------------------------------
 
+def placed(result: JointResult) -> str:
+    """How the joint was placed: "detected", "detected, moved" or "manual" (older results: manual)."""
+    source = result.position.get("source", "manual")
+    return f"{source}, moved" if result.position.get("moved") else source
+
+
 def csv_row(result: JointResult) -> dict:
     """One result in the CSV columns (dtheta in radians, rotation in degrees, dx/dy in px)."""
     row = result.table_row()
-    out = {"joint": result.name, "jsn_px": result.jsn_px}
+    out = {"joint": result.name, "jsn_px": result.jsn_px, "placed": placed(result)}
     out.update({k: row[k] for k in ("jsn_mm", "lateral_shift_mm", "relative_rotation_deg", "mse_before",
                                     "mse_after", "confidence", "flagged", "flag_reason")})
     for bone in ("upper", "lower"):
@@ -84,12 +90,12 @@ def read_results_csv(path) -> list[dict]:
             rows = list(csv.DictReader(f))
     except OSError as exc:
         raise InputError(f"cannot read results table {path}: {exc.strerror or exc}") from None
-    if rows and set(CSV_COLUMNS) - set(rows[0]):
-        raise InputError(f"{path} is not a jsnreg results table (missing columns: "
-                         f"{', '.join(c for c in CSV_COLUMNS if c not in rows[0])})")
-    text_cols = ("joint", "flagged", "flag_reason")
+    missing = [c for c in CSV_COLUMNS if rows and c not in rows[0] and c != "placed"]  # older tables lack "placed"
+    if missing:
+        raise InputError(f"{path} is not a jsnreg results table (missing columns: {', '.join(missing)})")
+    text_cols = ("joint", "flagged", "flag_reason", "placed")
     try:
-        return [{c: (float(r[c]) if c not in text_cols else r[c]) for c in CSV_COLUMNS}
+        return [{c: (float(r[c]) if c not in text_cols else r.get(c, "manual")) for c in CSV_COLUMNS}
                 | {"flagged": r["flagged"] == "True"} for r in rows]
     except ValueError as exc:
         raise InputError(f"{path}: a number could not be read ({exc})") from None
@@ -153,7 +159,7 @@ def report_warnings(session: Session) -> list[str]:
 
 def table_cells(result: JointResult) -> list[str]:
     r = result.table_row()
-    return [r["joint"], f"{r['jsn_mm']:+.3f}", f"{r['lateral_shift_mm']:+.3f}", f"{r['relative_rotation_deg']:+.2f}",
+    return [r["joint"], placed(result), f"{r['jsn_mm']:+.3f}", f"{r['lateral_shift_mm']:+.3f}", f"{r['relative_rotation_deg']:+.2f}",
             f"{r['mse_before']:.5f}", f"{r['mse_after']:.5f}", f"{r['confidence']:.2f}",
             "FLAGGED" if r["flagged"] else "ok"]
 

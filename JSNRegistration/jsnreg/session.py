@@ -89,6 +89,8 @@ class JointRecord:
     """A joint as placed: baseline and follow-up centres (x, y) px and which ones the user set.
 
     upper_mask: the user's upper-region mask on the baseline ROI (bool array), None = automatic split.
+    source: "detected" (jsnreg.detect placed it) or "manual"; moved: a detected joint the user moved
+    (sessions written before these fields load as manual, not moved).
     """
 
     name: str
@@ -97,11 +99,13 @@ class JointRecord:
     baseline_set_by_user: bool = True
     followup_set_by_user: bool = False
     upper_mask: np.ndarray | None = None
+    source: str = "manual"
+    moved: bool = False
 
     def spec(self) -> JointSpec:
         """The joint to measure again: the follow-up position kept only when the user set it."""
         follow = self.followup_xy if self.followup_set_by_user else None
-        return JointSpec(self.name, self.baseline_xy[0], self.baseline_xy[1], follow)
+        return JointSpec(self.name, self.baseline_xy[0], self.baseline_xy[1], follow, self.source, self.moved)
 
 
 @dataclass
@@ -150,8 +154,9 @@ class Session:
             follow = j.followup_xy or (used.position.get("followup_xy") if used is not None else None)
             records.append(JointRecord(j.name, (float(j.x), float(j.y)),
                                        tuple(map(float, follow)) if follow is not None else None,
+                                       baseline_set_by_user=j.source == "manual" or j.moved,
                                        followup_set_by_user=j.followup_xy is not None,
-                                       upper_mask=user_masks.get(j.name)))
+                                       upper_mask=user_masks.get(j.name), source=j.source, moved=j.moved))
         if dataclasses.is_dataclass(settings):
             settings = dataclasses.asdict(settings)
         session = cls(ImageRecord.from_file(baseline_path, baseline.spacing_mm, baseline.meta),
@@ -247,7 +252,8 @@ def to_json(session: Session, session_dir: Path) -> dict:
         d = {"name": j.name, "baseline_xy": list(j.baseline_xy),
              "followup_xy": list(j.followup_xy) if j.followup_xy is not None else None,
              "baseline_set_by_user": j.baseline_set_by_user, "followup_set_by_user": j.followup_set_by_user,
-             "upper_mask": encode_mask(j.upper_mask) if j.upper_mask is not None else None}
+             "upper_mask": encode_mask(j.upper_mask) if j.upper_mask is not None else None,
+             "source": j.source, "moved": j.moved}
         joints.append(d)
     return {
         "schema": SCHEMA, "version": VERSION,
@@ -275,7 +281,8 @@ def from_json(data: dict, session_dir: Path) -> Session:
     joints = [JointRecord(str(j["name"]), tuple(j["baseline_xy"]),
                           tuple(j["followup_xy"]) if j.get("followup_xy") is not None else None,
                           bool(j.get("baseline_set_by_user", True)), bool(j.get("followup_set_by_user", False)),
-                          decode_mask(j["upper_mask"]) if j.get("upper_mask") else None)
+                          decode_mask(j["upper_mask"]) if j.get("upper_mask") else None,
+                          str(j.get("source", "manual")), bool(j.get("moved", False)))
               for j in data["joints"]]
     return Session(records["baseline"], records["followup"], float(data["spacing_mm"]), joints,
                    dict(data.get("settings", {})), [JointResult.from_dict(r) for r in data["results"]],

@@ -108,6 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
         action(f, "&Quit", self.close, "Ctrl+Q")
         j = bar.addMenu("&Joints")
         action(j, "&Load joints file…", self.choose_joints_file)
+        self.detect_action = action(j, "&Detect joints", self.detect_joints, "Ctrl+D")
         action(j, "&Rename selected…", lambda: self.rename(self.selected))
         action(j, "&Delete selected", lambda: self.delete(self.selected), "Del")
         action(j, "Let the engine &find the follow-up position", lambda: self.reset_followup(self.selected))
@@ -252,6 +253,25 @@ class MainWindow(QtWidgets.QMainWindow):
         if image is None:
             return False
         self.ws.set_image(side, image)
+        if side == "baseline" and not self.ws.joints:
+            self.detect_joints(quiet=True)
+        return True
+
+    def detect_joints(self, quiet: bool = False) -> bool:
+        """Place the detected joints on the baseline (the user's own joints stay). When `quiet`
+        (on opening) a failure goes to the status bar instead of a message box."""
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
+        try:
+            added = self.ws.detect_joints()
+        except InputError as exc:
+            self.statusBar().showMessage(f"Joint detection: {exc}")
+            if not quiet:
+                self.show_error(f"Joint detection: {exc}")
+            return False
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self.statusBar().showMessage(f"{len(added)} joints detected" + (f": {', '.join(added)}" if added else "")
+                                     + " (drag a marker to correct it)")
         return True
 
     def choose_image(self, side: str) -> None:
@@ -379,6 +399,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _set_running(self, running: bool) -> None:
         self.run_all_action.setEnabled(not running)
         self.run_sel_action.setEnabled(not running)
+        self.detect_action.setEnabled(not running)
         self.cancel_action.setEnabled(running)
 
     def closeEvent(self, event) -> None:

@@ -31,6 +31,7 @@ DEMO_DIR = Path(tempfile.gettempdir()) / "jsnreg-viewer-demo"
 # Table columns: JointResult.table_row() keys and their headers (units in the header).
 COLUMNS = (
     ("joint", "Joint"),
+    ("placed", "Placed"),
     ("jsn_mm", "JSN (mm)"),
     ("lateral_shift_mm", "Shift (mm)"),
     ("relative_rotation_deg", "Rotation (°)"),
@@ -114,14 +115,34 @@ class Workspace:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise InputError("joint names must be unique")
-        self.joints = [JointSpec(s.name, s.x, s.y, s.followup_xy) for s in specs]  # ours to edit
+        self.joints = [dataclasses.replace(s) for s in specs]  # ours to edit
         self.results.clear()
         self._changed(JOINTS)
         self._changed(RESULTS)
 
+    def detect_joints(self) -> list[str]:
+        """Place the joints jsnreg.detect finds on the baseline; joints the user placed or moved
+        stay as they are (a detected name they hold is not added again). The names added."""
+        from jsnreg.detect import detect_joints
+
+        if self.baseline is None:
+            raise InputError("open a baseline radiograph first")
+        found = detect_joints(self.baseline.pixels, self.baseline.spacing_mm)
+        kept = [j for j in self.joints if j.source == "manual" or j.moved]
+        taken = {j.name for j in kept}
+        added = [JointSpec(d.name, d.x, d.y, source="detected") for d in found if d.name not in taken]
+        self.joints = kept + added
+        for name in list(self.results):
+            if name not in taken:
+                self.results.pop(name)
+        self._changed(JOINTS)
+        self._changed(RESULTS)
+        return [j.name for j in added]
+
     def move_joint(self, name: str, x: float, y: float) -> None:
         spec = self.joint(name)
         spec.x, spec.y = float(x), float(y)
+        spec.moved = spec.moved or spec.source == "detected"
         self._drop_result(name)
         self._changed(JOINTS)
 
@@ -167,7 +188,7 @@ class Workspace:
     def specs(self, names: list[str] | None = None) -> list[JointSpec]:
         """Copies of the joints to run (all, or the named ones in placement order)."""
         chosen = [j for j in self.joints if names is None or j.name in names]
-        return [JointSpec(j.name, j.x, j.y, j.followup_xy) for j in chosen]
+        return [dataclasses.replace(j) for j in chosen]
 
     # -- results --------------------------------------------------------------------------
     def set_results(self, results: list[JointResult], run_specs: list[JointSpec]) -> None:
@@ -189,8 +210,8 @@ class Workspace:
 
     def table_rows(self) -> list[dict]:
         """One row per placed joint: the result's table row, or just the name when not run."""
-        return [self.results[j.name].table_row() if j.name in self.results else {"joint": j.name}
-                for j in self.joints]
+        return [(self.results[j.name].table_row() if j.name in self.results else {"joint": j.name})
+                | {"placed": j.placed()} for j in self.joints]
 
 
 def open_radiograph(path: str | Path, ask_spacing_mm: Callable[[str], float | None]) -> Radiograph | None:

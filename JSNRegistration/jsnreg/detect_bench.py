@@ -1,0 +1,218 @@
+"""`jsnreg bench --detect`: joint detection against annotated real hands, and on variants made
+from them at run time (rotated, mirrored, two hands on one film, a finger removed).
+
+Scoring per image, at the image's nominal spacing (TOLERANCE_MM = 2 mm):
+- found: a detection within 2 mm of the annotated joint of the same name;
+- misnamed: a detection within 2 mm of an annotated joint of another name;
+- misplaced: a detection whose name is annotated but farther than 2 mm from it (and not misnamed);
+- invented: a detection of a joint the annotation marks absent (a joint that is not there);
+- missed: an annotated joint no detection of its name or position accounts for.
+The real images stay in the shared data folder; nothing made from them is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .detect import DetectedJoint, detect_joints
+from .errors import InputError
+from .real_hands import ANNOTATIONS, real_hands_dir
+
+TOLERANCE_MM = 2.0
+OUTCOMES = ("found", "misplaced", "misnamed", "invented", "missed")
+TYPES = ("IP1", "MCP1", "MCP2-5", "PIP2-5", "DIP2-5")
+def load_annotations(path=ANNOTATIONS) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        return data["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read joint annotations {path}: {exc}") from None
+
+
+def joint_type(name: str) -> str:
+    base = name.split("-")[-1]
+    return base if base in ("IP1", "MCP1") else f"{base[:-1]}2-5"
+
+
+def scored(entry: dict) -> tuple[dict, set]:
+    """The annotated joints {name: (x, y)} and the names marked absent (not there or not visible)."""
+    return {k: np.asarray(v, float) for k, v in entry["joints"].items()}, set(entry.get("absent", []))
+
+
+def score(detected: list[DetectedJoint], truth: dict, absent: set, tol_px: float) -> list[tuple[str, str]]:
+    """(joint name, outcome) for every annotated joint and every detection (see the module doc)."""
+    out, accounted = [], set()
+    for d in detected:
+        xy = np.array([d.x, d.y])
+        near = {n: float(np.hypot(*(xy - p))) for n, p in truth.items()}
+        close = [n for n, r in near.items() if r <= tol_px]
+        if d.name in close:
+            out.append((d.name, "found"))
+            accounted.add(d.name)
+        elif close:
+            n = min(close, key=near.get)
+            out.append((n, "misnamed"))
+            accounted.add(n)
+        elif d.name in truth:
+            out.append((d.name, "misplaced"))
+            accounted.add(d.name)
+        elif d.name.split("-")[-1] in absent or d.name in absent:
+            out.append((d.name, "invented"))
+        # a detection of a joint the annotation neither places nor calls absent is not scored
+    out += [(n, "missed") for n in truth if n not in accounted]
+    return out
+
+
+def mirrored(pixels: np.ndarray, truth: dict) -> tuple[np.ndarray, dict]:
+    """The image flipped left-right: a left hand becomes a right one (names stay)."""
+    w = pixels.shape[1]
+    return pixels[:, ::-1].copy(), {n: np.array([w - 1 - p[0], p[1]]) for n, p in truth.items()}
+
+
+def rotated(pixels: np.ndarray, truth: dict, degrees: float) -> tuple[np.ndarray, dict]:
+    """The image turned by `degrees` (clockwise on screen) about its centre, on a canvas grown to
+    its diagonal so that no finger is cut off; the bottom rows (the forearm) are carried on to the
+    canvas edge, as on a film where the arm leaves the image."""
+    from scipy import ndimage
+
+    h, w = pixels.shape
+    side = int(np.ceil(np.hypot(h, w)))
+    pad_y, pad_x = (side - h) // 2, (side - w) // 2
+    bg = float(np.percentile(pixels, 1))
+    canvas = np.full((side, side), bg, dtype=np.float64)
+    canvas[pad_y:pad_y + h, pad_x:pad_x + w] = pixels
+    canvas[pad_y + h:, pad_x:pad_x + w] = pixels[-1]
+    c = np.array([(side - 1) / 2, (side - 1) / 2])
+    t = np.radians(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])  # (x, y), y down: clockwise
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
+    back = rot.T @ np.stack([xx.ravel() - c[0], yy.ravel() - c[1]])
+    out = ndimage.map_coordinates(canvas, [back[1] + c[1], back[0] + c[0]], order=1, mode="nearest")
+    shift = np.array([pad_x, pad_y])
+    return out.reshape(side, side), {n: rot @ (p + shift - c) + c for n, p in truth.items()}
+
+
+def two_hands(pixels: np.ndarray, truth: dict) -> tuple[np.ndarray, dict]:
+    """The hand and its mirror image side by side on one film: right hand on the left half."""
+    flipped, mtruth = mirrored(pixels, truth)
+    w = pixels.shape[1]
+    film = np.hstack([flipped, pixels])
+    named = {f"R-{n}": p for n, p in mtruth.items()}
+    named.update({f"L-{n}": p + np.array([w, 0]) for n, p in truth.items()})
+    return film, named
+
+
+def without_finger(pixels: np.ndarray, truth: dict, digit: int) -> tuple[np.ndarray, dict, set]:
+    """The finger `digit` (2-5) removed distal to its MCP (set to the background): its PIP and
+    DIP must not be reported, the MCP may be."""
+    names = [f"PIP{digit}", f"DIP{digit}"]
+    mcp = np.asarray(truth[f"MCP{digit}"], float)
+    tip_dir = np.asarray(truth[f"PIP{digit}"], float) - mcp
+    length = float(np.linalg.norm(tip_dir))
+    tip_dir /= length
+    h, w = pixels.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    along = (xx - mcp[0]) * tip_dir[0] + (yy - mcp[1]) * tip_dir[1]
+    across = -(xx - mcp[0]) * tip_dir[1] + (yy - mcp[1]) * tip_dir[0]
+    cut = (along > 0.3 * length) & (np.abs(across) < 0.45 * length)
+    out = pixels.copy()
+    out[cut] = float(np.percentile(pixels, 1))
+    return out, {n: p for n, p in truth.items() if n not in names}, set(names)
+
+
+def _images(folder: Path, annotations: dict):
+    from .images import read_radiograph
+
+    for rel, entry in annotations.items():
+        source = "adult" if rel.startswith("adult") else f"rsna {entry['split']}"
+        path = folder / rel
+        if not path.is_file():
+            continue
+        image = read_radiograph(path, spacing_mm=float(entry["spacing_mm_nominal"]))
+        yield rel, source, image.pixels, image.spacing_mm, entry
+
+
+def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = True, out=None,
+        tolerance_mm: float = TOLERANCE_MM) -> dict:
+    """Score every annotated image of the given splits (train hands are left out unless asked);
+    prints the table, returns {source: {type: {outcome: n}}, "ms_per_hand": ...}."""
+    folder = real_hands_dir()
+    if folder is None:
+        raise InputError("the real-hands folder is not there (set JSNREG_REAL_HANDS or place ../shared/data)")
+    annotations = load_annotations(annotations_path)
+    counts, times, rows = {}, [], []
+
+    def add(source, outcomes):
+        table = counts.setdefault(source, {t: dict.fromkeys(OUTCOMES, 0) for t in TYPES})
+        for name, outcome in outcomes:
+            table[joint_type(name)][outcome] += 1
+
+    for rel, source, pixels, spacing, entry in _images(folder, annotations):
+        if entry["split"] not in splits:
+            continue
+        truth, absent = scored(entry)
+        tol = tolerance_mm / spacing
+        t0 = time.perf_counter()
+        try:
+            detected, refused = detect_joints(pixels, spacing), ""
+        except InputError as exc:
+            detected, refused = [], f"refused: {exc}"
+        times.append(time.perf_counter() - t0)
+        outcomes = score(detected, truth, absent, tol)
+        add(source, outcomes)
+        rows.append({"image": rel, "source": source, "variant": "",
+                     "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
+        if not variants or source == "adult":
+            continue
+        made = [("mirrored", *mirrored(pixels, truth), set()),
+                ("rotated +30", *rotated(pixels, truth, 30.0), set()),
+                ("rotated -30", *rotated(pixels, truth, -30.0), set()),
+                ("two hands", *two_hands(pixels, truth), set()),
+                ("no finger 3", *without_finger(pixels, truth, 3))]
+        for label, img, vtruth, removed in made:
+            try:
+                detected, refused = detect_joints(img, spacing), ""
+            except InputError as exc:
+                detected, refused = [], f"refused: {exc}"
+            outcomes = score(detected, vtruth, absent | removed, tol)
+            add(f"variants: {label}", outcomes)
+            rows.append({"image": rel, "source": "variants", "variant": label,
+                         "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
+    ms = 1000 * float(np.median(times)) if times else float("nan")
+    print(f"tolerance {tolerance_mm:g} mm at each image's nominal spacing")
+    print(format_table(counts))
+    print(f"detection time: median {ms:.0f} ms per hand, max {1000 * max(times, default=0):.0f} ms "
+          f"({len(times)} original images; variants not timed)")
+    for r in rows:
+        if r["wrong"]:
+            print(f"  {r['image']} {r['variant']}: {', '.join(r['wrong'])}")
+    result = {"counts": counts, "tolerance_mm": tolerance_mm, "ms_per_hand_median": ms, "images": rows}
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "detect_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_table(counts: dict) -> str:
+    head = f"{'source':26} {'joint':7} " + " ".join(f"{o:>9}" for o in OUTCOMES) + f" {'correct %':>9}"
+    lines = [head]
+    for source, table in counts.items():
+        total = dict.fromkeys(OUTCOMES, 0)
+        for t in TYPES:
+            c = table[t]
+            for o in OUTCOMES:
+                total[o] += c[o]
+            if sum(c.values()):
+                lines.append(_row(source, t, c))
+        lines.append(_row(source, "all", total))
+    return "\n".join(lines)
+
+
+def _row(source, t, c) -> str:
+    annotated = c["found"] + c["misplaced"] + c["misnamed"] + c["missed"]
+    pct = 100.0 * c["found"] / annotated if annotated else float("nan")
+    return f"{source:26} {t:7} " + " ".join(f"{c[o]:9d}" for o in OUTCOMES) + f" {pct:9.1f}"

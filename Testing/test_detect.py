@@ -1,0 +1,232 @@
+"""Joint detection: positions, names and side on the generated hand and on real hands, the variants a
+film brings (mirrored, rotated, two hands, a finger missing), refusals, and the faces that use it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jsnreg.cli import main
+from jsnreg.detect import detect_joints
+from jsnreg.detect_bench import (ANNOTATIONS, load_annotations, mirrored, real_hands_dir, rotated, scored,
+                                 two_hands, without_finger)
+from jsnreg.errors import InputError
+from jsnreg.images import read_radiograph, write_png
+from jsnreg.joints import STANDARD_JOINTS, load_joints_json
+
+
+@pytest.fixture(scope="module")
+def hand():
+    """The generated right hand (0.2 mm/px) with the exact centres of its 14 joints."""
+    from jsnreg.synthetic import make_hand_pair
+
+    pair = make_hand_pair(0)
+    return pair.baseline, pair.spacing_mm, {n: np.array(xy, float) for n, xy in pair.joints.items()}
+
+
+def by_name(joints):
+    return {j.name: np.array([j.x, j.y]) for j in joints}
+
+
+def assert_close(found, truth, tol_px):
+    assert set(found) == set(truth), f"names differ: {sorted(set(found) ^ set(truth))}"
+    worst = {n: float(np.hypot(*(found[n] - truth[n]))) for n in truth}
+    assert max(worst.values()) <= tol_px, worst
+
+
+def test_generated_hand_all_joints_found_and_named(hand):
+    pixels, spacing, truth = hand
+    found = detect_joints(pixels, spacing)
+    assert_close(by_name(found), truth, 1.0 / spacing)  # within 1 mm
+    assert {j.side for j in found} == {"R"}
+    assert all(0 <= j.confidence <= 1 for j in found)
+    assert [j.name for j in found] == list(STANDARD_JOINTS)
+
+
+def test_mirrored_hand_is_a_left_hand(hand):
+    pixels, spacing, truth = hand
+    flipped, ftruth = mirrored(pixels, truth)
+    found = detect_joints(flipped, spacing)
+    assert {j.side for j in found} == {"L"}
+    assert_close(by_name(found), ftruth, 1.0 / spacing)
+
+
+@pytest.mark.parametrize("degrees", [30.0, -30.0])
+def test_rotated_hand(hand, degrees):
+    pixels, spacing, truth = hand
+    turned, ttruth = rotated(pixels, truth, degrees)
+    assert_close(by_name(detect_joints(turned, spacing)), ttruth, 1.5 / spacing)
+
+
+def test_two_hands_on_one_film_carry_their_side(hand):
+    pixels, spacing, truth = hand
+    film, ftruth = two_hands(pixels, truth)  # the mirror (a left hand) on the left half
+    found = detect_joints(film, spacing)
+    assert_close(by_name(found), {n.replace("R-", "x-").replace("L-", "R-").replace("x-", "L-"): p
+                                  for n, p in ftruth.items()}, 1.5 / spacing)
+    assert {j.side for j in found if j.x < pixels.shape[1]} == {"L"}
+
+
+@pytest.mark.parametrize("digit", [3, 5])
+def test_removed_finger_reports_no_joint_for_it(hand, digit):
+    pixels, spacing, truth = hand
+    cut, kept, removed = without_finger(pixels, truth, digit)
+    found = by_name(detect_joints(cut, spacing))
+    assert not removed & set(found)
+    others = {n: p for n, p in kept.items() if not n.endswith(str(digit))}
+    assert_close({n: found[n] for n in others if n in found}, others, 1.5 / spacing)
+
+
+def test_names_restrict(hand):
+    pixels, spacing, _ = hand
+    assert [j.name for j in detect_joints(pixels, spacing, names=["MCP2", "PIP3"])] == ["MCP2", "PIP3"]
+
+
+@pytest.mark.parametrize("what", ["noise", "flat", "disc", "small", "nan"])
+def test_not_a_hand_is_refused(what):
+    rng = np.random.default_rng(3)
+    images = {"noise": rng.random((900, 700)), "flat": np.full((900, 700), 0.4),
+              "disc": (np.hypot(*np.mgrid[-450:450, -350:350]) < 300) * 0.6 + 0.02 * rng.random((900, 700)),
+              "small": np.zeros((20, 20)), "nan": np.full((900, 700), np.nan)}
+    with pytest.raises(InputError):
+        detect_joints(images[what], 0.2)
+
+
+# --- real hands (shared data; skipped where it is absent) -------------------------------------
+
+@pytest.fixture(scope="module")
+def real():
+    folder = real_hands_dir()
+    if folder is None:
+        pytest.skip("real hands not available (../shared/data/real-hands)")
+    return folder
+
+
+def test_real_hand_side_from_the_anatomy(real):
+    image = read_radiograph(real / "rsna-bone-age" / "4407.png", spacing_mm=0.1)
+    found = detect_joints(image.pixels, 0.1)
+    flipped = detect_joints(image.pixels[:, ::-1].copy(), 0.1)
+    assert {j.side for j in found} == {"L"} and {j.side for j in flipped} == {"R"}
+    w = image.pixels.shape[1]
+    assert_close(by_name(flipped), {n: np.array([w - 1 - p[0], p[1]]) for n, p in by_name(found).items()}, 20.0)
+
+
+def test_real_test_hands_within_tolerance(real):
+    if not ANNOTATIONS.exists():
+        pytest.skip("real-hand joint annotations not in this checkout")
+    annotations = load_annotations()
+    names = ["rsna-bone-age/4407.png", "rsna-bone-age/1437.png", "rsna-bone-age/4517.png"]
+    good = total = invented = 0
+    for rel in names:
+        entry = annotations[rel]
+        truth, absent = scored(entry)
+        found = by_name(detect_joints(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1))
+        invented += len(absent & set(found))
+        total += len(truth)
+        good += sum(n in found and np.hypot(*(found[n] - p)) <= 40 for n, p in truth.items())  # 4 mm
+    assert invented == 0
+    assert good >= 0.8 * total, f"{good} of {total} within 4 mm"
+
+
+# --- command line ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    from jsnreg.synthetic import write_demo_case
+
+    return write_demo_case(tmp_path_factory.mktemp("case"))
+
+
+def test_cli_detect_writes_joints_and_picture(case, tmp_path, capsys):
+    out, png = tmp_path / "joints.json", tmp_path / "joints.png"
+    assert main(["detect", case["baseline"], "--json", str(out), "--png", str(png)]) == 0
+    assert "14 joints detected" in capsys.readouterr().out
+    specs = load_joints_json(out)
+    assert [s.name for s in specs] == list(STANDARD_JOINTS) and {s.source for s in specs} == {"detected"}
+    assert png.stat().st_size > 10_000
+
+
+def test_cli_detect_refuses_what_is_not_a_hand(tmp_path, capsys):
+    noise = tmp_path / "noise.png"
+    write_png(noise, np.random.default_rng(0).random((600, 500)))
+    assert main(["detect", str(noise), "--spacing-mm", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no hand found") and len(err.strip().splitlines()) == 1
+    assert main(["detect", str(noise)]) == 2  # a PNG has no spacing
+    assert "spacing" in capsys.readouterr().err
+
+
+def test_cli_quantify_detects_when_no_joints_given(case, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["quantify", case["baseline"], case["followup"], "--joints-only", "MCP2,PIP3", "--out", str(out),
+                 "--report"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [j["name"] for j in data["joints"]] == ["MCP2", "PIP3"]
+    assert {j["position"]["source"] for j in data["joints"]} == {"detected"}
+    assert "detected" in (out / "results.csv").read_text()
+    session = json.loads((out / "session.json").read_text())
+    assert {(j["source"], j["moved"]) for j in session["joints"]} == {("detected", False)}
+    assert "detected" in (out / "report.html").read_text()
+
+
+def test_cli_quantify_explicit_joints_win(case, tmp_path):
+    out = tmp_path / "out"
+    joints = load_joints_json(case["joints"])
+    j = joints[0]
+    assert main(["quantify", case["baseline"], case["followup"], "--joint", f"{j.name}={j.x},{j.y}",
+                 "--joints-only", j.name, "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [(r["name"], r["position"]["source"]) for r in data["joints"]] == [(j.name, "manual")]
+    assert main(["quantify", case["baseline"], case["followup"], "--joint", f"{j.name}={j.x},{j.y}",
+                 "--joints-only", "DIP5", "--out", str(out)]) == 2
+
+
+def test_cli_quantify_without_joints_on_a_non_hand(tmp_path, capsys):
+    noise = tmp_path / "noise.png"
+    write_png(noise, np.random.default_rng(1).random((600, 500)))
+    assert main(["quantify", str(noise), str(noise), "--spacing-mm", "0.2", "--out", str(tmp_path / "o")]) == 2
+    assert "no hand found" in capsys.readouterr().err
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+def test_session_keeps_source_and_moved_and_old_files_load(case, tmp_path):
+    from jsnreg.joints import JointSpec
+    from jsnreg.quantify import Settings, quantify
+    from jsnreg.session import Session, load_session, save_session
+
+    base, follow = read_radiograph(case["baseline"]), read_radiograph(case["followup"])
+    j = load_joints_json(case["joints"])[2]
+    specs = [JointSpec(j.name, j.x + 1, j.y, source="detected", moved=True)]
+    results = quantify(base, follow, specs)
+    path = tmp_path / "s.json"
+    save_session(Session.from_run(case["baseline"], case["followup"], base, follow, specs, Settings(), results), path)
+    again = load_session(path)
+    assert (again.joints[0].source, again.joints[0].moved) == ("detected", True)
+    assert again.joints[0].spec().placed() == "detected, moved"
+    data = json.loads(path.read_text())
+    for entry in data["joints"]:
+        del entry["source"], entry["moved"]
+    for r in data["results"]:
+        del r["position"]["source"], r["position"]["moved"]
+    path.write_text(json.dumps(data))
+    old = load_session(path)
+    assert (old.joints[0].source, old.joints[0].moved) == ("manual", False)
+
+
+def test_bench_scoring_counts_each_outcome():
+    from jsnreg.detect import DetectedJoint
+    from jsnreg.detect_bench import score
+
+    truth = {"MCP2": np.array([100.0, 100.0]), "PIP2": np.array([100.0, 300.0]), "MCP3": np.array([200.0, 100.0])}
+    detected = [DetectedJoint("MCP2", 105, 100, 1), DetectedJoint("PIP2", 100, 200, 1),
+                DetectedJoint("MCP4", 200, 102, 1), DetectedJoint("DIP5", 500, 500, 1)]
+    outcomes = dict(score(detected, truth, {"DIP5"}, tol_px=20))
+    assert outcomes == {"MCP2": "found", "PIP2": "misplaced", "MCP3": "misnamed", "DIP5": "invented"}
+    assert ("PIP3", "missed") in score([], {"PIP3": np.zeros(2)}, set(), 20)
+
+
+def test_package_does_not_ship_images():
+    package = Path(__file__).resolve().parents[1] / "JSNRegistration" / "jsnreg"
+    assert not [p for p in package.rglob("*") if p.suffix.lower() in (".png", ".bmp", ".dcm", ".tif")]
