@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # torch is pinned here, not in setup.py: a loose requirement pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: venv demo test bench viewer train clean
+.PHONY: venv demo test bench viewer train clean cohort-demo cohort-bench
 
 venv: $(VENV)/.installed
 
@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[viewer,test]'
+	$(PY) -m pip install --quiet -e '.[viewer,test,cohort]'
 	touch $@
 
 demo: venv
@@ -24,6 +24,12 @@ test: venv
 bench: venv
 	$(VENV)/bin/jsnreg bench --out bench-out
 
+cohort-demo: venv
+	$(VENV)/bin/jsnreg cohort demo --out cohort-demo
+
+cohort-bench: venv
+	$(VENV)/bin/jsnreg cohort bench --out cohort-bench
+
 viewer: venv
 	$(VENV)/bin/jsnreg-viewer --demo
 
@@ -31,4 +37,4 @@ train: venv
 	$(VENV)/bin/jsnreg train
 
 clean:
-	rm -rf $(VENV) demo-out bench-out build *.egg-info
+	rm -rf $(VENV) demo-out bench-out cohort-demo cohort-bench build *.egg-info

@@ -29,6 +29,9 @@ setup(
     extras_require={
         "viewer": ["PyQt5>=5.15", "pyqtgraph>=0.13"],
         "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4"],
+        # `jsnreg cohort`: Dask runs the same code on a laptop or a cluster; tqdm draws the progress
+        # bar; pyarrow writes the Parquet tables (psutil comes with distributed).
+        "cohort": ["dask>=2024.1", "distributed>=2024.1", "tqdm>=4.60", "pyarrow>=14"],
     },
     entry_points={
         "console_scripts": [

@@ -418,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(sub)
 
+    from .cohort.commands import add_cohort_command
+
+    add_cohort_command(sub)
+
     for parser in (roi, q):
         parser.add_argument("--weights", help=argparse.SUPPRESS)
     q.add_argument("--timings", help=argparse.SUPPRESS)  # stage times as JSON (for `bench --hand`)

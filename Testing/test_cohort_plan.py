@@ -1,0 +1,172 @@
+"""Cohort manifest statuses, the plan of pairs, the store's keys, and the trajectory maths (no Dask)."""
+
+import numpy as np
+import pytest
+
+from jsnreg.cohort.manifest import read_manifest
+from jsnreg.cohort.plan import build_plan, plan_rows
+from jsnreg.cohort.store import Store
+from jsnreg.cohort.trajectories import (TRANSITIVITY_Z, fit_rate, joint_type, smallest_detectable_change,
+                                        trajectories, transitivity)
+from jsnreg.errors import InputError
+
+
+def _manifest(tmp_path, text):
+    p = tmp_path / "m.csv"
+    p.write_text(text)
+    return p
+
+
+def test_manifest_statuses(tmp_path):
+    visits = read_manifest(_manifest(tmp_path, """patient,date,image,spacing_mm,joints,repeat
+A,2020-01-01,a1.dcm,,a.json,
+A,2021-01-01,a2.dcm,0.2,,
+A,2020-01-01,a1.dcm,,a.json,
+A,2021-01-01,a2r.dcm,,,1
+B,2020-13-01,b1.dcm,,,
+B,2021-01-01,b2.dcm,-1,,
+C,2021-01-01,c2.dcm,,,
+C,2020-01-01,c1.dcm,,c.json,
+D,2020-01-01,d1.dcm,,,
+D,2020-01-01,d1other.dcm,,,
+"""))
+    by_line = {v.line: v for v in visits}
+    assert by_line[2].ok and by_line[2].joints.endswith("a.json") and by_line[3].spacing_mm == 0.2
+    assert by_line[4].status.startswith("duplicate row") and "line 2" in by_line[4].status
+    assert by_line[5].ok and by_line[5].repeat and by_line[5].key == "2021-01-01+repeat"
+    assert "not YYYY-MM-DD" in by_line[6].status
+    assert "positive number" in by_line[7].status
+    assert by_line[9].ok and "out of order" in by_line[9].note
+    assert "without a repeat mark" in by_line[10].status and "without a repeat mark" in by_line[11].status
+
+
+def test_manifest_unusable_file(tmp_path):
+    with pytest.raises(InputError, match="lacks the column"):
+        read_manifest(_manifest(tmp_path, "patient,image\nA,a.dcm\n"))
+    with pytest.raises(InputError, match="cannot read"):
+        read_manifest(tmp_path / "absent.csv")
+
+
+def _scans(visits, bad=()):
+    return {v.line: {"status": "ok" if v.line not in bad else "missing image: no such file",
+                     "sha256": f"sha{v.line}", "spacing_mm": 0.2} for v in visits if v.ok}
+
+
+JOINTS = {"joints": [{"name": "MCP2", "x": 10.0, "y": 20.0}, {"name": "PIP3", "x": 30.0, "y": 40.0}]}
+
+
+def test_plan_pairs(tmp_path):
+    visits = read_manifest(_manifest(tmp_path, """patient,date,image,joints,repeat
+A,2020-01-01,a1.dcm,a.json,
+A,2021-01-01,a2.dcm,,
+A,2022-01-01,a3.dcm,,
+A,2023-01-01,a4.dcm,,
+A,2021-01-01,a2r.dcm,,1
+B,2020-01-01,b1.dcm,b.json,
+C,2019-01-01,c0.dcm,,
+C,2020-01-01,c1.dcm,c.json,
+C,2021-01-01,c2.dcm,,
+"""))
+    scans = _scans(visits, bad={8})  # C's first visit is missing: its second one is the baseline
+    visit_rows, patients, pairs = build_plan(visits, scans, {"A": JOINTS, "B": JOINTS, "C": {"error": "joints file: x"}})
+    got = {(p.patient, p.from_visit.key, p.to_visit.key): (p.kind, p.parent) for p in pairs}
+    a = ("2020-01-01", "2021-01-01", "2022-01-01", "2023-01-01")
+    assert got == {
+        ("A", a[0], a[1]): ("baseline+previous", None), ("A", a[0], a[2]): ("baseline", None),
+        ("A", a[1], a[2]): ("previous", (a[0], a[1])), ("A", a[0], a[3]): ("baseline", None),
+        ("A", a[2], a[3]): ("previous", (a[0], a[2])),
+        ("A", a[1], a[1] + "+repeat"): ("repeat", (a[0], a[1])),
+    }
+    status = {p["patient"]: p["status"] for p in patients}
+    assert status["B"] == "one visit only: nothing to register"
+    assert status["C"] == "joints file: x"
+    assert {p["patient"]: p["baseline"] for p in patients}["C"] == "2020-01-01"
+    rows = plan_rows(pairs)
+    assert len(rows) == 6 * 2 and len({(r["patient"], r["joint"], r["from_visit"], r["to_visit"]) for r in rows}) == 12
+    # A changed image changes exactly the input hashes of the pairs that use it (and of the pairs placed from it).
+    scans2 = dict(scans)
+    scans2[3] = dict(scans[3], sha256="changed")
+    _, _, pairs2 = build_plan(visits, scans2, {"A": JOINTS, "B": JOINTS})
+    changed = {(p.from_visit.key, p.to_visit.key) for p, q in zip(pairs, pairs2) if p.input_hash != q.input_hash}
+    assert changed == {(a[0], a[1]), (a[1], a[2]), (a[1], a[1] + "+repeat")}
+
+
+def test_store_is_wal_and_keyed(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    run = store.begin_run("m.csv", {}, "s", "m", "local")
+    row = dict.fromkeys(("jsn_mm", "sd_mm", "confidence", "flagged", "flag_reason", "to_x", "to_y", "seconds", "cpu_seconds",
+                         "worker", "finished", "result"))
+    row.update(patient="A", joint="MCP2", from_visit="v1", to_visit="v2", settings_hash="s", model_hash="m",
+               input_hash="h1", from_sha256="", to_sha256="", kind="baseline", status="ok", run_id=run)
+    store.save_measurements([row], run)
+    store.save_measurements([dict(row, input_hash="h2", jsn_mm=0.1)], run)
+    store.save_measurements([dict(row, settings_hash="other")], run)
+    rows = store.query("SELECT settings_hash, input_hash, jsn_mm FROM measurements ORDER BY settings_hash")
+    assert [tuple(r) for r in rows] == [("other", "h1", None), ("s", "h2", 0.1)]
+    store.close()
+    with pytest.raises(InputError, match="no such cohort store"):
+        Store(tmp_path / "absent.sqlite", must_exist=True)
+
+
+def test_fit_rate_and_joint_type():
+    years = np.array([1.0, 2.0, 3.0])
+    rate, se, chi2 = fit_rate(years, 0.2 * years, np.full(3, 0.01))
+    assert rate == pytest.approx(0.2) and se == pytest.approx(0.01 / np.sqrt(14)) and chi2 == pytest.approx(0)
+    noisy = 0.2 * years + np.array([0.05, -0.05, 0.05])
+    _, se_noisy, chi2 = fit_rate(years, noisy, np.full(3, 0.01))
+    assert chi2 > 1 and se_noisy == pytest.approx(se * np.sqrt(chi2))  # scatter beyond the SDs widens the SE
+    assert [joint_type(n) for n in ("MCP2", "L-PIP3", "IP1", "R-DIP5")] == ["MCP", "PIP", "IP", "DIP"]
+
+
+def _m(patient, joint, a, b, kind, jsn, sd=0.01, status="ok", flagged=False):
+    return dict(patient=patient, joint=joint, from_visit=a, to_visit=b, kind=kind, status=status, jsn_mm=jsn,
+                sd_mm=sd, flagged=flagged, flag_reason="")
+
+
+def test_transitivity_flags_only_the_inconsistent_triple():
+    d = ("2020-01-01", "2021-01-01", "2022-01-01")
+    ms = [_m("A", "MCP2", d[0], d[1], "baseline+previous", 0.10), _m("A", "MCP2", d[0], d[2], "baseline", 0.20),
+          _m("A", "MCP2", d[1], d[2], "previous", 0.11),  # 0.21 vs 0.20: 0.6 combined SDs
+          _m("B", "MCP2", d[0], d[1], "baseline+previous", 0.10), _m("B", "MCP2", d[0], d[2], "baseline", 0.20),
+          _m("B", "MCP2", d[1], d[2], "previous", 0.20)]  # 0.30 vs 0.20: 5.8 combined SDs
+    checks = {c["patient"]: c for c in transitivity(ms)}
+    assert not checks["A"]["flagged"] and checks["A"]["z"] == pytest.approx(0.01 / (0.01 * np.sqrt(3)))
+    assert checks["B"]["flagged"] and abs(checks["B"]["z"]) > TRANSITIVITY_Z
+    visits = [dict(patient=p, visit=v, date=v, visit_index=k + 1) for p in "AB" for k, v in enumerate(d)]
+    points, trajs, _ = trajectories(ms, visits)
+    t = {x["patient"]: x for x in trajs}
+    assert not t["A"]["flagged"] and t["B"]["flagged"] and t["B"]["inconsistent_visits"] == f"{d[1]};{d[2]}"
+    assert t["A"]["rate_mm_per_year"] == pytest.approx(0.1, abs=0.002)
+    assert len([p for p in points if p["patient"] == "A"]) == 3  # baseline (0) and two follow-ups
+
+
+def test_flagged_and_failed_points_left_out_and_sdc():
+    d = ("2020-01-01", "2021-01-01", "2022-01-01")
+    ms = [_m("A", "PIP3", d[0], d[1], "baseline+previous", 0.5, flagged=True),
+          _m("A", "PIP3", d[0], d[2], "baseline", 0.2), _m("A", "PIP3", d[1], d[2], "previous", None, status="failed: x"),
+          *[_m(f"R{k}", "PIP2", d[0], d[0] + "+repeat", "repeat", v) for k, v in enumerate((0.01, -0.02, 0.02))]]
+    (sdc,) = smallest_detectable_change(ms)
+    assert sdc["joint_type"] == "PIP" and sdc["n_pairs"] == 3
+    assert sdc["sdc95_mm"] == pytest.approx(1.96 * np.sqrt((0.01 ** 2 + 0.02 ** 2 + 0.02 ** 2) / 3))
+    visits = [dict(patient="A", visit=v, date=v, visit_index=k + 1) for k, v in enumerate(d)]
+    points, trajs, checks = trajectories(ms, visits)
+    assert checks == []  # a failed pair: nothing to check
+    (t,) = [x for x in trajs if x["patient"] == "A"]
+    assert t["n_used"] == 1 and t["rate_mm_per_year"] == pytest.approx(0.2 / (731 / 365.25))  # 2020 is a leap year
+    why = {p["visit"]: p["why_not"] for p in points if p["patient"] == "A"}
+    assert why[d[1]].startswith("flagged")
+    # The repeat SD (1.7e-2 mm) is the floor of each point's SD: above the predicted 0.01.
+    assert [p["sd_mm"] for p in points if p["visit"] == d[2]][0] == pytest.approx(sdc["rms_mm"])
+
+
+def test_repeat_sd_floors_the_transitivity_sd():
+    d = ("2020-01-01", "2021-01-01", "2022-01-01")
+    triple = [_m("A", "MCP2", d[0], d[1], "baseline+previous", 0.10, sd=0.001),
+              _m("A", "MCP2", d[0], d[2], "baseline", 0.20, sd=0.001),
+              _m("A", "MCP2", d[1], d[2], "previous", 0.11, sd=0.001)]
+    (alone,) = transitivity(triple)
+    assert alone["flagged"]  # 0.01 mm apart at 0.0017 combined
+    repeats = [_m(f"R{k}", "MCP3", d[0], d[0] + "+repeat", "repeat", v) for k, v in enumerate((0.01, -0.01, 0.01))]
+    (floored,) = transitivity(triple + repeats)
+    assert floored["combined_sd_mm"] == pytest.approx(0.01 * np.sqrt(3)) and not floored["flagged"]
