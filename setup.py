@@ -11,22 +11,25 @@ setup(
     description="Joint space narrowing in rheumatoid arthritis by per-bone registration of hand radiographs",
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    # 3.9: the Python of 3D Slicer 5.6-5.8, which runs the core in its worker.
+    python_requires=">=3.9",
     # The core and the viewer live beneath the Slicer module folder, under their own import names.
     package_dir={"": "JSNRegistration"},
     packages=find_packages("JSNRegistration", include=["jsnreg", "jsnreg.*", "jsnreg_viewer", "jsnreg_viewer.*"]),
     package_data={"jsnreg": ["weights/*.pt", "weights/*.json", "data/*.json"]},
     # Lower bounds only: the core also runs inside 3D Slicer's own Python and must not pin its numpy.
+    # pydicom 2.4 is what Slicer 5.6-5.8 bundle. torch is an extra: a plain `torch` requirement
+    # pulls a multi-GB CUDA build, and inside Slicer the PyTorch extension installs it.
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
         "SimpleITK>=2.2",
-        "pydicom>=3.0",
-        "torch>=2.1",
+        "pydicom>=2.4",
         "matplotlib>=3.7",
         "contourpy>=1.0",
     ],
     extras_require={
+        "torch": ["torch>=2.1"],
         "viewer": ["PyQt5>=5.15", "pyqtgraph>=0.13"],
         "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4"],
         # `jsnreg cohort`: Dask runs the same code on a laptop or a cluster; tqdm draws the progress

@@ -10,6 +10,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 CLINICAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clinical-sample"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slicer_python: runs again in Python 3.9 with pydicom 2.4 "
+                            "(3D Slicer 5.6-5.8), without torch: `make test-slicer-python`")
+
+
 @pytest.fixture(scope="session")
 def engine():
     from jsnreg.register import Engine

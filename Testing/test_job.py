@@ -146,3 +146,46 @@ def test_results_of_two_runs_are_never_mixed(finished_run, tmp_path):
         job.load_result(tmp_path)
     with pytest.raises(InputError, match="no finished run"):
         job.load_result(tmp_path / "empty")
+
+
+def test_worker_stops_at_the_cancel_file_and_writes_nothing(demo, tmp_path):
+    """Cooperative cancel as Slicer does it: the cancel file appears after the first joint."""
+    request = make_request(demo, tmp_path / "out", n_joints=3)
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    cancel_file = tmp_path / "cancel"
+    proc = subprocess.Popen([sys.executable, "-m", "jsnreg.worker", str(tmp_path / "request.json"),
+                             "--cancel-file", str(cancel_file)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = json.loads(proc.stdout.readline())
+    cancel_file.touch()
+    rest, stderr = proc.communicate(timeout=300)
+    assert first["event"] == "progress" and first["done"] == 1
+    events = [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == worker.EXIT_CANCELLED, stderr
+    assert events[-1] == {"event": "cancelled"} and len(events) <= 2  # at most the joint under way
+    assert not (tmp_path / "out" / job.RESULT_FILE).exists()
+
+
+def test_worker_cancel_file_present_from_the_start(demo, tmp_path):
+    (tmp_path / "request.json").write_text(json.dumps(make_request(demo, tmp_path / "out")))
+    (tmp_path / "cancel").touch()
+    out = io.StringIO()
+    assert worker.main([str(tmp_path / "request.json"), "--cancel-file", str(tmp_path / "cancel")], out=out) == 3
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [{"event": "cancelled"}]
+
+
+def test_worker_writes_the_report_of_a_finished_run(finished_run, tmp_path):
+    """The Slicer module exports the report through the worker (no torch in Slicer's process)."""
+    out_dir, _, _ = finished_run
+    proc = subprocess.run([sys.executable, "-m", "jsnreg.worker", "--report", str(out_dir),
+                           str(tmp_path / "r.pdf")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [
+        {"event": "finished", "report": str((tmp_path / "r.pdf").resolve())}]
+    assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    out = io.StringIO()
+    assert worker.main(["--report", str(out_dir), str(tmp_path / "r.txt")], out=out) == 2
+    assert "should end in .pdf" in json.loads(out.getvalue())["message"]
+    out = io.StringIO()
+    assert worker.main(["--report", str(tmp_path / "nothing"), str(tmp_path / "r.pdf")], out=out) == 2
+    assert "no finished run" in json.loads(out.getvalue())["message"]

@@ -2,7 +2,12 @@
 
 Slicer's world frame is RAS; ITK and DICOM use LPS (x and y negated). A radiograph volume's voxel
 index IJK is (column, row, slice); `arrayFromVolume` gives the voxels as (slice, row, column), so a
-radiograph is a (1, rows, cols) array and a joint at voxel (i, j, 0) is the core's (x, y) = (i, j).
+radiograph is a (1, rows, cols) array and a joint at voxel (i, j, 0) is at column i, row j.
+
+The core measures on its own pixel grid: a radiograph with anisotropic pixels is resampled to
+the finer spacing when read (jsnreg.images.read_radiograph). Joint positions go to that grid
+(`volume_xy_to_core`) and results come back from it (`core_to_volume_xy_matrix`), so joints and
+overlays land where they were on the volume Slicer shows.
 """
 
 from __future__ import annotations
@@ -42,6 +47,31 @@ def ijk_to_ras(points_ijk, ijk_to_ras_matrix_: np.ndarray) -> np.ndarray:
     return apply_matrix(ijk_to_ras_matrix_, points_ijk)
 
 
+def core_zoom_xy(spacing_ijk_mm, spacing_given_mm: float | None = None) -> np.ndarray:
+    """(x, y) scale from the volume's pixel grid to the core's, as read_radiograph resamples it:
+    an anisotropic spacing to the finer of the two; a spacing given by the user is taken as the
+    isotropic spacing of the pixels as they are, so nothing is resampled then."""
+    sx, sy = float(spacing_ijk_mm[0]), float(spacing_ijk_mm[1])
+    finer = min(sx, sy)
+    if spacing_given_mm or abs(sx - sy) <= 1e-6 * finer:
+        return np.ones(2)
+    return np.array([sx / finer, sy / finer])
+
+
+def volume_xy_to_core(xy, zoom_xy) -> np.ndarray:
+    """Volume pixel positions (N, 2) on the core's grid (pixel edges aligned, as the resampling)."""
+    return (np.asarray(xy, dtype=float) + 0.5) * np.asarray(zoom_xy, dtype=float) - 0.5
+
+
+def core_to_volume_xy_matrix(zoom_xy) -> np.ndarray:
+    """3x3 affine (x, y, 1) from the core's pixel grid back to the volume's."""
+    zoom = np.asarray(zoom_xy, dtype=float)
+    m = np.eye(3)
+    m[[0, 1], [0, 1]] = 1.0 / zoom
+    m[:2, 2] = 0.5 / zoom - 0.5
+    return m
+
+
 def volume_to_image(array: np.ndarray) -> np.ndarray:
     """A radiograph volume's (1, rows, cols) voxel array as a (rows, cols) image."""
     array = np.asarray(array)
@@ -60,8 +90,9 @@ def image_to_volume(image: np.ndarray) -> np.ndarray:
 
 
 def joint_xy(points_ras, ras_to_ijk_matrix: np.ndarray, shape_rows_cols: tuple[int, int],
-             names: list[str]) -> np.ndarray:
-    """Baseline pixel positions (x = column, y = row) of joints clicked in RAS, shape (N, 2).
+             names: list[str], zoom_xy=(1.0, 1.0)) -> np.ndarray:
+    """Baseline pixel positions (x = column, y = row) of joints clicked in RAS, shape (N, 2), on the
+    core's grid (zoom_xy from core_zoom_xy; shape_rows_cols is the volume's).
 
     InputError names a joint placed off the image plane or outside the image.
     """
@@ -74,14 +105,18 @@ def joint_xy(points_ras, ras_to_ijk_matrix: np.ndarray, shape_rows_cols: tuple[i
         if not (-0.5 <= i <= cols - 0.5 and -0.5 <= j <= rows - 0.5):
             raise InputError(f"joint {name} at pixel ({i:.0f}, {j:.0f}) lies outside the baseline "
                              f"({cols} x {rows} px)")
-    return ijk[:, :2]
+    return volume_xy_to_core(ijk[:, :2], zoom_xy)
 
 
-def joint_entries(names: list[str], xy: np.ndarray) -> list[dict]:
-    """The request's joint list from names and (N, 2) baseline pixel positions."""
+def joint_entries(names: list[str], xy: np.ndarray, sources=None) -> list[dict]:
+    """The request's joint list from names and (N, 2) baseline pixel positions, with each joint's
+    (source, moved) when given (detection.joint_sources)."""
     if not names:
         raise InputError("no joints placed: click the joints on the baseline radiograph first")
-    return [{"name": n.strip(), "x": float(x), "y": float(y)} for n, (x, y) in zip(names, xy)]
+    entries = [{"name": n.strip(), "x": float(x), "y": float(y)} for n, (x, y) in zip(names, xy)]
+    for entry, (source, moved) in zip(entries, sources or []):
+        entry.update(source=source, moved=moved)
+    return entries
 
 
 def roi_affine_xy(roi_to_image, size_px: int) -> np.ndarray:
@@ -94,8 +129,10 @@ def roi_affine_xy(roi_to_image, size_px: int) -> np.ndarray:
     return a
 
 
-def roi_ijk_to_ras(image_ijk_to_ras: np.ndarray, roi_to_image_xy: np.ndarray) -> np.ndarray:
-    """IJK -> RAS of an ROI volume placed where it was cut from the radiograph (turn included)."""
+def roi_ijk_to_ras(image_ijk_to_ras: np.ndarray, roi_to_image_xy: np.ndarray, zoom_xy=(1.0, 1.0)) -> np.ndarray:
+    """IJK -> RAS of an ROI volume placed where it was cut from the radiograph (turn included);
+    roi_to_image_xy maps onto the core's grid, zoom_xy (core_zoom_xy) leads from it to the volume's."""
+    roi_to_image_xy = core_to_volume_xy_matrix(zoom_xy) @ np.asarray(roi_to_image_xy, dtype=float)
     m = np.eye(4)
     m[:2, :2] = roi_to_image_xy[:2, :2]
     m[:2, 3] = roi_to_image_xy[:2, 2]

@@ -17,6 +17,16 @@ OVERLAYS = {
     "warped": "Follow-up registered per bone",
 }
 LOSS_OVERLAYS = ("loss_before", "loss_after")
+LOSS_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileViridis.txt"  # the core's figures use viridis too
+TABLE_LAYOUT_ID = 17301  # a slice view above the per-joint table, as SegmentStatistics shows its table
+TABLE_LAYOUT_XML = """<layout type="vertical" split="true">
+ <item splitSize="700"><view class="vtkMRMLSliceNode" singletontag="Red">
+  <property name="orientation" action="default">Axial</property>
+  <property name="viewlabel" action="default">R</property>
+  <property name="viewcolor" action="default">#F34A33</property></view></item>
+ <item splitSize="300"><view class="vtkMRMLTableViewNode" singletontag="TableView1">
+  <property name="viewlabel" action="default">T</property></view></item>
+</layout>"""
 
 
 def table_columns(results: list[JointResult]) -> list[tuple[str, str, list]]:

@@ -1,20 +1,52 @@
-"""Drives one `python -m jsnreg.worker request.json` process and turns its output into callbacks.
+"""Drives one `python -m jsnreg.worker ...` process and turns its output into callbacks.
 
 The process object is injected and only needs QProcess's interface: start(program, args), kill(),
 readAllStandardOutput(), readAllStandardError(), exitCode(), and the signals
 readyReadStandardOutput, finished, errorOccurred (`.connect(callable)`, as in Slicer's PythonQt).
+So is `schedule(seconds, callback)`, a single-shot timer (qt.QTimer.singleShot in Slicer).
 Everything here runs on the thread that owns the process (Slicer's GUI thread), so callbacks may
 touch MRML and widgets.
+
+Cancel is cooperative: the runner creates the worker's cancel file, the worker stops before the
+next joint. The process is killed only when it has not ended `kill_after_s` later: Slicer starts
+the `PythonSlicer` launcher, and killing it leaves its Python child running (that child still
+sees the cancel file and stops at the next joint).
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 FAILED_TO_START = 0  # QProcess::FailedToStart
 STDERR_TAIL_CHARS = 2000
+KILL_AFTER_S = 20.0  # one joint takes about a second; loading the network a few
+CANCEL_FILE = "cancel"
+
+
+def new_run_folder(base: str) -> str:
+    """A new, unique folder for one run (two runs in the same second never share one)."""
+    os.makedirs(base, exist_ok=True)
+    return tempfile.mkdtemp(prefix="run-", dir=base)
+
+
+def measure_arguments(request_path: str) -> list:
+    """The worker's arguments for a measurement; its cancel file sits beside the request."""
+    return ["-m", "jsnreg.worker", str(request_path), "--cancel-file",
+            str(Path(request_path).parent / CANCEL_FILE)]
+
+
+def report_arguments(run_dir: str, pdf_path: str) -> list:
+    return ["-m", "jsnreg.worker", "--report", str(run_dir), str(pdf_path)]
+
+
+def python_path_with(folder: str, python_path: str) -> str:
+    """PYTHONPATH with `folder` (the one holding the core package) first, for the worker process."""
+    return os.pathsep.join([str(folder)] + [p for p in (python_path or "").split(os.pathsep) if p and p != str(folder)])
 
 
 class RunState(enum.Enum):
@@ -41,12 +73,16 @@ def parse_event(line: str) -> dict | None:
 
 
 class WorkerRunner:
-    """One run of the worker: progress, finished, error and cancelled callbacks, and cancel()."""
+    """One run of the worker: progress, finished (the run folder, or the report's path), error and
+    cancelled callbacks, and cancel()."""
 
     def __init__(self, process, on_progress: Callable[[int, int, str], None],
                  on_finished: Callable[[str], None], on_error: Callable[[str], None],
-                 on_cancelled: Callable[[], None]):
+                 on_cancelled: Callable[[], None], schedule: Callable[[float, Callable], None] | None = None,
+                 kill_after_s: float = KILL_AFTER_S):
         self.process = process
+        self.schedule, self.kill_after_s = schedule, kill_after_s
+        self.cancel_file: Path | None = None
         self.on_progress, self.on_finished = on_progress, on_finished
         self.on_error, self.on_cancelled = on_error, on_cancelled
         self.state = RunState.IDLE
@@ -63,16 +99,31 @@ class WorkerRunner:
         return self.state in (RunState.RUNNING, RunState.CANCELLING)
 
     def start(self, program: str, args: list[str]) -> None:
+        """Start the worker; a `--cancel-file PATH` among args is what cancel() creates."""
         if self.running:
             raise RuntimeError("a run is already in progress")
+        args = list(args)
+        self.cancel_file = Path(args[args.index("--cancel-file") + 1]) if "--cancel-file" in args else None
+        if self.cancel_file is not None and self.cancel_file.exists():
+            self.cancel_file.unlink()  # left by an earlier cancelled run in the same folder
         self.state, self.program = RunState.RUNNING, program
         self._buffer, self._outcome = b"", None
         self.process.start(program, args)
 
     def cancel(self) -> None:
-        """Kill the worker; on_cancelled follows when the process has ended."""
-        if self.state == RunState.RUNNING:
-            self.state = RunState.CANCELLING
+        """Ask the worker to stop (cancel file), kill it only if it has not ended in time;
+        on_cancelled follows when the process has ended."""
+        if self.state != RunState.RUNNING:
+            return
+        self.state = RunState.CANCELLING
+        if self.cancel_file is None or self.schedule is None:
+            self.process.kill()  # nothing cooperative to ask for
+            return
+        self.cancel_file.touch()
+        self.schedule(self.kill_after_s, self._kill_if_still_cancelling)
+
+    def _kill_if_still_cancelling(self) -> None:
+        if self.state == RunState.CANCELLING:
             self.process.kill()
 
     def _read_output(self, *_signal_args) -> None:
@@ -89,7 +140,7 @@ class WorkerRunner:
             self.ignored_lines.append(line)
         elif event["event"] == "progress" and self.state == RunState.RUNNING:
             self.on_progress(int(event["done"]), int(event["total"]), str(event.get("joint", "")))
-        elif event["event"] in ("finished", "error"):
+        elif event["event"] in ("finished", "error", "cancelled"):
             self._outcome = event
 
     def _process_error(self, error, *_signal_args) -> None:
@@ -104,13 +155,16 @@ class WorkerRunner:
         self._read_output()
         self._handle_line(self._buffer.decode("utf-8", errors="replace").strip())
         self._buffer = b""
-        if self.state == RunState.CANCELLING:
+        outcome = (self._outcome or {}).get("event")
+        if self.state == RunState.CANCELLING or outcome == "cancelled":
+            # Also when the worker ended its last joint before it saw the cancel file: the
+            # user asked to stop, so nothing is shown.
             self.state = RunState.CANCELLED
             self.on_cancelled()
-        elif self._outcome and self._outcome["event"] == "finished" and self.process.exitCode() == 0:
+        elif outcome == "finished" and self.process.exitCode() == 0:
             self.state = RunState.FINISHED
-            self.on_finished(str(self._outcome["out_dir"]))
-        elif self._outcome and self._outcome["event"] == "error":
+            self.on_finished(str(self._outcome.get("out_dir") or self._outcome.get("report")))
+        elif outcome == "error":
             self.state = RunState.FAILED
             self.on_error(str(self._outcome.get("message", "the worker failed")))
         else:

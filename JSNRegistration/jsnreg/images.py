@@ -8,6 +8,7 @@ and never guessed: it comes from the file header or from the user.
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -177,7 +178,19 @@ def write_dicom(path, pixels01: np.ndarray, spacing_mm: float, meta: dict | None
     ds.PixelRepresentation = 0
     ds.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
 
-    _atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
+    _atomic_write(path, lambda tmp: save_dicom_dataset(ds, tmp))
+
+
+def save_dicom_dataset(ds, path) -> None:
+    """Save as a DICOM file (preamble, file meta) with pydicom 3 and with pydicom 2.4 (Slicer 5.6-5.8).
+
+    pydicom 3 names this enforce_file_format=True and deprecates write_like_original; 2.4 only
+    knows write_like_original=False.
+    """
+    if "enforce_file_format" in inspect.signature(ds.save_as).parameters:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, write_like_original=False)
 
 
 def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
