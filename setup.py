@@ -31,7 +31,9 @@ setup(
     extras_require={
         "torch": ["torch>=2.1"],
         "viewer": ["PyQt5>=5.15", "pyqtgraph>=0.13"],
-        "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4"],
+        "dicom-compressed": ["pylibjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-libjpeg>=2"],
+        "test": ["pytest>=7", "pytest-qt>=4", "pypdf>=4", "pydicom-data>=1.0", "deid-data>=0.0.20",
+                 "pylibjpeg>=2", "pylibjpeg-openjpeg>=2", "pylibjpeg-libjpeg>=2"],
         # `jsnreg cohort`: Dask runs the same code on a laptop or a cluster; tqdm draws the progress
         # bar; pyarrow writes the Parquet tables (psutil comes with distributed).
         "cohort": ["dask>=2024.1", "distributed>=2024.1", "tqdm>=4.60", "pyarrow>=14"],

@@ -102,7 +102,7 @@ def test_missing_spacing_raises_and_user_spacing_overrides(tmp_path):
     assert (image.spacing_mm, image.meta["spacing_source"]) == (0.3, "user")
     write_dicom(tmp_path / "b.dcm", PIXELS, 0.2)
     assert read_radiograph(tmp_path / "b.dcm", spacing_mm=0.25).spacing_mm == 0.25
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match="within 0.01-5 mm"):
         read_radiograph(tmp_path / "b.dcm", spacing_mm=0.0)
 
 

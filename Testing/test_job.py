@@ -110,7 +110,7 @@ def test_worker_other_failure_exits_1_without_traceback_on_stdout(tmp_path, monk
     ({"joints": [{"name": "PIP2", "x": "left", "y": 2}]}, "PIP2: x .* must be a number"),
     ({"settings": {"roi_mm": 22, "iterations": 3}}, "unknown setting.*iterations"),
     ({"settings": {"roi_mm": -1}}, "roi_mm .* must be positive"),
-    ({"spacing_mm": 0}, "spacing_mm must be positive"),
+    ({"spacing_mm": 0}, "spacing_mm must be within 0.01-5 mm"),
     ({"colour": "red"}, "unknown request key.*colour"),
 ])
 def test_bad_request_gives_a_clear_input_error(tmp_path, change, message):

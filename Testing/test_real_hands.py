@@ -31,6 +31,9 @@ def test_file_parses_with_the_contract_fields(annotations):
         assert entry["split"] in ("train", "val", "test"), key
         assert entry["spacing_mm_nominal"] > 0, key
         assert isinstance(entry["notes"], str), key
+        # the blind re-check's provenance: points taken from the detector or placed by hand, disjoint
+        taken, by_hand = set(entry.get("from_detector", [])), set(entry.get("hand_corrected", []))
+        assert taken | by_hand <= set(entry["joints"]) and not taken & by_hand, key
 
 
 def test_joint_names_standard_and_each_joint_placed_or_absent(annotations):

@@ -1,3 +1,14 @@
-from .cli import main
+import signal
+import sys
+
+
+def _early_stop(signum, frame):
+    """Ctrl-C while the command line module is still being imported: one line, exit 130."""
+    sys.stderr.write("stopped\n")
+    raise SystemExit(130)
+
+
+signal.signal(signal.SIGINT, _early_stop)
+from .cli import main  # noqa: E402
 
 raise SystemExit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 # multiplies a large matrix. A user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from . import __version__  # noqa: E402
+from . import __version__, validate  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 _LOADED = time.perf_counter(), time.process_time()  # this module imported (for `--timings`)
@@ -26,11 +26,16 @@ MANIFEST_OUT = ["jsn_mm", "jsn_px", "dx_upper", "dy_upper", "dtheta_upper", "sca
 
 
 def _write_json(path: Path, data) -> None:
+    """JSON written atomically (the mode the umask gives); InputError when it cannot be written."""
+    from .images import _atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def roi_json(result) -> dict:
@@ -40,13 +45,33 @@ def roi_json(result) -> dict:
                               "mse_after", "confidence", "flagged")}
 
 
-def _measure_roi(engine, fixed_path, moving_path, mask_path, spacing_mm, refine):
-    from .images import read_mask, read_radiograph
+def read_visit(path, spacing_mm, what: str, max_pixels=validate.MAX_IMAGE_PIXELS):
+    """A radiograph or ROI with its own spacing; the user's spacing only for a file without one.
 
-    fixed = read_radiograph(fixed_path, spacing_mm=spacing_mm)
-    moving = read_radiograph(moving_path, spacing_mm=spacing_mm or fixed.spacing_mm)
+    Never borrowed from the other visit, never a silent override: a file whose own spacing
+    differs from the user's is refused, so the spacing-mismatch checks downstream can fire.
+    """
+    from .images import read_radiograph
+
+    image = read_radiograph(path, require_spacing=False, max_pixels=max_pixels)
+    if image.spacing_mm is None:
+        if spacing_mm is None:
+            read_radiograph(path, max_pixels=max_pixels)  # raises with the file's own reason
+        image.spacing_mm, image.meta["spacing_source"] = float(spacing_mm), "user"
+    elif spacing_mm is not None and abs(image.spacing_mm - spacing_mm) > 1e-6 * spacing_mm:
+        raise InputError(f"{what} {path} carries its own spacing {image.spacing_mm:g} mm "
+                         f"({image.meta.get('spacing_source')}) but --spacing-mm says {spacing_mm:g} mm: "
+                         "--spacing-mm is for files without a spacing")
+    return image
+
+
+def _measure_roi(engine, fixed_path, moving_path, mask_path, spacing_mm, refine, max_pixels=validate.MAX_IMAGE_PIXELS):
+    from .images import read_mask
+
+    fixed = read_visit(fixed_path, spacing_mm, "fixed ROI", max_pixels)
+    moving = read_visit(moving_path, spacing_mm, "moving ROI", max_pixels)
     if abs(moving.spacing_mm - fixed.spacing_mm) > 1e-6:
-        raise InputError(f"ROIs differ in spacing ({fixed.spacing_mm} vs {moving.spacing_mm} mm): "
+        raise InputError(f"ROIs differ in spacing ({fixed.spacing_mm:g} vs {moving.spacing_mm:g} mm): "
                          "cut both at one spacing")
     mask = read_mask(mask_path, fixed.pixels.shape) if mask_path else None
     return engine.register_roi(fixed.pixels, moving.pixels, fixed.spacing_mm, upper_mask=mask,
@@ -60,63 +85,167 @@ def summary_line(r) -> str:
             f"confidence {r.confidence:.2f}{flag}")
 
 
+def _max_pixels(args):
+    return None if getattr(args, "allow_large_image", False) else validate.MAX_IMAGE_PIXELS
+
+
 def cmd_roi(args) -> int:
     from .register import Engine
 
-    engine = Engine.load(args.weights)
+    user_spacing = None if args.spacing_mm is None else validate.spacing_mm(args.spacing_mm, "--spacing-mm")
     if args.manifest:
-        return _roi_manifest(engine, Path(args.manifest), Path(args.out), not args.no_refine)
+        if args.fixed or args.moving or args.json or args.mask:
+            raise InputError("--manifest takes the pairs from the CSV: leave out FIXED, MOVING, --mask and --json")
+        if not args.out:
+            raise InputError("--manifest needs --out RESULTS.csv")
+        manifest = ManifestRun(Path(args.manifest), Path(args.out), resume=args.resume, force=args.force)
+        return manifest.run(Engine.load(args.weights), not args.no_refine, user_spacing, _max_pixels(args))
+    if args.out or args.resume or args.force:
+        raise InputError("--out, --resume and --force go with --manifest; a single pair writes --json")
     if not (args.fixed and args.moving):
         raise InputError("give FIXED and MOVING ROI files, or --manifest PAIRS.csv --out RESULTS.csv")
-    result = _measure_roi(engine, args.fixed, args.moving, args.mask, args.spacing_mm, not args.no_refine)
+    if args.json:
+        validate.output_file(args.json, "--json")
+    result = _measure_roi(Engine.load(args.weights), args.fixed, args.moving, args.mask, user_spacing,
+                          not args.no_refine, _max_pixels(args))
     print(summary_line(result))
     if args.json:
         _write_json(Path(args.json), roi_json(result))
     return 0
 
 
-def _roi_manifest(engine, manifest: Path, out: Path, refine: bool) -> int:
-    try:
-        with open(manifest, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise InputError(f"cannot read manifest {manifest}: {exc.strerror}") from None
-    if not rows or not {"fixed", "moving"} <= set(rows[0]):
-        raise InputError(f"manifest {manifest} needs the columns fixed, moving (optional: mask, spacing_mm)")
-    base = manifest.resolve().parent
-    in_cols = list(rows[0].keys())
-    failed = 0
-    for k, row in enumerate(rows, 1):
-        resolve = lambda col: str(base / row[col]) if row.get(col) else None  # noqa: E731
+class ManifestRun:
+    """`roi --manifest PAIRS.csv --out RESULTS.csv`: each finished row appended to the output at
+    once (a killed run keeps what it measured); `resume` skips the rows already in the output,
+    `force` starts it afresh. A row that cannot be measured (ragged, blank cell, bad file) gets its
+    error in the output and the run goes on."""
+
+    def __init__(self, manifest: Path, out: Path, resume: bool = False, force: bool = False):
+        if resume and force:
+            raise InputError("give --resume (continue the output) or --force (start it afresh), not both")
+        validate.output_file(out, "--out")
+        if validate.same_file(out, manifest) or out.resolve() == manifest.resolve():
+            raise InputError(f"--out {out} is the manifest itself: give another file for the results")
+        if out.exists() and out.stat().st_size > 0 and not (resume or force):
+            raise InputError(f"--out {out} exists: give --resume to continue that run or --force to replace it")
+        self.manifest, self.out, self.resume, self.force = manifest, out, resume, force
+        self.header, self.rows = self._read_manifest()
+        self.fieldnames = self.header + [c for c in MANIFEST_OUT if c not in self.header]
+
+    def _read_manifest(self) -> tuple[list[str], list[list[str]]]:
         try:
-            spacing = float(row["spacing_mm"]) if row.get("spacing_mm") else None
-            r = _measure_roi(engine, resolve("fixed"), resolve("moving"), resolve("mask"), spacing, refine)
+            # utf-8-sig: a spreadsheet's byte order mark is not part of the first column's name
+            with open(self.manifest, newline="", encoding="utf-8-sig") as f:
+                table = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+        except OSError as exc:
+            raise InputError(f"cannot read manifest {self.manifest}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"manifest {self.manifest} is not UTF-8 text (byte {exc.start}): save it as "
+                             "CSV UTF-8") from None
+        except csv.Error as exc:
+            raise InputError(f"manifest {self.manifest} is not a readable CSV: {validate.one_line(exc)}") from None
+        header = [c.strip() for c in table[0]] if table else []
+        if not {"fixed", "moving"} <= set(header):
+            raise InputError(f"manifest {self.manifest} needs the columns fixed, moving (optional: mask, spacing_mm)")
+        if len(set(header)) != len(header) or "" in header:
+            raise InputError(f"manifest {self.manifest}: column names must be unique and not empty")
+        if set(header) & set(MANIFEST_OUT):
+            raise InputError(f"manifest {self.manifest} has output columns "
+                             f"({', '.join(c for c in header if c in MANIFEST_OUT)}): is it a results file?")
+        return header, table[1:]
+
+    def _key(self, row: dict) -> tuple:
+        return tuple(row.get(c, "") for c in self.header)
+
+    def _done(self) -> dict:
+        """Rows already in the output (resume): their keys counted; a last line cut by a kill dropped."""
+        from collections import Counter
+
+        if not (self.resume and self.out.exists()):
+            return Counter()
+        data = self.out.read_bytes()
+        if data and not data.endswith(b"\n"):
+            data = data[:data.rfind(b"\n") + 1]
+            with open(self.out, "r+b") as f:
+                f.truncate(len(data))
+        try:
+            table = list(csv.DictReader(data.decode("utf-8-sig").splitlines()))
+            fields = next(csv.reader(data.decode("utf-8-sig").splitlines()), [])
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"--resume: {self.out} is not a results CSV: {validate.one_line(exc)}") from None
+        if fields and fields != self.fieldnames:
+            raise InputError(f"--resume: {self.out} has other columns than this manifest's results; "
+                             "give another --out or --force")
+        return Counter(self._key(r) for r in table)
+
+    def _measure(self, engine, cells: list[str], refine: bool, user_spacing, max_pixels) -> dict:
+        base = self.manifest.resolve().parent
+        row = dict(zip(self.header, cells + [""] * (len(self.header) - len(cells))))
+        out = {c: "" for c in MANIFEST_OUT}
+        try:
+            if len(cells) != len(self.header):
+                raise InputError(f"row has {len(cells)} cells, the header {len(self.header)}")
+            blank = [c for c in ("fixed", "moving") if not row[c].strip()]
+            if blank:
+                raise InputError(f"blank {' and '.join(blank)} cell")
+            resolve = lambda col: str(base / row[col].strip()) if row.get(col, "").strip() else None  # noqa: E731
+            spacing = user_spacing
+            if row.get("spacing_mm", "").strip():
+                spacing = validate.spacing_mm(row["spacing_mm"].strip(), "spacing_mm")
+            r = _measure_roi(engine, resolve("fixed"), resolve("moving"), resolve("mask"), spacing, refine, max_pixels)
             d = roi_json(r)
-            row.update({"jsn_mm": d["jsn_mm"], "jsn_px": d["jsn_px"], "mse_before": d["mse_before"],
-                        "mse_after": d["mse_after"], "confidence": d["confidence"], "flagged": d["flagged"],
-                        "error": ""})
+            out.update({k: d[k] for k in ("jsn_mm", "jsn_px", "mse_before", "mse_after", "confidence", "flagged")})
             for bone in ("upper", "lower"):
                 for key in ("dx", "dy", "dtheta", "scale"):
-                    row[f"{key}_{bone}"] = d[bone][key]
-        except (InputError, ValueError) as exc:
-            failed += 1
-            row.update({c: "" for c in MANIFEST_OUT})
-            row["error"] = str(exc)
-        print(f"[{k}/{len(rows)}] {row['fixed']}: " + (row["error"] or f"JSN {row['jsn_mm']:+.4f} mm"),
-              file=sys.stderr)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=in_cols + [c for c in MANIFEST_OUT if c not in in_cols])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out)
-    print(f"{len(rows) - failed} of {len(rows)} pairs measured, written to {out}")
-    return 0
+                    out[f"{key}_{bone}"] = d[bone][key]
+        except InputError as exc:
+            out["error"] = validate.one_line(exc)
+        return {**row, **out}
+
+    def run(self, engine, refine: bool, user_spacing=None, max_pixels=validate.MAX_IMAGE_PIXELS) -> int:
+        import io
+
+        done = self._done()
+        fresh = self.force or not self.out.exists() or self.out.stat().st_size == 0
+        measured = failed = skipped = 0
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.out, "w" if fresh else "a", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write {self.out}: {exc.strerror or exc}") from None
+        with f:
+            if fresh:
+                f.write(",".join(self.fieldnames) + "\r\n")
+                f.flush()
+            for k, cells in enumerate(self.rows, 1):
+                key = self._key(dict(zip(self.header, cells + [""] * (len(self.header) - len(cells)))))
+                if done.get(key, 0) > 0:
+                    done[key] -= 1
+                    skipped += 1
+                    continue
+                row = self._measure(engine, cells, refine, user_spacing, max_pixels)
+                line = io.StringIO()
+                csv.DictWriter(line, fieldnames=self.fieldnames).writerow(row)
+                f.write(line.getvalue())  # one write per row: a kill leaves at most one cut line
+                f.flush()
+                os.fsync(f.fileno())
+                failed += bool(row["error"])
+                measured += not row["error"]
+                print(f"[{k}/{len(self.rows)}] {row.get('fixed', '')}: "
+                      + (row["error"] or f"JSN {row['jsn_mm']:+.4f} mm"), file=sys.stderr, flush=True)
+        kept = f", {skipped} kept from the earlier run" if skipped else ""
+        print(f"{measured} of {len(self.rows) - skipped} pairs measured ({failed} with an error{kept}), "
+              f"written to {self.out}")
+        return 0
 
 
 def _progress(done: int, total: int, name: str) -> None:
     print(f"[{done}/{total}] {name} done", file=sys.stderr, flush=True)
+
+
+# What a quantify run writes besides results.json/csv and the pictures: removed when a later run
+# does not write them again, so a folder never mixes two runs.
+REPORT_FILES = ("session.json", "report.pdf", "report.html")
 
 
 def _lap(timings: dict | None, stage: str, since: tuple[float, float]) -> tuple[float, float]:
@@ -128,52 +257,68 @@ def _lap(timings: dict | None, stage: str, since: tuple[float, float]) -> tuple[
 
 
 def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm=None, settings=None,
-                 engine=None, report: bool = False, timings: dict | None = None):
+                 engine=None, report: bool = False, timings: dict | None = None,
+                 max_pixels=validate.MAX_IMAGE_PIXELS):
     """Read, measure, and write results.json, results.csv, per-joint PNGs (and the report).
 
+    All or nothing: the files are staged and moved into `out_dir` together at the end.
     timings, when given, receives wall and CPU seconds per stage: read, place, register, write."""
     from .figures import save_joint_pngs
-    from .images import read_radiograph
+    from .outputs import StagedOutputs
     from .quantify import quantify
 
+    out_dir = validate.output_dir(out_dir)
+    for j in joints:
+        validate.file_name_part(j.name)
+    if settings is not None:
+        validate.roi_mm(settings.roi_mm)
+    if spacing_mm is not None:
+        spacing_mm = validate.spacing_mm(spacing_mm, "--spacing-mm")
     lap = time.perf_counter(), time.process_time()
-    baseline = read_radiograph(baseline_path, spacing_mm=spacing_mm)
-    followup = read_radiograph(followup_path, spacing_mm=spacing_mm)
+    baseline = read_visit(baseline_path, spacing_mm, "baseline", max_pixels)
+    followup = read_visit(followup_path, spacing_mm, "follow-up", max_pixels)
     lap = _lap(timings, "read", lap)
     t0 = time.perf_counter()
     results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress, timings=timings)
     seconds = time.perf_counter() - t0
     lap = time.perf_counter(), time.process_time()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "results.json", {
-        "software": f"jsnreg {__version__}", "baseline": str(baseline_path), "followup": str(followup_path),
-        "spacing_mm": baseline.spacing_mm, "seconds": seconds, "joints": [r.to_dict() for r in results]})
     from .report import write_results_csv
 
-    write_results_csv(results, out_dir / "results.csv")
-    for r in results:
-        save_joint_pngs(r, out_dir)
-    _lap(timings, "write", lap)
+    with StagedOutputs(out_dir) as staged:
+        _write_json(staged.path("results.json"), {
+            "software": f"jsnreg {__version__}", "baseline": str(baseline_path), "followup": str(followup_path),
+            "spacing_mm": baseline.spacing_mm, "seconds": seconds, "joints": [r.to_dict() for r in results]})
+        write_results_csv(results, staged.path("results.csv"))
+        for r in results:
+            save_joint_pngs(r, staged.dir)
+        _lap(timings, "write", lap)
+        if report:
+            write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
+                                     out_dir, staged)
+        staged.commit(owned=REPORT_FILES)
     if report:
-        write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
-                                 out_dir)
+        print(f"session and report: {out_dir / 'session.json'}, {out_dir / 'report.pdf'}, "
+              f"{out_dir / 'report.html'}", file=sys.stderr)
     return baseline, followup, results, seconds
 
 
 def write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
-                             out_dir: Path) -> None:
-    """session.json (to reopen and audit) and its report as report.pdf and report.html."""
+                             out_dir: Path, staged=None) -> None:
+    """session.json (to reopen and audit) and its report as report.pdf and report.html (into
+    `staged` when given; image paths are recorded relative to `out_dir` all the same)."""
     from .quantify import Settings
     from .report import write_report_html, write_report_pdf
     from .session import Session, save_session
 
     session = Session.from_run(baseline_path, followup_path, baseline, followup, joints,
                                settings or Settings(), results)
-    save_session(session, out_dir / "session.json")
-    write_report_pdf(session, out_dir / "report.pdf")
-    write_report_html(session, out_dir / "report.html")
-    print(f"session and report: {out_dir / 'session.json'}, {out_dir / 'report.pdf'}, {out_dir / 'report.html'}",
-          file=sys.stderr)
+    where = staged.path if staged is not None else (lambda name: Path(out_dir) / name)
+    save_session(session, where("session.json"), folder=out_dir)
+    write_report_pdf(session, where("report.pdf"))
+    write_report_html(session, where("report.html"))
+    if staged is None:
+        print(f"session and report: {out_dir / 'session.json'}, {out_dir / 'report.pdf'}, "
+              f"{out_dir / 'report.html'}", file=sys.stderr)
 
 
 def _names_arg(text: str | None) -> list[str] | None:
@@ -223,7 +368,8 @@ def cmd_quantify(args) -> int:
     timings = {} if args.timings else None
     _lap(timings, "imports", _LOADED)  # what the command loads, and the network's weights
     _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), args.spacing_mm,
-                                          settings, engine, report=args.report, timings=timings)
+                                          settings, engine, report=args.report, timings=timings,
+                                          max_pixels=_max_pixels(args))
     if args.timings:
         _write_json(Path(args.timings), timings)
     print(format_table(results))
@@ -255,9 +401,12 @@ def cmd_demo(args) -> int:
     from .joints import load_joints_json
     from .synthetic import write_demo_case
 
-    out = Path(args.out)
+    out = validate.output_dir(args.out)
     print(f"Generating the synthetic hand pair (baseline and follow-up DICOM) in {out} ...")
-    case = write_demo_case(out)
+    try:
+        case = write_demo_case(out)
+    except OSError as exc:
+        raise InputError(f"cannot write the demo case in {out}: {exc.strerror or exc}") from None
     truth = json.loads(Path(case["truth"]).read_text())["truth_jsn_mm"]
     joints = load_joints_json(case["joints"])
     _, _, results, seconds = run_quantify(case["baseline"], case["followup"], joints, out, report=True)
@@ -329,8 +478,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {validate.one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jsnreg", description="Joint space narrowing by per-bone registration "
+    p = Parser(prog="jsnreg", description="Joint space narrowing by per-bone registration "
                                 "(FIXED = baseline, MOVING = follow-up; positive JSN = narrower at follow-up).")
     p.add_argument("--version", action="version", version=f"jsnreg {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -339,11 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     roi.add_argument("fixed", nargs="?", help="baseline ROI (joint space horizontal, upper bone on top)")
     roi.add_argument("moving", nargs="?", help="follow-up ROI of the same joint")
     roi.add_argument("--mask", help="upper-region mask (non-zero = upper bone); default: automatic split")
-    roi.add_argument("--spacing-mm", type=float, help="pixel spacing when the files have none")
+    roi.add_argument("--spacing-mm", type=float, help="pixel spacing for files that have none (mm)")
     roi.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
     roi.add_argument("--json", help="write the result as JSON")
     roi.add_argument("--manifest", help="CSV of pairs: fixed, moving[, mask, spacing_mm]")
-    roi.add_argument("--out", help="with --manifest: the results CSV")
+    roi.add_argument("--out", help="with --manifest: the results CSV (each row written as it is measured)")
+    roi.add_argument("--resume", action="store_true", help="with --manifest: continue a stopped run in --out")
+    roi.add_argument("--force", action="store_true", help="with --manifest: replace an existing --out")
     roi.set_defaults(func=cmd_roi)
 
     q = sub.add_parser("quantify", help="measure joints on two whole radiographs")
@@ -355,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--joints-only", metavar="NAMES", help="only these joints (comma-separated, e.g. MCP2,PIP2); "
                    "without --joint/--joints the joints are detected on the baseline")
     q.add_argument("--out", required=True, help="output folder")
-    q.add_argument("--spacing-mm", type=float, help="pixel spacing when the files have none")
+    q.add_argument("--spacing-mm", type=float, help="pixel spacing for files that have none (mm)")
     q.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
     q.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
     q.add_argument("--report", action="store_true", help="also write the session and its PDF/HTML report")
@@ -418,31 +576,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(sub)
 
+    q.add_argument("--timings", help=argparse.SUPPRESS)  # stage times as JSON (for `bench --hand`)
     from .cohort.commands import add_cohort_command
 
     add_cohort_command(sub)
 
     for parser in (roi, q):
         parser.add_argument("--weights", help=argparse.SUPPRESS)
-    q.add_argument("--timings", help=argparse.SUPPRESS)  # stage times as JSON (for `bench --hand`)
+        parser.add_argument("--allow-large-image", action="store_true",
+                            help=f"read images above {validate.MAX_IMAGE_PIXELS // 1_000_000} Mpx")
     return p
 
 
-def main(argv=None) -> int:
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _clear_interrupt_flag() -> None:
+    """A Ctrl-C that passed through code an extension ran with PyRun_* (torch's pybind11 exec while
+    it imports) sets CPython's 'unhandled interrupt' flag, and at exit CPython then kills the process
+    with SIGINT whatever main returned (seen: exit -2 instead of 130 in 6 of 16 tries). Running an
+    empty statement the same way resets that flag."""
     try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except (ImportError, AttributeError, OSError):  # not CPython: no such flag
+        pass
+
+
+def main(argv=None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and \
+            getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_early_stop":
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
+    try:  # the parser too: Ctrl-C may come while it is built
         args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # argparse: --help, --version, or a one-line usage error (exit 2)
+        return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+        _clear_interrupt_flag()
         return 130
     except Exception as exc:  # a face shows a message, not a traceback (JSNREG_DEBUG=1 shows it)
+        if _caused_by_interrupt(exc):  # e.g. numpy turns a Ctrl-C during its import into ImportError
+            print("stopped", file=sys.stderr)
+            _clear_interrupt_flag()
+            return 130
         if os.environ.get("JSNREG_DEBUG"):
             raise
-        print(f"error: unexpected failure: {type(exc).__name__}: {exc} (set JSNREG_DEBUG=1 for details)",
-              file=sys.stderr)
+        print(f"error: unexpected failure: {validate.one_line(f'{type(exc).__name__}: {exc}')} "
+              "(set JSNREG_DEBUG=1 for details)", file=sys.stderr)
         return 1
 
 

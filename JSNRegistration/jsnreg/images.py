@@ -11,6 +11,7 @@ import datetime
 import inspect
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
+from . import validate
 from .errors import InputError
 
 SOP_CLASS = {
@@ -46,13 +48,17 @@ class Radiograph:
 def _atomic_write(path, write) -> None:
     """Call write(tmp_path) on a temporary file next to `path`, then rename it over `path`.
 
-    The temporary name keeps the suffix of `path` so that format-by-extension writers work.
+    The temporary name keeps the suffix of `path` so that format-by-extension writers work; the
+    file gets the mode the umask gives new files (the temporary file itself is owner-only).
     """
+    from .outputs import file_mode
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -223,31 +229,47 @@ def _is_dicom(path: Path) -> bool:
 
 
 def _positive_spacing(values, what: str, path) -> tuple[float, float]:
-    """(row, col) spacing in mm from a header value; raises when it is not two positive numbers."""
+    """(row, col) spacing in mm from a header value; InputError when it is not two numbers in the
+    physical range."""
     try:
         row, col = (float(v) for v in values)
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: {what} is not two numbers: {values!r}") from None
-    if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
-        raise InputError(f"{path}: {what} must be positive, got {row}, {col}")
-    return row, col
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{path}: {what} is not two numbers: {validate.one_line(repr(values))[:80]}") from None
+    return (validate.spacing_mm(row, f"{path}: {what} (row)"), validate.spacing_mm(col, f"{path}: {what} (column)"))
+
+
+def _is_zero_spacing(values) -> bool:
+    """PixelSpacing 0\\0: how some modalities say 'not calibrated' (taken as no spacing)."""
+    try:
+        return all(float(v) == 0.0 for v in values)
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _dicom_spacing(ds, path) -> tuple[tuple[float, float] | None, str]:
     """(row, col) spacing at the patient in mm and the tag it came from, or (None, "")."""
-    if "PixelSpacing" in ds and ds.PixelSpacing:
-        return _positive_spacing(ds.PixelSpacing, "PixelSpacing", path), "PixelSpacing"
-    if "ImagerPixelSpacing" in ds and ds.ImagerPixelSpacing:
-        spacing = _positive_spacing(ds.ImagerPixelSpacing, "ImagerPixelSpacing", path)
+    pixel_spacing = ds.get("PixelSpacing")
+    if pixel_spacing and not _is_zero_spacing(pixel_spacing):
+        return _positive_spacing(pixel_spacing, "PixelSpacing", path), "PixelSpacing"
+    imager = ds.get("ImagerPixelSpacing")
+    if imager and not _is_zero_spacing(imager):
+        spacing = _positive_spacing(imager, "ImagerPixelSpacing", path)
         factor = ds.get("EstimatedRadiographicMagnificationFactor")
         if factor is None or factor == "":
             return spacing, "ImagerPixelSpacing"
-        if not float(factor) > 0:
-            raise InputError(f"{path}: EstimatedRadiographicMagnificationFactor must be > 0, "
-                             f"got {factor}")
-        return ((spacing[0] / float(factor), spacing[1] / float(factor)),
+        factor = validate.number(_single(factor, "EstimatedRadiographicMagnificationFactor", path),
+                                 f"{path}: EstimatedRadiographicMagnificationFactor", 0.5, 5.0)
+        return (((validate.spacing_mm(spacing[0] / factor, f"{path}: spacing at the patient"),
+                  validate.spacing_mm(spacing[1] / factor, f"{path}: spacing at the patient"))),
                 "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor")
     return None, ""
+
+
+def _single(value, what: str, path):
+    """A header value that must hold one number (pydicom gives a list for a multi-valued one)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        raise InputError(f"{path}: {what} must be one number, got {len(value)} values")
+    return value
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -255,31 +277,85 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
-def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
+# Transfer syntaxes pydicom decodes with numpy alone; the others need a plugin.
+NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99",
+                   "1.2.840.10008.1.2.5"}
+PLUGIN_HINT = ("install pylibjpeg with pylibjpeg-openjpeg (JPEG 2000) and pylibjpeg-libjpeg (JPEG), "
+               "e.g. pip install 'jsnregistration[dicom-compressed]'")
+
+
+def _read_dicom(path: Path, max_pixels: int | None = validate.MAX_IMAGE_PIXELS
+                ) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
+    # pydicom parses elements lazily, so a damaged element raises wherever it is first read: every
+    # header access happens inside this try, and whatever a damaged file raises becomes InputError.
     try:
-        ds = pydicom.dcmread(path, force=True)
-        stored = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for damaged or compressed files
-        raise InputError(f"{path}: cannot read the DICOM image: {exc}") from None
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        with warnings.catch_warnings():  # a damaged file is read or refused, not half-warned about
+            warnings.simplefilter("ignore")
+            return _decode_dicom(path, max_pixels)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{path}: the image does not fit in memory") from None
+    except Exception as exc:  # pydicom, numpy and the plugins raise many types for damaged files
+        raise InputError(f"{path}: cannot read the DICOM image: "
+                         f"{validate.one_line(f'{type(exc).__name__}: {exc}')}") from None
+
+
+def _decode_dicom(path: Path, max_pixels: int | None) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
+    ds = pydicom.dcmread(path, force=True)
+    if "PixelData" not in ds:
+        raise InputError(f"{path}: the DICOM file holds no image (no PixelData)")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    validate.image_size(rows, cols, str(path), max_pixels)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputError(f"{path}: has {ds.NumberOfFrames} frames; a single radiograph is needed")
-    if photometric not in PHOTOMETRICS and int(ds.get("SamplesPerPixel", 1)) != 3:
-        raise InputError(f"{path}: unsupported PhotometricInterpretation {photometric}")
-    bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    if stored.ndim == 3:  # colour, already converted to RGB by pydicom
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples not in (1, 3) or (samples == 1 and photometric not in PHOTOMETRICS):
+        raise InputError(f"{path}: unsupported image type ({samples} samples per pixel, "
+                         f"PhotometricInterpretation {photometric})")
+    syntax = str(getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID") or "")
+    try:
+        stored = ds.pixel_array
+    except Exception as exc:
+        if syntax and syntax not in NATIVE_SYNTAXES:
+            name = getattr(pydicom.uid.UID(syntax), "name", syntax)
+            raise InputError(f"{path}: compressed DICOM ({name}) could not be decoded: {PLUGIN_HINT}") from None
+        raise InputError(f"{path}: cannot read the DICOM pixel data: "
+                         f"{validate.one_line(f'{type(exc).__name__}: {exc}')}") from None
+    stored = np.asarray(stored)
+    if stored.ndim == 3 and samples == 3 and stored.shape[-1] == 3:  # colour, already RGB by pydicom
         stored = _luminance(stored)
+    if stored.ndim != 2 or stored.shape != (rows, cols):
+        raise InputError(f"{path}: pixel data of shape {stored.shape} do not match the header "
+                         f"({rows} x {cols} px, {samples} samples per pixel)")
+    bits = validate.integer(int(ds.get("BitsStored", stored.dtype.itemsize * 8)), f"{path}: BitsStored", 1, 32)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    slope = ds.get("RescaleSlope", 1.0)
+    slope = validate.number(_single(slope if slope not in (None, "") else 1.0, "RescaleSlope", path),
+                            f"{path}: RescaleSlope")
+    if slope == 0:
+        raise InputError(f"{path}: RescaleSlope is 0, so every pixel has one value")
+    intercept = ds.get("RescaleIntercept", 0.0)
+    intercept = validate.number(_single(intercept if intercept not in (None, "") else 0.0, "RescaleIntercept",
+                                        path), f"{path}: RescaleIntercept")
     # Rescaled values mapped onto [0, 1] over the range the stored bits can hold.
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
     values = np.clip(stored.astype(np.float64), low, high) * slope + intercept
     ends = np.array([low, high], dtype=np.float64) * slope + intercept
-    pixels = (values - ends.min()) / (ends.max() - ends.min())
+    with np.errstate(all="ignore"):
+        pixels = (values - ends.min()) / (ends.max() - ends.min())
+    if not (np.all(np.isfinite(ends)) and ends.max() > ends.min() and np.all(np.isfinite(pixels))):
+        raise InputError(f"{path}: RescaleSlope {slope:g} and RescaleIntercept {intercept:g} give "
+                         "non-finite intensities")
     if photometric == "MONOCHROME1":
         pixels = 1.0 - pixels
-    spacing, source = _dicom_spacing(ds, path)
+    try:
+        spacing, source = _dicom_spacing(ds, path)
+        problem = "PixelSpacing is 0\\0 (not calibrated)" if spacing is None and _is_zero_spacing(
+            ds.get("PixelSpacing") or ()) and ds.get("PixelSpacing") else ""
+    except InputError as exc:  # matters only when the user gives no spacing
+        spacing, source, problem = None, "", str(exc)
     laterality = ds.get("ImageLaterality", "") or ds.get("Laterality", "")
     meta = {
         "format": "DICOM",
@@ -293,6 +369,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, dic
         "bits_stored": bits,
         "spacing_source": source,
         "intensity_scaling": f"rescaled, {'signed ' if signed else ''}{bits}-bit range",
+        "spacing_problem": problem,
     }
     return pixels, spacing, meta
 
@@ -318,17 +395,27 @@ def _scale_to_01(values: np.ndarray) -> tuple[np.ndarray, str]:
     return (values - low) / (high - low), f"float min-max [{low:g}, {high:g}]"
 
 
-def _read_sitk(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
+def _read_sitk(path: Path, max_pixels: int | None = validate.MAX_IMAGE_PIXELS
+               ) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
     import SimpleITK as sitk
 
     try:
-        io_name = sitk.ImageFileReader().GetImageIOFromFileName(str(path))
+        reader = sitk.ImageFileReader()
+        io_name = reader.GetImageIOFromFileName(str(path))
         if io_name == "GDCMImageIO":  # DICOM without the 'DICM' marker or the .dcm suffix
-            return _read_dicom(path)
-        image = sitk.ReadImage(str(path))
+            return _read_dicom(path, max_pixels)
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()  # the size, before any pixel is read
+        size = reader.GetSize()
+        validate.image_size(size[1] if len(size) > 1 else 1, size[0] * int(np.prod(size[2:], dtype=np.int64)),
+                            str(path), max_pixels)
+        image = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read the image: {str(exc).strip().splitlines()[-1]}") \
+        raise InputError(f"{path}: cannot read the image: "
+                         f"{validate.one_line(str(exc).strip().splitlines()[-1] if str(exc).strip() else exc)}") \
             from None
+    except MemoryError:
+        raise InputError(f"{path}: the image does not fit in memory") from None
     array = sitk.GetArrayFromImage(image)
     components = image.GetNumberOfComponentsPerPixel()
     if image.GetDimension() == 3 and image.GetSize()[2] == 1:
@@ -341,9 +428,13 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, dict
     if components > 1:
         pixels = _luminance(pixels)
     spacing = None
+    problem = ""
     if io_name in HEADER_SPACING_IO:
         col, row = image.GetSpacing()[:2]
-        spacing = _positive_spacing((row, col), "header spacing", path)
+        try:
+            spacing = _positive_spacing((row, col), "header spacing", path)
+        except InputError as exc:  # matters only when the user gives no spacing
+            problem = str(exc)
     meta = {
         "format": HEADER_SPACING_IO.get(io_name, io_name.replace("ImageIO", "")),
         "patient_id": "", "patient_name": "", "patient_birth_date": "", "study_date": "",
@@ -352,6 +443,7 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, dict
         "bits_stored": array.dtype.itemsize * 8,
         "spacing_source": "file header" if spacing else "",
         "intensity_scaling": scaling,
+        "spacing_problem": problem,
     }
     return pixels, spacing, meta
 
@@ -373,7 +465,8 @@ def _resample(pixels: np.ndarray, zoom_rc: tuple[float, float]) -> np.ndarray:
 
 
 def read_radiograph(path, spacing_mm: float | None = None,
-                    require_spacing: bool = True) -> Radiograph:
+                    require_spacing: bool = True, max_pixels: int | None = validate.MAX_IMAGE_PIXELS
+                    ) -> Radiograph:
     """Read a radiograph as float32 intensities in [0, 1], bone bright, with isotropic spacing.
 
     Parameters
@@ -385,6 +478,8 @@ def read_radiograph(path, spacing_mm: float | None = None,
         Pixel spacing in mm given by the user; overrides any spacing in the file.
     require_spacing : bool
         Raise InputError when neither the file nor the user gives a spacing.
+    max_pixels : int or None
+        Refuse larger images (also after resampling) before reading them; None = no limit.
 
     Returns
     -------
@@ -392,24 +487,32 @@ def read_radiograph(path, spacing_mm: float | None = None,
         DICOM spacing is PixelSpacing, else ImagerPixelSpacing divided by
         EstimatedRadiographicMagnificationFactor when present, else ImagerPixelSpacing. An
         anisotropic spacing is resampled to the finer of the two (noted in meta["notes"]).
+        Every spacing is checked to lie within validate.SPACING_RANGE_MM; PixelSpacing 0\\0
+        counts as none.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    if spacing_mm is not None and not (np.isfinite(spacing_mm) and spacing_mm > 0):
-        raise InputError(f"spacing_mm must be a positive number of mm per pixel, got {spacing_mm}")
+    if spacing_mm is not None:
+        spacing_mm = validate.spacing_mm(spacing_mm, "spacing_mm (mm per pixel)")
     try:
         dicom = _is_dicom(path)
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
     if dicom:
-        pixels, spacing_rc, meta = _read_dicom(path)
+        pixels, spacing_rc, meta = _read_dicom(path, max_pixels)
     else:
-        pixels, spacing_rc, meta = _read_sitk(path)
+        pixels, spacing_rc, meta = _read_sitk(path, max_pixels)
+    problem = meta.pop("spacing_problem", "")
     meta = {"path": str(path), **meta, "notes": []}
     if spacing_mm is not None:
         spacing, meta["spacing_source"] = float(spacing_mm), "user"
     elif spacing_rc is None:
+        if problem and require_spacing:
+            raise InputError(f"{problem}; give the spacing with --spacing-mm (mm per pixel at the patient)"
+                             if problem.startswith(str(path)) else
+                             f"{path} has no usable pixel spacing ({problem}); give it with --spacing-mm "
+                             "(mm per pixel at the patient)")
         if require_spacing:
             raise InputError(f"{path} has no pixel spacing; give it with --spacing-mm "
                              "(mm per pixel at the patient)")
@@ -417,7 +520,11 @@ def read_radiograph(path, spacing_mm: float | None = None,
     else:
         spacing = min(spacing_rc)
         if abs(spacing_rc[0] - spacing_rc[1]) > 1e-6 * spacing:
-            pixels = _resample(pixels, (spacing_rc[0] / spacing, spacing_rc[1] / spacing))
+            zoom = (spacing_rc[0] / spacing, spacing_rc[1] / spacing)
+            validate.image_size(int(round(pixels.shape[0] * zoom[0])), int(round(pixels.shape[1] * zoom[1])),
+                                f"{path}: resampled to its finer spacing ({spacing_rc[0]:g} x {spacing_rc[1]:g} mm)",
+                                max_pixels)
+            pixels = _resample(pixels, zoom)
             meta["notes"].append(f"anisotropic spacing {spacing_rc[0]:g} x {spacing_rc[1]:g} mm "
                                  f"(row x column) resampled to {spacing:g} mm")
     return Radiograph(np.asarray(pixels, dtype=np.float32), spacing, meta)
@@ -436,6 +543,9 @@ def match_spacing(image: Radiograph, spacing_mm: float) -> Radiograph:
     if abs(image.spacing_mm - spacing_mm) <= 1e-6:
         return image
     zoom = image.spacing_mm / spacing_mm
+    validate.image_size(int(round(image.pixels.shape[0] * zoom)), int(round(image.pixels.shape[1] * zoom)),
+                        f"{image.meta.get('path', 'image')} resampled from {image.spacing_mm:g} to "
+                        f"{spacing_mm:g} mm", max(validate.MAX_IMAGE_PIXELS, image.pixels.size))
     pixels = _resample(image.pixels, (zoom, zoom)).astype(np.float32)
     notes = image.meta.get("notes", []) + [
         f"resampled from {image.spacing_mm:g} to {spacing_mm:g} mm per pixel"]
@@ -447,9 +557,15 @@ def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
     import SimpleITK as sitk
 
     try:
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        if int(np.prod(reader.GetSize(), dtype=np.int64)) > 4 * shape[0] * shape[1] * 4:
+            raise InputError(f"{path}: mask size {reader.GetSize()} does not match the ROI {tuple(shape)}")
+        array = sitk.GetArrayFromImage(reader.Execute())
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read the mask: {str(exc).strip().splitlines()[-1]}") \
+        raise InputError(f"{path}: cannot read the mask: "
+                         f"{validate.one_line(str(exc).strip().splitlines()[-1] if str(exc).strip() else exc)}") \
             from None
     if array.ndim == 3 and array.shape[-1] in (3, 4):  # colour-saved mask: any channel counts
         array = array[..., :3].max(axis=-1)

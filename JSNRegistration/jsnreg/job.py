@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import validate
 from .errors import InputError
 from .joints import joints_from_entries, joints_to_json
 from .results import JointImages, JointResult
@@ -66,7 +67,8 @@ def parse_settings(values):
     if unknown:
         raise InputError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     settings = Settings(**values)
-    settings.roi_mm = _number(settings.roi_mm, "settings.roi_mm (mm)", positive=True)
+    settings.roi_mm = validate.roi_mm(_number(settings.roi_mm, "settings.roi_mm (mm)", positive=True),
+                                      "settings.roi_mm")
     if not isinstance(settings.refine, bool):
         raise InputError(f"settings.refine must be true or false, got {settings.refine!r}")
     return settings
@@ -89,7 +91,7 @@ def parse_request(request) -> dict:
     return {
         "baseline": baseline,
         "followup": followup,
-        "spacing_mm": None if spacing is None else _number(spacing, "spacing_mm", positive=True),
+        "spacing_mm": None if spacing is None else validate.spacing_mm(_number(spacing, "spacing_mm"), "spacing_mm"),
         "joints": joints_from_entries(request.get("joints")),
         "settings": parse_settings(request.get("settings")),
         "out_dir": Path(out_dir),
@@ -131,10 +133,13 @@ def run(request: dict, on_progress: Callable[[int, int, str], None] | None = Non
 
 def _atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same folder, then rename over `path`."""
+    from .outputs import file_mode
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, file_mode())  # the temporary file is owner-only; the result follows the umask
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from . import validate
 from .errors import InputError
 
 # Every joint a user may pick, thumb first, in the order a reader scans a hand.
@@ -49,21 +50,19 @@ def next_joint_name(taken: list[str] | tuple[str, ...]) -> str:
 
 
 def parse_joint_arg(text: str) -> JointSpec:
-    """Parse the CLI's NAME=X,Y (baseline pixels); raises ValueError with the reason."""
+    """Parse the CLI's NAME=X,Y (baseline pixels); InputError with the reason."""
     name, sep, xy = text.partition("=")
     parts = xy.split(",")
     if not sep or not name.strip() or len(parts) != 2:
-        raise ValueError(f"joint '{text}' is not NAME=X,Y (e.g. PIP2=512,380)")
-    try:
-        x, y = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise ValueError(f"joint '{text}': X and Y must be numbers (pixels)") from None
-    return JointSpec(name.strip(), x, y)
+        raise InputError(f"joint {validate.one_line(repr(text))[:60]} is not NAME=X,Y (e.g. PIP2=512,380)")
+    x = validate.number(parts[0].strip() or None, f"joint {name.strip()[:40]!r}: X (px)")
+    y = validate.number(parts[1].strip() or None, f"joint {name.strip()[:40]!r}: Y (px)")
+    return JointSpec(validate.file_name_part(name.strip()), x, y)
 
 
 def _number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{what} must be a number, got {value!r}")
+        raise InputError(f"{what} must be a number, got {validate.one_line(repr(value))[:60]}")
     return float(value)
 
 
@@ -77,8 +76,10 @@ def joints_from_entries(entries) -> list[JointSpec]:
         if not isinstance(e, dict):
             raise InputError(f"joint #{k + 1} must be an object with name, x, y")
         name = e.get("name")
-        if not isinstance(name, str) or not name.strip() or "/" in name:
-            raise InputError(f"joint #{k + 1}: name must be a non-empty text without '/', got {name!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"joint #{k + 1}: name must be a non-empty text, got "
+                             f"{validate.one_line(repr(name))[:60]}")
+        name = validate.file_name_part(name.strip(), f"joint #{k + 1}: name")
         x = _number(e.get("x"), f"joint {name}: x (px)")
         y = _number(e.get("y"), f"joint {name}: y (px)")
         if ("followup_x" in e) != ("followup_y" in e):
@@ -106,8 +107,8 @@ def load_joints_json(path) -> list[JointSpec]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read joints file {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"cannot read joints file {path}: {validate.one_line(exc)}") from None
     if not isinstance(data, dict):
         raise InputError(f"joints file {path} must hold {{\"joints\": [...]}}")
     return joints_from_entries(data.get("joints"))

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import resolution, rois, split
 from .errors import InputError
+from .validate import roi_mm as checked_roi_mm, roi_size_px as checked_roi_px
 from .images import Radiograph, match_spacing
 from .joints import JointSpec
 from .measure import joint_images as warp_images
@@ -141,6 +142,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
     if len(set(names)) != len(names):
         raise InputError(f"joint names must be unique: {', '.join(n for n in names if names.count(n) > 1)}")
     followup = same_spacing(baseline, followup)
+    checked_roi_px(resolution.roi_sizes_px(checked_roi_mm(settings.roi_mm), baseline.spacing_mm, 1)[0])  # before any cut
     placements = place_joints(baseline, followup, joints, settings)
     clock.lap("place")
     engine = engine or Engine.load()

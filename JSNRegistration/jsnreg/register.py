@@ -8,6 +8,7 @@ import numpy as np
 
 from . import measure, split
 from .errors import InputError
+from .validate import roi_pixels, roi_size_px
 from .network import Network, default_network
 from .refine import refine_bones
 from .results import JointResult
@@ -43,6 +44,9 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | N
         raise InputError(f"fixed ROI {fixed.shape} and moving ROI {moving.shape} differ in size")
     if min(fixed.shape) < 24:
         raise InputError(f"joint ROI {fixed.shape} is too small (at least 24 x 24 px)")
+    roi_size_px(max(fixed.shape))
+    roi_pixels(fixed, "fixed (baseline) ROI")
+    roi_pixels(moving, "moving (follow-up) ROI")
     if upper_mask is not None:
         if upper_mask.shape != fixed.shape:
             raise InputError(f"mask {upper_mask.shape} and ROI {fixed.shape} differ in size")

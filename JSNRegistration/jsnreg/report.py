@@ -516,22 +516,42 @@ def write_report_html(session: Session, path, deidentify: bool = False) -> None:
 # --- command line ----------------------------------------------------------------------------
 
 def run_report_command(args) -> int:
-    """Handler of `jsnreg report`: errors as one-line messages, exit code 2 on bad input."""
+    """Handler of `jsnreg report`: errors as one-line messages, exit code 2 on bad input.
+
+    The outputs are checked before the session is read, written under temporary names and renamed
+    together at the end: a failure leaves none of them half-new."""
+    from .validate import output_file, same_file
+
+    writers = {"out": write_report_pdf, "html": write_report_html, "csv": None}
+    targets = [(key, Path(getattr(args, key))) for key in writers if getattr(args, key)]
+    staged = []
     try:
-        if not (args.out or args.html or args.csv):
+        if not targets:
             raise InputError("nothing to write: give --out REPORT.pdf, --html REPORT.html and/or --csv TABLE.csv")
+        for key, path in targets:
+            output_file(path, f"--{key}")
+            if same_file(path, args.session):
+                raise InputError(f"--{key} {path} is the session file itself")
         session = load_session(args.session)
         for w in report_warnings(session):
             print(f"warning: {w}", file=sys.stderr)
-        if args.out:
-            write_report_pdf(session, args.out, deidentify=args.deidentify)
-        if args.html:
-            write_report_html(session, args.html, deidentify=args.deidentify)
-        if args.csv:
-            write_results_csv(session.results, args.csv)
+        for key, path in targets:
+            if not path.parent.is_dir():
+                raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+            tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+            staged.append((tmp, path))
+            if key == "csv":
+                write_results_csv(session.results, tmp)
+            else:
+                writers[key](session, tmp, deidentify=args.deidentify)
+        for tmp, path in staged:
+            tmp.replace(path)
+        staged = []
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    written = [p for p in (args.out, args.html, args.csv) if p]
-    print(f"{len(session.results)} joints; written: {', '.join(written)}")
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    print(f"{len(session.results)} joints; written: {', '.join(str(p) for _, p in targets)}")
     return 0

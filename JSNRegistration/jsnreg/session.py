@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, validate
 from .errors import InputError
 from .images import _atomic_write
 from .joints import JointSpec
@@ -208,12 +208,22 @@ def encode_mask(mask: np.ndarray) -> dict:
 
 
 def decode_mask(d: dict) -> np.ndarray:
-    shape = tuple(int(n) for n in d["shape"])
+    if not isinstance(d, dict) or not isinstance(d.get("shape"), list) or len(d["shape"]) != 2:
+        raise InputError("upper_mask must be {\"shape\": [rows, cols], ...}")
+    # Checked before any array is made: a damaged shape must not allocate gigabytes.
+    shape = tuple(validate.integer(n, "upper_mask shape", 1, validate.MAX_ROI_PX) for n in d["shape"])
     if "boundary_rows" in d:
-        return upper_mask_from_rows(shape, np.asarray(d["boundary_rows"], dtype=float))
-    runs = np.asarray(d["rle"], dtype=int)
-    if runs.sum() != shape[0] * shape[1] or np.any(runs < 0):
-        raise ValueError("mask run lengths do not match its shape")
+        rows = d["boundary_rows"]
+        if not isinstance(rows, list) or len(rows) != shape[1]:
+            raise InputError("upper_mask boundary_rows must give one row per column")
+        rows = [validate.number(r, "upper_mask boundary row", 0, shape[0]) for r in rows]
+        return upper_mask_from_rows(shape, np.asarray(rows, dtype=float))
+    if not isinstance(d.get("rle"), list) or len(d["rle"]) > shape[0] * shape[1] + 1:
+        raise InputError("upper_mask run lengths must be a list no longer than the mask")
+    n = shape[0] * shape[1]
+    runs = np.asarray([validate.integer(r, "upper_mask run length", 0, n) for r in d["rle"]], dtype=np.int64)
+    if runs.sum() != n:
+        raise InputError("upper_mask run lengths do not match its shape")
     values = np.arange(runs.size) % 2 == 1
     return np.repeat(values, runs).reshape(shape)
 
@@ -290,6 +300,114 @@ def from_json(data: dict, session_dir: Path) -> Session:
                    created=str(data["created"]), modified=str(data["modified"]))
 
 
+# --- checks on loading -------------------------------------------------------------------------
+
+def _obj(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(f"{what} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _text(value, what: str, max_chars: int = 10_000) -> str:
+    if not isinstance(value, str) or len(value) > max_chars:
+        raise InputError(f"{what} must be a text (at most {max_chars} characters)")
+    return value
+
+
+def _xy(value, what: str) -> None:
+    if not isinstance(value, list) or len(value) != 2:
+        raise InputError(f"{what} must be [x, y]")
+    for v in value:
+        validate.number(v, what, -1e6, 1e6, "px")
+
+
+def _motion(d, what: str) -> None:
+    d = _obj(d, what)
+    for key in ("dx", "dy"):
+        validate.number(d.get(key), f"{what}.{key}", -1e4, 1e4, "px")
+    validate.number(d.get("dtheta"), f"{what}.dtheta", -7.0, 7.0, "rad")
+    validate.number(d.get("scale"), f"{what}.scale", 0.1, 10.0)
+
+
+def check_session_json(data: dict) -> None:
+    """Every field a session's reader and report use, with its type and physical range: a damaged
+    or edited session is refused with the field named, never shown with a NaN or a wrong number."""
+    validate.spacing_mm(data.get("spacing_mm"), "spacing_mm")
+    _text(data.get("created"), "created", 100)
+    _text(data.get("modified"), "modified", 100)
+    _text(_obj(data.get("software"), "software").get("version"), "software.version", 100)
+    model = _obj(data.get("model", {}), "model")
+    for key in ("file", "sha256", "version", "command"):
+        if key in model:
+            _text(model[key], f"model.{key}", 1000)
+    settings = _obj(data.get("settings", {}), "settings")
+    if "roi_mm" in settings:
+        validate.roi_mm(settings["roi_mm"], "settings.roi_mm")
+    if not isinstance(settings.get("refine", True), bool):
+        raise InputError("settings.refine must be true or false")
+    images = _obj(data.get("images"), "images")
+    for visit in VISITS:
+        d = _obj(images.get(visit), f"images.{visit}")
+        _text(d.get("path"), f"images.{visit}.path", 4096)
+        _text(d.get("sha256"), f"images.{visit}.sha256", 64)
+        if d.get("spacing_mm") is not None:
+            validate.spacing_mm(d["spacing_mm"], f"images.{visit}.spacing_mm")
+        meta = _obj(d.get("meta", {}), f"images.{visit}.meta")
+        for k, v in meta.items():
+            _text(v, f"images.{visit}.meta.{k}", 1000)
+        if d.get("interval_days") is not None:
+            validate.integer(d["interval_days"], f"images.{visit}.interval_days", -36_500, 36_500)
+        if not isinstance(d.get("spacing_from_user", False), bool):
+            raise InputError(f"images.{visit}.spacing_from_user must be true or false")
+    joints, results = data.get("joints"), data.get("results")
+    if not isinstance(joints, list) or not isinstance(results, list) or len(joints) > 1000 or len(results) > 1000:
+        raise InputError("joints and results must be lists (at most 1000 each)")
+    for k, j in enumerate(joints):
+        j = _obj(j, f"joints[{k}]")
+        _text(j.get("name"), f"joints[{k}].name", 100)
+        _xy(j.get("baseline_xy"), f"joints[{k}].baseline_xy")
+        if j.get("followup_xy") is not None:
+            _xy(j["followup_xy"], f"joints[{k}].followup_xy")
+        for flag in ("baseline_set_by_user", "followup_set_by_user"):
+            if not isinstance(j.get(flag, False), bool):
+                raise InputError(f"joints[{k}].{flag} must be true or false")
+    for k, r in enumerate(results):
+        what = f"results[{k}]"
+        r = _obj(r, what)
+        _text(r.get("name", ""), f"{what}.name", 100)
+        validate.spacing_mm(r.get("spacing_mm"), f"{what}.spacing_mm")
+        _motion(r.get("upper"), f"{what}.upper")
+        _motion(r.get("lower"), f"{what}.lower")
+        for key in ("mse_before", "mse_after"):
+            validate.number(r.get(key), f"{what}.{key}", 0.0, 1.0)
+        validate.number(r.get("confidence"), f"{what}.confidence", 0.0, 1.0)
+        # The stored JSN is derived from the motions: one that disagrees means an edited or damaged file.
+        jsn_px = float(r["upper"]["dy"]) - float(r["lower"]["dy"])
+        for key, value in (("jsn_px", jsn_px), ("jsn_mm", jsn_px * float(r["spacing_mm"]))):
+            if key in r and abs(validate.number(r[key], f"{what}.{key}") - value) > 1e-6 * (1 + abs(value)):
+                raise InputError(f"{what}.{key} {r[key]:g} disagrees with the bones' motions ({value:g})")
+        if not isinstance(r.get("flagged"), bool):
+            raise InputError(f"{what}.flagged must be true or false")
+        _text(r.get("flag_reason", ""), f"{what}.flag_reason")
+        _obj(r.get("details", {}), f"{what}.details")
+        position = _obj(r.get("position", {}), f"{what}.position")
+        if position:
+            _xy(position.get("baseline_xy"), f"{what}.position.baseline_xy")
+            _xy(position.get("followup_xy"), f"{what}.position.followup_xy")
+            for key in ("baseline_angle_rad", "followup_angle_rad"):
+                validate.number(position.get(key), f"{what}.position.{key}", -7.0, 7.0, "rad")
+            validate.integer(position.get("roi_size_px"), f"{what}.position.roi_size_px", 24, validate.MAX_ROI_PX)
+            if "work_factor" in position:  # working resolution of the registration (full-res px per px)
+                validate.integer(position["work_factor"], f"{what}.position.work_factor", 1, 64)
+            if not isinstance(position.get("followup_given", False), bool):
+                raise InputError(f"{what}.position.followup_given must be true or false")
+        rows = r.get("details", {}).get("split_rows")
+        if rows is not None and (not isinstance(rows, list) or len(rows) > validate.MAX_ROI_PX
+                                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and np.isfinite(v) for v in rows)):
+            raise InputError(f"{what}.details.split_rows must be a list of finite rows")
+
+
 # --- files -----------------------------------------------------------------------------------
 
 def write_atomically(path, write) -> None:
@@ -301,7 +419,6 @@ def write_atomically(path, write) -> None:
 
     def durable(tmp):
         write(tmp)
-        os.chmod(tmp, 0o644)  # the temporary file is owner-only; the result is an ordinary file
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
 
@@ -311,14 +428,18 @@ def write_atomically(path, write) -> None:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def save_session(session: Session, path) -> None:
-    """Write the session atomically (a failure leaves any previous file untouched)."""
+def save_session(session: Session, path, folder=None) -> None:
+    """Write the session atomically (a failure leaves any previous file untouched).
+
+    folder: where the file will live when written elsewhere first (a staging folder): image
+    paths are recorded relative to it."""
     path = Path(path).resolve()
     modified = utc_now()
-    data = to_json(dataclasses.replace(session, modified=modified), path.parent)
+    folder = Path(folder).resolve() if folder is not None else path.parent
+    data = to_json(dataclasses.replace(session, modified=modified), folder)
     text = json.dumps(data, indent=1, default=_json_default) + "\n"
     write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    session.modified, session.path = modified, str(path)
+    session.modified, session.path = modified, str(folder / path.name)
 
 
 def _read_json(path: Path) -> dict:
@@ -333,6 +454,8 @@ def _read_json(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} is damaged or not a session file (not valid JSON: {exc.msg}, "
                          f"line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:  # 5000-digit integers, deep nesting
+        raise InputError(f"{path} is damaged or not a session file ({validate.one_line(exc)[:120]})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise InputError(f"{path} is not a jsnreg session file")
     version = data.get("version")
@@ -370,9 +493,14 @@ def load_session(path) -> Session:
     path = Path(path).resolve()
     data = _read_json(path)
     try:
+        check_session_json(data)
         session = from_json(data, path.parent)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise InputError(f"session file {path} is damaged: {type(exc).__name__} {exc}") from None
+    except InputError as exc:
+        raise InputError(f"session file {path} is damaged: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError,
+            MemoryError) as exc:
+        raise InputError(f"session file {path} is damaged: "
+                         f"{validate.one_line(f'{type(exc).__name__} {exc}')[:200]}") from None
     session.path = str(path)
     session.warnings = consistency_warnings(session)
     check_images(session)
@@ -392,6 +520,17 @@ def deidentified(session: Session) -> Session:
         rec = getattr(session, visit)
         meta = {k: v for k, v in rec.meta.items() if k not in IDENTIFYING_META}
         setattr(out, visit, dataclasses.replace(rec, path="", meta=meta, interval_days=offset))
+    # The pictures stay (read now, while the paths are known); only their identifying meta goes.
+    try:
+        pair = session_images(session)
+    except InputError:
+        pair = None
+    if pair is not None:
+        from .images import Radiograph
+
+        out.radiographs = tuple(Radiograph(r.pixels, r.spacing_mm, {k: v for k, v in r.meta.items()
+                                                                   if k in ("format", "modality", "photometric")})
+                                for r in pair)
     return out
 
 

@@ -40,8 +40,8 @@ def read_request(path: str) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"request file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read request {path}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:  # also 5000-digit numbers and deep nesting
+        raise InputError(f"cannot read request {path}: {' '.join(str(exc).split())[:200]}") from None
 
 
 def write_report(run_dir: str, pdf_path: str) -> str:
