@@ -588,7 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_INTERRUPTED = []  # set by _on_interrupt: a Ctrl-C arrived during this run
+
+
+def _on_interrupt(signum, frame):
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
 def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a failure came from a Ctrl-C: a library may turn the KeyboardInterrupt into its own
+    error with or without chaining it (numpy raises ImportError when one lands in its import)."""
+    if _INTERRUPTED:
+        return True
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
@@ -616,8 +628,9 @@ def main(argv=None) -> int:
     import threading
 
     if threading.current_thread() is threading.main_thread() and \
-            getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_early_stop":
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
+            getattr(signal.getsignal(signal.SIGINT), "__name__", "") in ("_early_stop", "default_int_handler"):
+        signal.signal(signal.SIGINT, _on_interrupt)  # from here on Ctrl-C is handled below
+    _INTERRUPTED.clear()
     try:  # the parser too: Ctrl-C may come while it is built
         args = build_parser().parse_args(argv)
         return args.func(args)
