@@ -55,9 +55,11 @@ def test_real_training_chunk_is_seeded_and_mixes_shapes():
 
 
 def test_each_weights_file_gets_the_input_encoding_it_was_trained_with():
-    from jsnreg.network import DEFAULT_WEIGHTS, WEIGHTS_DIR, Network
+    from pathlib import Path
 
-    candidate = WEIGHTS_DIR / "candidates" / "jsnnet-real.pt"
+    from jsnreg.network import DEFAULT_WEIGHTS, Network
+
+    candidate = Path(__file__).resolve().parents[1] / "candidates" / "jsnnet-real.pt"
     assert Network.load(candidate).padded
     assert Network.load(DEFAULT_WEIGHTS).padded == (json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
                                                      .get("input") == "padded")
