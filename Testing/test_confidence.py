@@ -10,7 +10,7 @@ from jsnreg.network import DEFAULT_WEIGHTS, file_sha256
 def test_the_shipped_calibration_loads_and_says_where_it_comes_from():
     cal = cm.load()
     prov = cal.provenance
-    assert prov["data"]["split"] == "val"  # never test hands (CONTRACTS.md)
+    assert prov["data"]["split"] == "val"  # never test hands
     assert prov["data"]["source"] == "real_pairs.make_real_pairs"
     assert prov["data"]["results"] > 100
     # Calibrated for the network in use: retrain -> `jsnreg calibrate --split val` again.

@@ -359,18 +359,9 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
     """Every method on real realistic, real hard and generated pairs, per ROI shape; writes
     real.json and real_pairs.json. Real pairs come from the hands of `split` only (default test;
     tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM)."""
-    from .errors import InputError
-    from .real_pairs import ROI_SPACING_MM, available, load_joints
+    from .real_pairs import ROI_SPACING_MM, joints_of_split
 
-    if any(s != "generated" for s in sets):
-        if not available():
-            raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "
-                             "(and JSNREG_REAL_JOINTS) or run from a checkout beside ../shared/data")
-        joints = load_joints(split)
-        if not joints:
-            raise InputError(f"no annotated real joints in split {split!r}")
-    else:
-        joints = None
+    joints = joints_of_split(split) if any(s != "generated" for s in sets) else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = Engine.load(weights_path)

@@ -86,17 +86,12 @@ def run(split: str = "val", n_pairs: int = 100, seed: int = 0, out: Path | None 
     """Calibrate on `n_pairs` pairs per motion set and ROI shape of `split`; write the file."""
     from .errors import InputError
     from .network import default_network, model_info
-    from .real_pairs import annotation_path, available, load_joints, make_real_pairs
+    from .real_pairs import annotation_path, joints_of_split, make_real_pairs
     from .register import Engine
 
     if split == "test":
-        raise InputError("the confidence is never calibrated on test hands (CONTRACTS.md): use --split val")
-    if not available():
-        raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "
-                         "(and JSNREG_REAL_JOINTS) or run from a checkout beside ../shared/data")
-    joints = load_joints(split)
-    if not joints:
-        raise InputError(f"no annotated real joints in split {split!r}")
+        raise InputError("the confidence is never calibrated on test hands: use --split val")
+    joints = joints_of_split(split)
     engine = Engine(default_network(str(weights_path) if weights_path else None), cm.Calibration.neutral())
     pairs = [p for s in SETS for shape in SHAPES
              for p in make_real_pairs(split, s, shape, n_pairs, seed, joints=joints)]

@@ -28,7 +28,7 @@ shift +-6 px; each bone's own rotation +-2 deg about the moved joint centre, shi
 the (moved) finger axis and +-1 px across; true JSN within +-3 px. "hard": each bone's own motion
 +-4 deg, +-4 px along and across.
 
-Split by patient (CONTRACTS.md): the annotation file's "split" per image; the adult images are test.
+Split by patient (the rule in real_hands.py): the annotation file's "split" per image; the adult images are test.
 Neighbourhoods are computed once per image and cached under the temp folder (never the repository).
 """
 
@@ -83,7 +83,7 @@ def annotation_path() -> Path:
 
 
 def load_annotations() -> dict:
-    """{relative image path: entry} as in CONTRACTS.md. The adult images' own joints.json fills in
+    """{relative image path: entry} as in data/real_hands_joints.json. The adult images' own joints.json fills in
     when the annotation file lacks them (all adult images are test)."""
     images = {}
     path = annotation_path()
@@ -101,6 +101,19 @@ def load_annotations() -> dict:
 def available() -> bool:
     """Real images and some annotation are present."""
     return real_hands_dir().is_dir() and bool(load_annotations())
+
+
+def joints_of_split(split: str) -> list:
+    """The annotated real joints of one split, or InputError saying what is missing."""
+    from .errors import InputError
+
+    if not available():
+        raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "
+                         "(and JSNREG_REAL_JOINTS) or run from a checkout beside ../shared/data")
+    joints = load_joints(split)
+    if not joints:
+        raise InputError(f"no annotated real joints in split {split!r}")
+    return joints
 
 
 def patient_of(image_key: str) -> str:
