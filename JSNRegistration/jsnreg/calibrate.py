@@ -10,7 +10,6 @@ signals and the hard flags are those of the method itself.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -77,15 +76,11 @@ def by_group(records: list[dict], err: np.ndarray, flagged: np.ndarray) -> dict:
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else ""
-
-
 def run(split: str = "val", n_pairs: int = 100, seed: int = 0, out: Path | None = None,
         weights_path: Path | None = None, log=print) -> dict:
     """Calibrate on `n_pairs` pairs per motion set and ROI shape of `split`; write the file."""
     from .errors import InputError
-    from .network import default_network, model_info
+    from .network import default_network, file_sha256, model_info
     from .real_pairs import annotation_path, joints_of_split, make_real_pairs
     from .register import Engine
 
@@ -102,7 +97,7 @@ def run(split: str = "val", n_pairs: int = 100, seed: int = 0, out: Path | None 
                  "shapes": list(SHAPES), "pairs_per_set_and_shape": n_pairs, "seed": seed,
                  "masks": ["automatic", "given"], "results": len(records),
                  "images": sorted({j.image for j in joints}), "joints": len(joints),
-                 "annotations_sha256": _sha256_file(annotation_path())},
+                 "annotations_sha256": file_sha256(annotation_path()) if annotation_path().is_file() else ""},
         "network": model_info(weights_path),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": f"jsnreg calibrate --split {split} --pairs {n_pairs} --seed {seed}",

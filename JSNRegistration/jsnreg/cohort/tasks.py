@@ -7,22 +7,14 @@ can go straight into the store.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import socket
 import time
 
 from ..errors import InputError
+from ..network import file_sha256
 
 NO_DETECTION = "no joints given (detection not available)"
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
