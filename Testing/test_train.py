@@ -48,8 +48,8 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
 def test_real_training_chunk_is_seeded_and_mixes_shapes():
     if not real_pairs.available() or not real_pairs.load_joints("val"):
         pytest.skip("no annotated real val hands")
-    a = train._real_chunk((7, "val", ((0, 6), (1, 6))))
-    b = train._real_chunk((7, "val", ((0, 6), (1, 6))))
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), False))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), False))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
 
@@ -67,3 +67,60 @@ def test_each_weights_file_gets_the_input_encoding_it_was_trained_with(tmp_path)
     rng = np.random.default_rng(1)
     square = [rng.random((96, 96)), rng.random((96, 96)), rng.random((96, 96)) > 0.5]
     np.testing.assert_array_equal(network_input(*square), network_input(*square, padded=False))
+
+
+def test_the_fine_stage_sees_the_moving_roi_through_each_bones_estimate():
+    from jsnreg.synthetic import make_joint_pair
+    from jsnreg.transforms import BoneMotion
+
+    pair = make_joint_pair(np.random.default_rng(3), max_rotation_deg=5.0, max_translation_px=6.0)
+    args = (pair.fixed, pair.moving, pair.upper_mask)
+    plain = network_input(*args)
+    still = BoneMotion(1.0, 0.0, 0.0, 0.0)
+    np.testing.assert_allclose(network_input(*args, motions=(still, still)), plain, atol=1e-5)
+    at_truth = network_input(*args, motions=(pair.upper, pair.lower))
+
+    def misfit(x):
+        return float(np.mean((x[0] - x[1]) ** 2))
+
+    # Sampled at the true motions, the moving channel is the fixed one (up to noise and exposure).
+    assert misfit(at_truth) < 0.2 * misfit(plain)
+
+
+def test_residual_training_pairs_target_what_the_estimate_leaves():
+    from jsnreg.network import params_to_motions
+    from jsnreg.transforms import compose
+
+    x, y, shapes = train._generated_chunk((5, True, 4, True))
+    x0, y0, _ = train._generated_chunk((5, True, 4, False))
+    assert x.shape == x0.shape and not np.array_equal(x[:, 1], x0[:, 1])
+    np.testing.assert_array_equal(x[:, 0], x0[:, 0])  # the same pairs, seen through an estimate
+    for target, full, shape in zip(y, y0, shapes):
+        shape = tuple(shape)
+        rest, truth = params_to_motions(target, shape), params_to_motions(full, shape)
+        for r, t in zip(rest, truth):
+            # Small residuals only (RESIDUAL), which are not the full motions.
+            assert abs(r.dx_px) <= train.RESIDUAL["shift_px"] + 1e-6 and abs(r.dy_px) <= train.RESIDUAL["shift_px"] + 1e-6
+            assert abs(np.degrees(r.dtheta_rad)) <= train.RESIDUAL["rot_deg"] + 1e-6
+
+
+def test_a_fine_stage_beside_the_weights_is_loaded_composed_and_hashed(tmp_path):
+    import shutil
+
+    from jsnreg.network import DEFAULT_WEIGHTS, Network, fine_weights_path, model_info, model_sha256
+    from jsnreg.synthetic import make_joint_pair
+
+    coarse = tmp_path / "net.pt"
+    shutil.copy(DEFAULT_WEIGHTS, coarse)
+    shutil.copy(DEFAULT_WEIGHTS.with_suffix(".json"), coarse.with_suffix(".json"))
+    alone = Network.load(coarse)
+    assert alone.fine is None and not model_info(coarse)["fine"]
+    hash_alone = model_sha256(coarse)
+    shutil.copy(DEFAULT_WEIGHTS, fine_weights_path(coarse))  # any weights will do as a fine stage
+    both = Network.load(coarse)
+    assert both.fine is not None and model_info(coarse)["fine"] and model_sha256(coarse) != hash_alone
+    assert Network.load(coarse, fine=False).fine is None
+    pair = make_joint_pair(np.random.default_rng(4))
+    one = alone.predict(pair.fixed, pair.moving, pair.upper_mask)
+    two = both.predict(pair.fixed, pair.moving, pair.upper_mask)
+    assert any(abs(a.dy_px - b.dy_px) > 1e-3 for a, b in zip(one, two))  # the second stage acts

@@ -423,7 +423,7 @@ def cmd_train(args) -> int:
 
     train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
           epochs=args.epochs, seed=args.seed,
-          lr=args.lr, init=Path(args.init) if args.init else None)
+          lr=args.lr, init=Path(args.init) if args.init else None, fine=args.fine)
     return 0
 
 
@@ -549,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the generated pairs from the standard (benchmark) generator, the rest varied")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
+    t.add_argument("--fine", action="store_true",
+                   help="train the fine stage (written beside --out as <name>-fine.pt) on residual pairs")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
 

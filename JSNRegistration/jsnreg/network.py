@@ -8,6 +8,10 @@ Output: 8 numbers, per bone (upper, lower): log scale, rotation (rad), dx, dy; t
 units of the grid's half-width, so (dx_px, dy_px) = output * (NET_PX / 2) * grid step.
 The network is trained on real and generated pairs with known motions (see train.py); its estimate is the
 starting point of the per-bone refinement (refine.py), never the last word.
+Two stages when the fine weights are present: the coarse network's estimate E per bone, then the fine
+network on the moving ROI sampled at E(p) (each grid point by its own bone's estimate) predicts what
+is left, R, and the estimate becomes E after R. The fine network is trained on such residual pairs
+only (small R), so it sees nearly aligned images, as a second pass of an iterative registration.
 Inference runs in numpy from the saved torch weights (torch is needed only to train: torchnet.py).
 """
 
@@ -25,11 +29,12 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .transforms import BoneMotion, roi_centre
+from .transforms import BoneMotion, compose, map_points, roi_centre
 
 NET_PX = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "jsnnet.pt"
+FINE_SUFFIX = "-fine"  # the fine stage's weights beside the coarse ones: jsnnet-fine.pt
 # Output scaling: the network's raw outputs are kept near unit size during training.
 OUT_SCALE = np.array([0.05, 0.1, 0.1, 0.1] * 2, dtype=np.float32)
 # (in channels, out channels, stride) of each 3x3 convolution + batch norm + ReLU block:
@@ -63,19 +68,28 @@ def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return np.where(inside, (image - values.mean()) / (values.std() + 1e-6), 0.0)
 
 
-def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True) -> np.ndarray:
+def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True,
+                  motions: tuple[BoneMotion, BoneMotion] | None = None) -> np.ndarray:
     """(3, NET_PX, NET_PX) float32 input for one ROI pair: fixed, moving, mask as +1 upper / -1
     lower. A non-square ROI is not stretched: the grid spans its longer side and the grid beyond
     its shorter side is padded with 0 in all three channels (mask 0 = no ROI there), so the
     ROI's own pixels look the same to the network whatever its aspect ratio. padded=False: the
     encoding the first weights were trained with (edge values repeated beyond the ROI); the same
-    for a square ROI."""
+    for a square ROI. motions: (upper, lower) estimates fixed -> moving; the moving channel is then
+    the moving ROI at each grid point's image under its own bone's estimate (the fine stage's input)."""
     y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape))
     if not padded:
         inside = np.ones_like(inside)
+    k = _resample(upper_mask.astype(np.float32), y, x)
+    my, mx = y, x
+    if motions is not None:
+        centre = roi_centre(fixed.shape)
+        xy = np.stack([x.ravel(), y.ravel()], axis=1)
+        q = np.where((k.ravel() > 0.5)[:, None], map_points(motions[0], xy, centre), map_points(motions[1], xy, centre))
+        mx, my = q[:, 0].reshape(x.shape), q[:, 1].reshape(y.shape)
     f = _normalise(_resample(fixed, y, x), inside)
-    m = _normalise(_resample(moving, y, x), inside)
-    k = np.where(inside, _resample(upper_mask.astype(np.float32), y, x) * 2.0 - 1.0, 0.0)
+    m = _normalise(_resample(moving, my, mx), inside)
+    k = np.where(inside, k * 2.0 - 1.0, 0.0)
     return np.stack([f, m, k]).astype(np.float32)
 
 
@@ -107,11 +121,27 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def fine_weights_path(weights_path: Path | None = None) -> Path:
+    """Where the fine stage of the coarse weights at `weights_path` lies (it may not exist)."""
+    path = Path(weights_path or DEFAULT_WEIGHTS)
+    return path.with_name(path.stem + FINE_SUFFIX + path.suffix)
+
+
+def model_sha256(weights_path: Path | None = None) -> str:
+    """The network's identity: SHA-256 of its coarse weights, and of its fine ones when present."""
+    path = Path(weights_path or DEFAULT_WEIGHTS)
+    fine = fine_weights_path(path)
+    if not fine.exists():
+        return file_sha256(path)
+    return hashlib.sha256((file_sha256(path) + file_sha256(fine)).encode()).hexdigest()
+
+
 def model_info(weights_path: Path | None = None) -> dict:
-    """Identity of the weights in use: file name, SHA-256, and how they were trained."""
+    """Identity of the weights in use: file name, SHA-256 (both stages), and how they were trained."""
     path = Path(weights_path or DEFAULT_WEIGHTS)
     card = path.with_suffix(".json")
-    info = {"file": path.name, "sha256": file_sha256(path) if path.exists() else ""}
+    info = {"file": path.name, "sha256": model_sha256(path) if path.exists() else "",
+            "fine": fine_weights_path(path).exists()}
     if card.exists():
         info.update({k: v for k, v in json.loads(card.read_text()).items() if k in ("version", "command", "seed")})
     return info
@@ -199,25 +229,35 @@ class NumpyNet:
 
 
 class Network:
-    """The trained network, loaded once, predicting on one ROI pair at a time."""
+    """The trained network (coarse stage, and fine stage when present), loaded once, predicting on
+    one ROI pair at a time."""
 
-    def __init__(self, net: NumpyNet, padded: bool = True):
+    def __init__(self, net: NumpyNet, padded: bool = True, fine: NumpyNet | None = None):
         self.net = net
         self.padded = padded  # the input encoding the weights were trained with (their card's "input")
+        self.fine = fine  # always trained with the padded encoding
 
     @classmethod
-    def load(cls, weights_path: Path | None = None) -> "Network":
+    def load(cls, weights_path: Path | None = None, fine: bool = True) -> "Network":
+        """The weights at `weights_path` (default: shipped) with their fine stage if present and `fine`."""
         path = Path(weights_path or DEFAULT_WEIGHTS)
         if not path.exists():
             raise InputError(f"network weights not found at {path}; train them with `jsnreg train`")
         card = path.with_suffix(".json")
         padded = card.is_file() and json.loads(card.read_text()).get("input") == "padded"
-        return cls(NumpyNet(read_state_dict(path)), padded)
+        fine_path = fine_weights_path(path)
+        fine_net = NumpyNet(read_state_dict(fine_path)) if fine and fine_path.exists() else None
+        return cls(NumpyNet(read_state_dict(path)), padded, fine_net)
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        return params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
+        upper, lower = params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
+        if self.fine is None:
+            return upper, lower
+        x = network_input(fixed, moving, upper_mask, motions=(upper, lower))
+        r_upper, r_lower = params_to_motions(self.fine(x), fixed.shape)
+        return compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
 
 
 @lru_cache(maxsize=2)

@@ -9,6 +9,8 @@ ratio. It trains JSNNet on the parameter error (Huber) with an extra term on the
 (dy_upper - dy_lower, the number that matters), validates on real VAL pairs and on the standard
 generated pairs, and writes the weights and a card (JSON: command, seed, data, validation errors)
 atomically beside each other.
+`jsnreg train --fine` trains the fine stage (network.py) on the same kinds of pairs made residual: the
+moving ROI sampled at a perturbed truth per bone (see RESIDUAL), the target what is left.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .network import DEFAULT_WEIGHTS, NET_PX, Network, grid_step_px, motions_to_params, network_input
+from .network import (DEFAULT_WEIGHTS, NET_PX, Network, fine_weights_path, grid_step_px, motions_to_params,
+                      network_input)
+from .transforms import BoneMotion, compose, inverse
 from .torchnet import JSNNet
 
 CHUNK = 250  # pairs per generation task (one seed each, so the data set does not depend on workers)
@@ -32,6 +36,10 @@ CHUNK = 250  # pairs per generation task (one seed each, so the data set does no
 # neighbourhood's margin for the largest motions (real_pairs.HOOD_PX).
 SHAPES = ((128, 128), (80, 160), (96, 144), (112, 112), (64, 128), (96, 96), (128, 96), (144, 96), (160, 80))
 REAL_MOTION_MIX = (("realistic", 0.6), ("hard", 0.4))
+# What the fine stage is trained to remove, per bone (the coarse stage's error on real pairs is
+# about 1 px SD): log scale, rotation (deg), dx, dy (px), each uniform in +-a*range with a per-bone
+# a uniform in [0.1, 1] so that small residuals, where precision counts, are common.
+RESIDUAL = dict(log_scale=0.015, rot_deg=2.0, shift_px=3.0)
 
 
 def _centre_crop(pair, shape: tuple[int, int]):
@@ -43,18 +51,41 @@ def _centre_crop(pair, shape: tuple[int, int]):
     return pair
 
 
-def _encode(pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    xs = [network_input(p.fixed, p.moving, p.upper_mask) for p in pairs]
-    ys = [motions_to_params(p.upper, p.lower, p.fixed.shape) for p in pairs]
+def _residual(rng: np.random.Generator) -> BoneMotion:
+    a = rng.uniform(0.1, 1.0)
+    u = rng.uniform(-1.0, 1.0, 4) * a
+    return BoneMotion(float(np.exp(u[0] * RESIDUAL["log_scale"])), float(np.radians(u[1] * RESIDUAL["rot_deg"])),
+                      float(u[2] * RESIDUAL["shift_px"]), float(u[3] * RESIDUAL["shift_px"]))
+
+
+def _encode_one(pair, residual_rng: np.random.Generator | None):
+    """(input, target) of one pair; with residual_rng, as the fine stage sees it: the moving ROI
+    sampled at the truth after the inverse of a random residual R per bone, the target R."""
+    shape = pair.fixed.shape
+    if residual_rng is None:
+        return network_input(pair.fixed, pair.moving, pair.upper_mask), motions_to_params(pair.upper, pair.lower, shape)
+    rest = [_residual(residual_rng) for _ in range(2)]
+    estimate = tuple(compose(inverse(r, shape), t, shape) for r, t in zip(rest, (pair.upper, pair.lower)))
+    return (network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate),
+            motions_to_params(*rest, shape))
+
+
+def _encode(pairs, residual_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs, ys = zip(*(_encode_one(p, residual_rng) for p in pairs))
     shapes = [p.fixed.shape for p in pairs]
     return np.stack(xs), np.stack(ys), np.array(shapes, dtype=np.int32)
 
 
-def _generated_chunk(task: tuple[int, bool, int]):
-    """CHUNK generated pairs: varied ones in random shapes, or the standard 128 px ones."""
+def _residual_rng(seed: int, fine: bool) -> np.random.Generator | None:
+    return np.random.default_rng([seed, 1]) if fine else None
+
+
+def _generated_chunk(task: tuple[int, bool, int, bool]):
+    """CHUNK generated pairs: varied ones in random shapes, or the standard 128 px ones (residual
+    ones for the fine stage when the task's last element is True)."""
     from .synthetic import make_joint_pair
 
-    seed, varied, n = task
+    seed, varied, n, fine = task
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(n):
@@ -63,14 +94,15 @@ def _generated_chunk(task: tuple[int, bool, int]):
             continue
         shape = SHAPES[rng.integers(len(SHAPES))]
         pairs.append(_centre_crop(make_joint_pair(rng, size_px=max(shape), varied=True), shape))
-    return _encode(pairs)
+    return _encode(pairs, _residual_rng(seed, fine))
 
 
-def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...]]):
-    """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker)."""
+def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], bool]):
+    """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker;
+    residual ones for the fine stage when the task's last element is True)."""
     from .real_pairs import load_joints, make_pairs
 
-    seed, split, counts = task
+    seed, split, counts, fine = task
     joints = load_joints(split)
     rng = np.random.default_rng(seed)
     pairs = []
@@ -79,7 +111,7 @@ def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...]]):
             shape = SHAPES[rng.integers(len(SHAPES))]
             motion = REAL_MOTION_MIX[0][0] if rng.random() < REAL_MOTION_MIX[0][1] else REAL_MOTION_MIX[1][0]
             pairs += make_pairs(joints[i], rng, 1, motion, shape)
-    return _encode(pairs)
+    return _encode(pairs, _residual_rng(seed, fine))
 
 
 def _source_key(split: str | None = None) -> str:
@@ -87,13 +119,13 @@ def _source_key(split: str | None = None) -> str:
     and motion mix, and for real chunks the annotation file."""
     import hashlib
 
-    from . import network, real_pairs, synthetic
+    from . import network, real_pairs, synthetic, transforms
     from .real_pairs import annotation_path
 
     h = hashlib.sha1()
-    for path in (network.__file__, real_pairs.__file__, synthetic.__file__):
+    for path in (network.__file__, real_pairs.__file__, synthetic.__file__, transforms.__file__):
         h.update(Path(path).read_bytes())
-    h.update(repr((CHUNK, SHAPES, REAL_MOTION_MIX)).encode())  # what the chunk functions here use
+    h.update(repr((CHUNK, SHAPES, REAL_MOTION_MIX, RESIDUAL)).encode())  # what the chunk functions here use
     if split is not None and annotation_path().is_file():
         h.update(annotation_path().read_bytes())
     return h.hexdigest()
@@ -129,9 +161,9 @@ def _concat(parts):
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2):
-    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs."""
-    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK))
+def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2, fine: bool = False):
+    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs (fine: residual)."""
+    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK), fine)
              for k in range((n_pairs + CHUNK - 1) // CHUNK)]
     if not tasks:
         return np.zeros((0, 3, NET_PX, NET_PX), np.float32), np.zeros((0, 8), np.float32), np.zeros((0, 2), np.int32)
@@ -139,9 +171,9 @@ def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int
         return _concat(list(pool.map(_cached_generated, tasks)))
 
 
-def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2):
-    """n_pairs real pairs from the hands of `split`, spread evenly over its joints; returns
-    (inputs, targets, shapes, image keys used)."""
+def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, fine: bool = False):
+    """n_pairs real pairs from the hands of `split`, spread evenly over its joints (fine: residual);
+    returns (inputs, targets, shapes, image keys used)."""
     from .real_pairs import load_joints
 
     joints = load_joints(split, workers=workers)  # fills the cache once
@@ -151,7 +183,7 @@ def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2):
     counts = np.bincount(np.arange(n_pairs) % len(joints), minlength=len(joints))
     used = [(int(i), int(c)) for i, c in zip(order, counts) if c]
     groups = [tuple(used[k:k + 20]) for k in range(0, len(used), 20)]
-    tasks = [(seed * 100_019 + k, split, g) for k, g in enumerate(groups)]
+    tasks = [(seed * 100_019 + k, split, g, fine) for k, g in enumerate(groups)]
     joints = [joints[i] for i, _ in used]
     with ProcessPoolExecutor(workers) as pool:
         data = _concat(list(pool.map(_cached_real, tasks)))
@@ -191,8 +223,11 @@ def _stats(err: np.ndarray) -> dict:
 def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
           standard_share: float = 0.25,
           n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
-          init: Path | None = None, threads: int = 1, log=print) -> dict:
+          init: Path | None = None, threads: int = 1, fine: bool = False, log=print) -> dict:
     """Train from scratch and write weights + card; returns the card.
+
+    fine: train the fine stage on residual pairs and write it beside out_path's coarse weights
+    (network.fine_weights_path); its validation errors are those of the fine stage on residual pairs.
 
     real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
     annotated: then the card says so); standard_share: the share of the generated rest drawn
@@ -215,19 +250,19 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
                        "real_train_hands": [], "real_val_hands": []}
     if n_real:
-        *real, hands = real_dataset("train", n_real, seed)
+        *real, hands = real_dataset("train", n_real, seed, fine=fine)
         parts.append(real)
         data["real_train_hands"] = hands
         data["n_real_train"] = int(len(real[0]))
     n_standard = int(round((n_train - n_real) * standard_share))
     for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
-        parts.append(generated_dataset(n, s, varied=varied))
+        parts.append(generated_dataset(n, s, varied=varied, fine=fine))
     data["n_generated_train"] = int(len(parts[-1][0]) + len(parts[-2][0]))
     data["n_generated_standard_train"] = int(len(parts[-1][0]))
     x_train, y_train, _ = _concat(parts)
-    val = {"generated": generated_dataset(n_val, seed + 1, varied=False)}
+    val = {"generated": generated_dataset(n_val, seed + 1, varied=False, fine=fine)}
     if "val" in splits:
-        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1)
+        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1, fine=fine)
     data["shapes"] = [list(s) for s in SHAPES]
     log(f"{len(x_train)} training pairs ({data.get('n_real_train', 0)} real from "
         f"{len(data['real_train_hands'])} train hands, {data['n_generated_train']} generated), "
@@ -270,13 +305,15 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         "version": __version__,
         "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
                    f"--standard-share {standard_share:g} --epochs {epochs}"
-                   + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else ""),
+                   + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else "")
+                   + (" --fine" if fine else ""),
         "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
+        "stage": "fine" if fine else "coarse", **({"residual": RESIDUAL} if fine else {}),
         "validation_jsn_error_px": errs,
         "train_seconds": round(time.time() - t0),
         "torch": torch.__version__, "threads": threads,
     }
-    out_path = Path(out_path)
+    out_path = fine_weights_path(out_path) if fine else Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".pt.tmp")
     torch.save(model.state_dict(), tmp)
