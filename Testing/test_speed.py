@@ -30,6 +30,36 @@ def test_measuring_loads_neither_torch_nor_matplotlib():
     assert "numpy" in loaded  # the probe sees what was loaded
 
 
+@pytest.fixture(scope="module")
+def demo_case(tmp_path_factory):
+    from jsnreg.synthetic import write_demo_case
+
+    return write_demo_case(tmp_path_factory.mktemp("case"))
+
+
+def test_quantify_without_a_report_loads_neither_the_training_nor_the_plotting_stack(demo_case, tmp_path):
+    # Detection, placement (SimpleITK's coarse alignment), registration and the PNGs, end to end.
+    loaded = loaded_after(f"from jsnreg import cli\nassert cli.main(['quantify', {str(demo_case['baseline'])!r}, "
+                          f"{str(demo_case['followup'])!r}, '--out', {str(tmp_path / 'out')!r}]) == 0")
+    assert (tmp_path / "out" / "results.json").is_file()  # the command ran
+    assert not {"torch", "matplotlib"} & set(loaded), loaded
+
+
+def test_detecting_joints_reads_each_radiograph_once_and_times_the_detection(demo_case, tmp_path, monkeypatch):
+    from jsnreg import cli
+
+    read = []
+    real_read = cli.read_visit
+    monkeypatch.setattr(cli, "read_visit", lambda path, *a, **k: read.append(str(path)) or real_read(path, *a, **k))
+    timings = tmp_path / "timings.json"
+    assert cli.main(["quantify", str(demo_case["baseline"]), str(demo_case["followup"]), "--out",
+                     str(tmp_path / "out"), "--timings", str(timings)]) == 0
+    assert read == [str(demo_case["baseline"]), str(demo_case["followup"])]
+    stages = json.loads(timings.read_text())
+    assert stages["detect_s"] > 0 and stages["detect_s"] < stages["imports_s"] + stages["read_s"] + stages["detect_s"]
+    assert len(json.loads((tmp_path / "out" / "results.json").read_text())["joints"]) == 14
+
+
 def test_a_stop_while_starting_prints_no_traceback(monkeypatch, capsys):
     from jsnreg import cli
 
@@ -131,5 +161,7 @@ def test_hand_summary_reads_every_stage():
         "placement": {m: {**stage, "error_px": {"PIP2": 0.5}} for m in ("ours", "simpleitk")},
         "registration": {m: {**stage, "factor": f, "jsn_error_mm": errors}
                          for m, f in (("working", 2), ("full", 1), ("simpleitk", 1))}}}
+    result["generated"]["cli_detected"] = {**cli, "detect_s": 0.3, "detect_cpu_s": 0.25, "joints": 14}
     text = format_summary(result)
+    assert "detect 0.30 / 0.25   14 joints measured, 2 of them annotated" in text
     assert "total 2.50 / 2.00" in text and "ours, 1/2 res." in text and "SimpleITK, full res." in text

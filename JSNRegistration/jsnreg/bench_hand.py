@@ -9,7 +9,8 @@ Two cases, each a 2000 x 2500 px (columns x rows) pair at 0.1 mm/px with 14 join
   every joint's true JSN is 0 and its true follow-up position is known. The default hand is a
   validation hand (the split of real_hands.py), so that tuning speed against it spares the test hands.
 Per case: `jsnreg quantify` in a fresh process (start to results written, no report), with the
-command's own stage times (imports, read, placement, registration, write; wall and CPU seconds);
+command's own stage times (imports, read, placement, registration, write; wall and CPU seconds),
+once with the 14 joints given and once detecting them on the baseline (and its detection stage);
 then, in this process, on the same pair: placement (our local searches vs a SimpleITK registration
 of each joint's ROI from the same coarse alignment) and per-joint registration (ours at the working
 resolution, ours at full resolution, and the SimpleITK per-bone peer of `jsnreg bench` on the
@@ -132,12 +133,13 @@ def _write_case(folder: Path, baseline, followup, joints: dict, truth_xy: dict, 
             "truth_xy": truth_xy, "truth_jsn_mm": truth_mm}
 
 
-def run_cli(case: dict, out: Path) -> dict:
-    """`jsnreg quantify` in a fresh process: its wall and CPU seconds and its own stage times."""
+def run_cli(case: dict, out: Path, detect: bool = False) -> dict:
+    """`jsnreg quantify` in a fresh process, with the case's joints or (detect) without: its wall and
+    CPU seconds, its own stage times, and the JSN error of each joint it measured that has a truth."""
     p = case["paths"]
     timings = out / "timings.json"
-    cmd = [sys.executable, "-m", "jsnreg.cli", "quantify", p["baseline"], p["followup"], "--joints", p["joints"],
-           "--out", str(out), "--timings", str(timings)]
+    cmd = [sys.executable, "-m", "jsnreg.cli", "quantify", p["baseline"], p["followup"],
+           *([] if detect else ["--joints", p["joints"]]), "--out", str(out), "--timings", str(timings)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -150,7 +152,9 @@ def run_cli(case: dict, out: Path) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     inside = sum(v for k, v in stages.items() if not k.endswith("cpu_s"))
     return {"total_s": wall, "total_cpu_s": cpu, "start_s": wall - inside, **stages,
-            "jsn_error_mm": {r["name"]: r["jsn_mm"] - case["truth_jsn_mm"][r["name"]] for r in results}}
+            "joints": len(results),
+            "jsn_error_mm": {r["name"]: r["jsn_mm"] - case["truth_jsn_mm"][r["name"]]
+                             for r in results if r["name"] in case["truth_jsn_mm"]}}
 
 
 def simpleitk_locate(base_img, follow_img, centre_xy, size_px: int, coarse: np.ndarray) -> tuple[float, float]:
@@ -280,9 +284,12 @@ def run(out_dir: Path, seed: int = 0, real: str | None = "rsna-bone-age/1440.png
     result = {}
     for name, case in cases.items():
         log(f"{name}: {case['what']} (load average {os.getloadavg()[0]:.1f})")
-        cli = run_cli(case, Path(case["paths"]["joints"]).parent / "quantify-out")
+        folder = Path(case["paths"]["joints"]).parent
+        cli = run_cli(case, folder / "quantify-out")
+        detected = run_cli(case, folder / "quantify-detected-out", detect=True)
         stages = compare_stages(case, log)
-        result[name] = {"what": case["what"], "load_average": os.getloadavg()[0], "cli": cli, **stages}
+        result[name] = {"what": case["what"], "load_average": os.getloadavg()[0], "cli": cli,
+                        "cli_detected": detected, **stages}
     (out_dir / "bench_hand.json").write_text(json.dumps(result, indent=2) + "\n")
     log(format_summary(result))
     return result
@@ -301,6 +308,11 @@ def format_summary(result: dict) -> str:
         e = _stats(c["jsn_error_mm"])
         lines.append(f"  JSN error vs truth: mean {e['mean']:+.4f} mm, SD {e['sd']:.4f} mm, max |error| "
                      f"{e['max_abs']:.4f} mm")
+        d = r["cli_detected"]
+        e = _stats(d["jsn_error_mm"]) if d["jsn_error_mm"] else {"max_abs": float("nan")}
+        lines.append(f"jsnreg quantify, joints detected: total {d['total_s']:.2f} / {d['total_cpu_s']:.2f}   "
+                     f"detect {d['detect_s']:.2f} / {d['detect_cpu_s']:.2f}   {d['joints']} joints measured, "
+                     f"{len(d['jsn_error_mm'])} of them annotated, max |JSN error| {e['max_abs']:.4f} mm")
         pl = r["placement"]
         po, ps = pl["ours"], pl["simpleitk"]
         lines.append(f"placement (coarse alignment {r['coarse']['s']:.2f} s shared): local searches ours "

@@ -258,17 +258,18 @@ def _lap(timings: dict | None, stage: str, since: tuple[float, float]) -> tuple[
 
 def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm=None, settings=None,
                  engine=None, report: bool = False, timings: dict | None = None,
-                 max_pixels=validate.MAX_IMAGE_PIXELS):
+                 max_pixels=validate.MAX_IMAGE_PIXELS, detect_names=None):
     """Read, measure, and write results.json, results.csv, per-joint PNGs (and the report).
 
+    joints None: detected on the baseline as read (only `detect_names` when given).
     All or nothing: the files are staged and moved into `out_dir` together at the end.
-    timings, when given, receives wall and CPU seconds per stage: read, place, register, write."""
+    timings, when given, receives wall and CPU seconds per stage: read, detect, place, register, write."""
     from .figures import save_joint_pngs
     from .outputs import StagedOutputs
     from .quantify import quantify
 
     out_dir = validate.output_dir(out_dir)
-    for j in joints:
+    for j in joints or ():
         validate.file_name_part(j.name)
     if settings is not None:
         validate.roi_mm(settings.roi_mm)
@@ -278,6 +279,10 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
     baseline = read_visit(baseline_path, spacing_mm, "baseline", max_pixels)
     followup = read_visit(followup_path, spacing_mm, "follow-up", max_pixels)
     lap = _lap(timings, "read", lap)
+    if joints is None:
+        joints = detected_specs(baseline.pixels, baseline.spacing_mm, detect_names)
+        _lap(timings, "detect", lap)
+        print(f"{len(joints)} joints detected on the baseline: {', '.join(j.name for j in joints)}", file=sys.stderr)
     t0 = time.perf_counter()
     results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress, timings=timings)
     seconds = time.perf_counter() - t0
@@ -351,25 +356,20 @@ def cmd_quantify(args) -> int:
         raise InputError("give the joints either with --joint NAME=X,Y (repeatable) or with --joints FILE.json, "
                          "not both (or neither, to detect them)")
     only = _names_arg(args.joints_only)
+    joints = None  # detected on the baseline once it is read
     if args.joint or args.joints:
         joints = [parse_joint_arg(j) for j in args.joint] if args.joint else load_joints_json(args.joints)
         if only is not None:
             joints = [j for j in joints if j.name in only]
             if not joints:
                 raise InputError(f"none of the given joints is among --joints-only {args.joints_only}")
-    else:
-        from .images import read_radiograph
-
-        baseline = read_radiograph(args.baseline, spacing_mm=args.spacing_mm)
-        joints = detected_specs(baseline.pixels, baseline.spacing_mm, only)
-        print(f"{len(joints)} joints detected on the baseline: {', '.join(j.name for j in joints)}", file=sys.stderr)
     settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine)
     engine = Engine.load(args.weights)
     timings = {} if args.timings else None
     _lap(timings, "imports", _LOADED)  # what the command loads, and the network's weights
     _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), args.spacing_mm,
                                           settings, engine, report=args.report, timings=timings,
-                                          max_pixels=_max_pixels(args))
+                                          max_pixels=_max_pixels(args), detect_names=only)
     if args.timings:
         _write_json(Path(args.timings), timings)
     print(format_table(results))
