@@ -127,7 +127,7 @@ def test_split_rule_no_train_hand_in_val_or_test(real):
     assert not train & by_split.get("val", set()) and not train & by_split.get("test", set())
     assert all(e["split"] == "test" for k, e in real.items() if k.startswith("adult-annotated/"))
     # Every annotated RSNA hand sits in the split the contract's rule gives its file name.
-    rule = rsna_splits([p.name for p in (rp.real_hands_dir() / "rsna-bone-age").glob("*.png")])
+    rule = rsna_splits([p.name for p in (rp.real_hands_folder() / "rsna-bone-age").glob("*.png")])
     for key, entry in real.items():
         if key.startswith("rsna-bone-age/"):
             assert entry["split"] == rule[key.split("/", 1)[1]], key

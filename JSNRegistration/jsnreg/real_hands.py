@@ -14,10 +14,15 @@ RSNA_DIR = "rsna-bone-age"
 RSNA_COUNTS = {"train": 36, "val": 12, "test": 12}  # by sha256 rank of the file name
 
 
+def real_hands_folder() -> Path:
+    """`$JSNREG_REAL_HANDS`, else `<repo>/../shared/data/real-hands` (may not exist)."""
+    env = os.environ.get("JSNREG_REAL_HANDS")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-hands"
+
+
 def real_hands_dir() -> "Path | None":
     """The real-hands folder, or None where it is absent (tests then skip)."""
-    env = os.environ.get("JSNREG_REAL_HANDS")
-    folder = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-hands"
+    folder = real_hands_folder()
     return folder if folder.is_dir() else None
 
 

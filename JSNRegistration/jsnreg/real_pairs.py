@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .real_hands import real_hands_folder
 from .synthetic import JointPair
 from .transforms import BoneMotion, from_matrix, matrix, roi_centre
 
@@ -66,16 +67,6 @@ COMMON = dict(magnification=0.03, rot_deg=4.0, shift_px=6.0)  # the finger repos
 CACHE_VERSION = 2
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def real_hands_dir() -> Path:
-    """`$JSNREG_REAL_HANDS`, else `<repo>/../shared/data/real-hands` (may not exist)."""
-    env = os.environ.get("JSNREG_REAL_HANDS")
-    return Path(env) if env else repo_root().parent / "shared" / "data" / "real-hands"
-
-
 def annotation_path() -> Path:
     """`$JSNREG_REAL_JOINTS`, else the package's data/real_hands_joints.json (may not exist)."""
     env = os.environ.get("JSNREG_REAL_JOINTS")
@@ -89,7 +80,7 @@ def load_annotations() -> dict:
     path = annotation_path()
     if path.is_file():
         images.update(json.loads(path.read_text())["images"])
-    adult = real_hands_dir() / "adult-annotated" / "joints.json"
+    adult = real_hands_folder() / "adult-annotated" / "joints.json"
     if adult.is_file():
         for name, entry in json.loads(adult.read_text()).items():
             images.setdefault(f"adult-annotated/{name}", {
@@ -100,7 +91,7 @@ def load_annotations() -> dict:
 
 def available() -> bool:
     """Real images and some annotation are present."""
-    return real_hands_dir().is_dir() and bool(load_annotations())
+    return real_hands_folder().is_dir() and bool(load_annotations())
 
 
 def joints_of_split(split: str) -> list:
@@ -181,7 +172,7 @@ def _image_joints(key: str, entry: dict) -> list[RealJoint]:
     from .rois import estimate_axis_angle
 
     spacing = float(entry["spacing_mm_nominal"])
-    pixels = read_radiograph(real_hands_dir() / key, spacing_mm=spacing).pixels.astype(np.float64)
+    pixels = read_radiograph(real_hands_folder() / key, spacing_mm=spacing).pixels.astype(np.float64)
     step = ROI_SPACING_MM / spacing
     if step > 1:  # anti-aliasing before a coarser grid
         pixels = ndimage.gaussian_filter(pixels, 0.45 * np.sqrt(step ** 2 - 1))
@@ -200,7 +191,7 @@ def _image_joints(key: str, entry: dict) -> list[RealJoint]:
 
 
 def _cache_file(key: str, entry: dict) -> Path:
-    path = real_hands_dir() / key
+    path = real_hands_folder() / key
     st = path.stat()
     ident = json.dumps([CACHE_VERSION, key, st.st_size, int(st.st_mtime), entry, HOOD_PX, ROI_SPACING_MM],
                        sort_keys=True)
@@ -230,7 +221,7 @@ def load_joints(splits=("train", "val", "test"), workers: int = 1) -> list[RealJ
     if isinstance(splits, str):
         splits = (splits,)
     ann = load_annotations()
-    keys = sorted(k for k, e in ann.items() if e["split"] in splits and (real_hands_dir() / k).is_file())
+    keys = sorted(k for k, e in ann.items() if e["split"] in splits and (real_hands_folder() / k).is_file())
     if workers > 1 and len(keys) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(workers) as pool:
@@ -414,7 +405,7 @@ def make_real_pairs(split: str = "test", motion_set: str = "realistic", shape_na
         joints = load_joints(split)
     joints = [j for j in joints if j.split == split]
     if not joints:
-        raise ValueError(f"no annotated real joints in split {split!r} under {real_hands_dir()}")
+        raise ValueError(f"no annotated real joints in split {split!r} under {real_hands_folder()}")
     tag = int(hashlib.sha1(f"{split}/{motion_set}/{shape_name}".encode()).hexdigest()[:8], 16)
     rng = np.random.default_rng([seed, tag])
     order = rng.permutation(len(joints))
