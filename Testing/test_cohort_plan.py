@@ -247,3 +247,21 @@ def test_repeat_sd_floors_the_transitivity_sd():
     repeats = [_m(f"R{k}", "MCP3", d[0], d[0] + "+repeat", "repeat", v) for k, v in enumerate((0.01, -0.01, 0.01))]
     (floored,) = transitivity(triple + repeats, visits)
     assert floored["combined_sd_mm"] == pytest.approx(0.01 * np.sqrt(3)) and not floored["flagged"]
+
+
+def test_visit_flags_per_site_and_visit():
+    from jsnreg.cohort.report import visit_flags
+
+    d = ("2020-01-01", "2021-01-01", "2022-01-01")
+    visits = [dict(patient=p, visit=v, date=v, visit_index=k + 1, site=site, status="ok")
+              for p, site in (("A", "S1"), ("B", "S2"), ("C", "S2")) for k, v in enumerate(d)]
+    visits.append(dict(patient="C", visit=d[1], date=d[1], visit_index=2, site="S9", status="duplicate row"))
+    ms = [_m(p, "MCP2", d[0], v, "baseline", 0.1, flagged=(p == "B" and v == d[1])) for p in "ABC" for v in d[1:]]
+    ms[-1] = _m("C", "MCP2", d[0], d[2], "baseline", None, status="failed: x")
+    checks = [dict(patient="A", previous=d[1], visit=d[2], status="inconsistent"),
+              dict(patient="C", previous=d[1], visit=d[2], status="unchecked")]
+    rows = {(r["site"], r["visit_index"]): r for r in visit_flags(ms, visits, checks)}
+    assert list(rows) == [("S1", 2), ("S1", 3), ("S2", 2), ("S2", 3)]  # the duplicate row's site is not a site
+    assert [rows[("S1", 2)][k] for k in ("measured", "flagged", "failed", "inconsistent", "unchecked")] == [1, 0, 0, 1, 0]
+    assert [rows[("S2", 2)][k] for k in ("measured", "flagged", "failed", "inconsistent", "unchecked")] == [2, 1, 0, 0, 0]
+    assert [rows[("S2", 3)][k] for k in ("measured", "flagged", "failed", "inconsistent", "unchecked")] == [2, 0, 1, 0, 1]

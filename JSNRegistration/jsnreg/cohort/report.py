@@ -258,7 +258,10 @@ Positive JSN = narrower at the later visit.</p>
 {_table(problems, ['patient', 'visit', 'line', 'image', 'status', 'note'])}
 {_table(bad_patients, ['patient', 'status', 'n_visits'])}
 <h2>Trajectories</h2>
-{_table(trajs, ['patient', 'joint', 'n_used', 'rate_mm_per_year', 'rate_se_mm_per_year', 'reduced_chi2', 'note'])}
+<p class="n">Rate: generalised least squares of the baseline and previous-visit pairs. Its SE counts each
+registration's error (the predicted SD x sd_scale) and each image's (image_sd_mm, shared by every pair the image is in:
+all baseline pairs share the baseline's), both estimated per joint type from the cohort's pairs and repeats.</p>
+{_table(trajs, ['patient', 'joint', 'n_used', 'rate_mm_per_year', 'rate_se_mm_per_year', 'sd_scale', 'image_sd_mm', 'reduced_chi2', 'note'])}
 <h2>Failed measurements</h2>
 {_table([m for m in ms if m['status'] != 'ok'], ['patient', 'joint', 'from_visit', 'to_visit', 'status'])}
 </body></html>

@@ -4,15 +4,18 @@ Inputs are the store's current measurements (dicts with patient, joint, from_vis
 kind, status, jsn_mm, sd_mm, flagged) and visits (patient, visit, date, visit_index). Pure numpy.
 
 - Trajectory: narrowing since the baseline at each visit (the baseline -> visit pairs; 0 at the
-  baseline), rate in mm/year by least squares through the origin weighted by 1 / SD^2. A point's SD
-  is its predicted SD, but never below the repeat-pair SD of its joint type when the cohort has
-  repeats (the predicted SD leaves out errors that come with the image: positioning, processing);
-  the rate's uncertainty is scaled up by the fit's own scatter when it exceeds those SDs.
+  baseline) and the rate in mm/year through the origin by generalised least squares of all usable
+  baseline -> visit and previous -> visit pairs. The error model (pair_covariance): each
+  registration adds its own error, its predicted SD times a scale, and each image adds one error
+  to every pair it is in, so the baseline pairs share the baseline image's error and are not
+  independent. The scale and the image SD are estimated per joint type by restricted maximum
+  likelihood from the cohort's own pairs and repeats (error_model); the SE follows from them.
 - Transitivity: baseline -> previous + previous -> visit against baseline -> visit; the three
-  SDs combined (sqrt of the sum of squares; each the predicted SD, floored by the repeat-pair SD
-  of its joint type as above); beyond TRANSITIVITY_Z of them the joint's two later visits are
-  flagged. Errors a visit's image carries alone cancel in this sum (they
-  enter both sides), so it sees the errors of one registration, which its predicted SD describes.
+  SDs combined (sqrt of the sum of squares; each the predicted SD, floored by the repeat-pair RMS
+  of its joint type when the cohort has MIN_REPEATS repeats); beyond TRANSITIVITY_Z of them the
+  joint's two later visits are flagged. Errors a visit's image carries alone cancel in this sum
+  (they enter both sides), so it sees the errors of one registration, which its predicted SD
+  describes. A triple with a failed, flagged or unmeasured leg is listed as "unchecked", with why.
 - Smallest detectable change (95 %) per joint type from same-day repeat pairs (true change 0):
   1.96 x the RMS of their measured JSN.
 """
@@ -26,6 +29,7 @@ import numpy as np
 
 TRANSITIVITY_Z = 3.0  # 0.3 % of consistent triples flagged if the predicted SDs hold
 MIN_REPEATS = 3  # repeat pairs of a joint type needed before their SD is used
+MODEL_TRAJECTORIES = 500  # per joint type, enough for its two error SDs (a few ms each on the likelihood grid)
 DAYS_PER_YEAR = 365.25
 
 
@@ -227,8 +231,10 @@ def trajectories(measurements: list[dict], visits: list[dict]) -> tuple[list[dic
     for m in measurements:
         if m["kind"] == "repeat" and _usable(m) and m["sd_mm"] is not None:
             repeats.setdefault(joint_type(m["joint"]), []).append((m["jsn_mm"], m["sd_mm"]))
-    model = {jt: error_model([f for t, f in fits if t["joint_type"] == jt and not t["flagged"]], repeats.get(jt, []))
-             for jt in sorted({t["joint_type"] for t, _ in fits})}
+    model = {}
+    for jt in sorted({t["joint_type"] for t, _ in fits}):
+        consistent = [f for t, f in fits if t["joint_type"] == jt and not t["flagged"]]
+        model[jt] = error_model(consistent[::max(1, len(consistent) // MODEL_TRAJECTORIES)], repeats.get(jt, []))
     for t, f in fits:
         t["sd_scale"], t["image_sd_mm"] = model[t["joint_type"]]
         t["rate_mm_per_year"], t["rate_se_mm_per_year"], chi2 = fit_rate(*f, *model[t["joint_type"]])
