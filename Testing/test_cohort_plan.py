@@ -213,6 +213,9 @@ def test_flagged_and_failed_points_left_out_and_sdc():
     assert t["n_used"] == 1 and t["rate_mm_per_year"] == pytest.approx(0.2 / (731 / 365.25))  # 2020 is a leap year
     why = {p["visit"]: p["why_not"] for p in points if p["patient"] == "A"}
     assert why[d[1]].startswith("flagged")
+    # Without the repeats nothing tells the errors apart from one pair: the predicted SD alone, said so.
+    (alone,) = [x for x in trajectories(ms[:3], visits)[1] if x["patient"] == "A"]
+    assert alone["rate_se_mm_per_year"] == pytest.approx(0.01 / (731 / 365.25)) and "predicted SDs alone" in alone["note"]
     # A point's SD: its registration's (the predicted 0.01, scaled) and its two images' errors.
     assert [p["sd_mm"] for p in points if p["visit"] == d[2]][0] == pytest.approx(
         np.hypot(t["sd_scale"] * 0.01, np.sqrt(2) * t["image_sd_mm"]))

@@ -60,14 +60,18 @@ def smallest_detectable_change(measurements: list[dict]) -> list[dict]:
     return out
 
 
-def pair_covariance(images: np.ndarray, sd_mm: np.ndarray, sd_scale: float, image_sd_mm: float) -> np.ndarray:
-    """Covariance of pairs' JSN errors. images: (n, 2) image ids (from, to) of each pair; a pair's
-    error is its registration's (sd_scale x its predicted SD, independent) plus the to-image's
-    error minus the from-image's (image_sd_mm each), so pairs sharing an image covary: all
-    baseline pairs share the baseline image."""
+def _shared_images(images: np.ndarray) -> np.ndarray:
+    """(n, n): how pair p's error moves with pair q's through the images they share (+1 per image
+    both have on the same side, -1 per image on opposite sides). images: (n, 2) ids (from, to)."""
     a, b = images[:, :1], images[:, 1:]
-    shared = (b == b.T).astype(float) - (b == a.T) - (a == b.T) + (a == a.T)
-    return np.diag(np.square(sd_scale * sd_mm)) + image_sd_mm ** 2 * shared
+    return (b == b.T).astype(float) - (b == a.T) - (a == b.T) + (a == a.T)
+
+
+def pair_covariance(images: np.ndarray, sd_mm: np.ndarray, sd_scale: float, image_sd_mm: float) -> np.ndarray:
+    """Covariance of pairs' JSN errors: each its registration's (sd_scale x its predicted SD,
+    independent) plus the to-image's error minus the from-image's (image_sd_mm each), so pairs
+    sharing an image covary: all baseline pairs share the baseline image."""
+    return np.diag(np.square(sd_scale * sd_mm)) + image_sd_mm ** 2 * _shared_images(images)
 
 
 def fit_rate(images: np.ndarray, years: np.ndarray, jsn_mm: np.ndarray, sd_mm: np.ndarray,
@@ -90,11 +94,9 @@ IMAGE_SDS_MM = np.concatenate([[0.0], np.geomspace(2e-4, 0.1, 45)])
 def _reml_grid(images: np.ndarray, years: np.ndarray, jsn_mm: np.ndarray, sd_mm: np.ndarray) -> np.ndarray:
     """REML log-likelihood of one trajectory's pairs on the SD_SCALES x IMAGE_SDS_MM grid (the
     rate profiled out, so it does not bias the variances)."""
-    a, b = images[:, :1], images[:, 1:]
-    shared = (b == b.T).astype(float) - (b == a.T) - (a == b.T) + (a == a.T)
     k2 = np.square(SD_SCALES)[:, None, None, None]
     s2 = np.square(IMAGE_SDS_MM)[None, :, None, None]
-    cov = k2 * np.diag(np.square(sd_mm)) + s2 * shared  # (scales, image sds, n, n)
+    cov = k2 * np.diag(np.square(sd_mm)) + s2 * _shared_images(images)  # (scales, image sds, n, n)
     inv = np.linalg.inv(cov)
     info = np.einsum("i,...ij,j->...", years, inv, years)
     rate = np.einsum("i,...ij,j->...", years, inv, jsn_mm) / info
@@ -102,16 +104,19 @@ def _reml_grid(images: np.ndarray, years: np.ndarray, jsn_mm: np.ndarray, sd_mm:
     return -0.5 * (np.linalg.slogdet(cov)[1] + np.log(info) + np.einsum("...i,...ij,...j->...", r, inv, r))
 
 
-def error_model(trajectory_pairs: list[tuple], repeats: list[tuple[float, float]]) -> tuple[float, float]:
+def error_model(trajectory_pairs: list[tuple], repeats: list[tuple[float, float]]) -> tuple[float, float] | None:
     """(registration SD scale, image SD mm) of one joint type, by maximum (restricted) likelihood
     over its consistent trajectories' pairs and its repeat pairs. The previous-visit pairs tell
     the two apart: an image's error cancels in baseline->previous + previous->visit -
     baseline->visit, a registration's does not. trajectory_pairs: (images, years, jsn, sd) arrays;
-    repeats: (jsn, sd) of pairs whose true change is 0 (their variance: registration + 2 images)."""
+    repeats: (jsn, sd) of pairs whose true change is 0 (their variance: registration + 2 images).
+    None when nothing tells (no repeat and no trajectory of two pairs or more)."""
+    informative = [f for f in trajectory_pairs if len(f[1]) > 1]
+    if not informative and not repeats:
+        return None
     ll = np.zeros((len(SD_SCALES), len(IMAGE_SDS_MM)))
-    for images, years, jsn, sd in trajectory_pairs:
-        if len(years) > 1:
-            ll += _reml_grid(images, years, jsn, sd)
+    for images, years, jsn, sd in informative:
+        ll += _reml_grid(images, years, jsn, sd)
     for jsn, sd in repeats:
         var = np.square(SD_SCALES * sd)[:, None] + 2 * np.square(IMAGE_SDS_MM)[None, :]
         ll += -0.5 * (np.log(var) + jsn ** 2 / var)
@@ -236,11 +241,14 @@ def trajectories(measurements: list[dict], visits: list[dict]) -> tuple[list[dic
         consistent = [f for t, f in fits if t["joint_type"] == jt and not t["flagged"]]
         model[jt] = error_model(consistent[::max(1, len(consistent) // MODEL_TRAJECTORIES)], repeats.get(jt, []))
     for t, f in fits:
-        t["sd_scale"], t["image_sd_mm"] = model[t["joint_type"]]
-        t["rate_mm_per_year"], t["rate_se_mm_per_year"], chi2 = fit_rate(*f, *model[t["joint_type"]])
+        if model[t["joint_type"]] is None:
+            t["note"] = (t["note"] + "; " if t["note"] else "") + ("SE from the predicted SDs alone (no repeats and "
+                                                                 "no trajectory of 2+ pairs to estimate the errors)")
+        t["sd_scale"], t["image_sd_mm"] = model[t["joint_type"]] or (1.0, 0.0)
+        t["rate_mm_per_year"], t["rate_se_mm_per_year"], chi2 = fit_rate(*f, t["sd_scale"], t["image_sd_mm"])
         t["reduced_chi2"] = None if np.isnan(chi2) else chi2
     for p in points:  # a point's SD as the fit models it: its registration and its two images
-        k, s_img = model.get(joint_type(p["joint"]), (1.0, 0.0))
+        k, s_img = model.get(joint_type(p["joint"])) or (1.0, 0.0)
         sd = p.pop("predicted_sd_mm", None)
         if p["years"] > 0:
             p["sd_mm"] = None if sd is None else float(np.sqrt((k * sd) ** 2 + 2 * s_img ** 2))
