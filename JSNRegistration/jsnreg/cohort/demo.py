@@ -22,7 +22,7 @@ import numpy as np
 from .. import synthetic as syn
 
 DEMO_JOINTS = ("MCP2", "MCP3", "PIP3", "DIP3")
-SITES = ("S1", "S2")  # patients alternate between two sites; the bad inputs come from the last
+SITES = ("S1", "S2")  # patients in twos from each site in turn; the bad inputs come from the last
 MANIFEST_COLUMNS = ("patient", "date", "image", "spacing_mm", "joints", "repeat", "site")
 SPREAD_DEG = 9.0  # finger spread of the inconsistent visit (index finger out, middle finger in)
 
@@ -89,8 +89,8 @@ def _patients(n_patients: int, seed: int) -> list[dict]:
                  for j in DEMO_JOINTS}
         # The hand and its visits' positioning and noise come from the cohort seed too, so two
         # seeds are two independent cohorts.
-        out.append(dict(patient=f"P{p + 1:02d}", seed=1000 * seed + p, days=days, rates=rates,
-                        repeat=[1] if p % 3 == 0 else [], spread=[1] if p == 4 else [], site=SITES[p % len(SITES)]))
+        out.append(dict(patient=f"P{p + 1:02d}", seed=1000 * seed + p, days=days, rates=rates, site=SITES[p // 2 % 2],
+                        repeat=[1] if p % 3 == 0 else [], spread=[1] if p == 4 else []))
     return out
 
 
