@@ -239,6 +239,16 @@ def test_transitivity_reports_unchecked_triples():
     assert (row["unchecked"], row["inconsistent"], row["measured"]) == (1, 0, 1)
 
 
+def test_previous_pair_placed_from_a_flagged_pair_is_left_out_of_the_rate():
+    d = ("2020-01-01", "2021-01-01", "2022-01-01")
+    visits = [dict(patient="A", visit=v, date=v, visit_index=k + 1) for k, v in enumerate(d)]
+    for flagged, n_used in ((False, 3), (True, 1)):
+        ms = [_m("A", "PIP3", d[0], d[1], "baseline+previous", 0.1, flagged=flagged),
+              _m("A", "PIP3", d[0], d[2], "baseline", 0.2), _m("A", "PIP3", d[1], d[2], "previous", 0.1)]
+        (t,) = trajectories(ms, visits)[1]
+        assert t["n_used"] == n_used
+
+
 def test_repeat_sd_floors_the_transitivity_sd():
     d = ("2020-01-01", "2021-01-01", "2022-01-01")
     triple = [_m("A", "MCP2", d[0], d[1], "baseline+previous", 0.10, sd=0.001),

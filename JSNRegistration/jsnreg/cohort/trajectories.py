@@ -212,6 +212,9 @@ def trajectories(measurements: list[dict], visits: list[dict]) -> tuple[list[dic
             why = ("" if _usable(m) else (m["status"] if m["status"] != "ok" else f"flagged: {m['flag_reason']}"))
             if not why and m["sd_mm"] is None:
                 why = "no predicted SD (network estimate only)"
+            if not why and m["from_visit"] != base and not any(
+                    _usable(q) for q in ms if (q["from_visit"], q["to_visit"]) == (base, m["from_visit"])):
+                why = "placed from a baseline pair that failed or was flagged"  # its joint position is not trusted
             years = _years(dates[(patient, m["from_visit"])], dates[(patient, m["to_visit"])])
             if not why and years > 0:
                 used.append((m["from_visit"], m["to_visit"], years, m["jsn_mm"], m["sd_mm"]))
