@@ -129,6 +129,45 @@ def test_run_resume_change_and_report(cohort, client, tmp_path, capsys):
     assert pq.read_table(out / "measurements.parquet").num_rows == 12
 
 
+def test_unreadable_image_and_no_spacing_in_a_real_run(cohort, client, tmp_path, capsys):
+    """A visit whose file is garbage and one whose PNG has no spacing (none given): each gets its
+    status in the store, `cohort status` and the report; the patients' other visits are measured."""
+    import json
+
+    from jsnreg.cohort.run import run_cohort
+    from jsnreg.images import write_png
+
+    (cohort / "garbage.dcm").write_bytes(bytes(range(256)) * 40)
+    write_png(cohort / "B_v2_nospacing.png", render_visit(502, {j: RATE[j] for j in JOINTS}, 1)[0])
+    (cohort / "bad_images.csv").write_text(
+        "patient,date,image,joints,site\n"
+        "E,2020-01-01,A_v1.dcm,A.json,S1\nE,2021-01-01,garbage.dcm,,S1\nE,2022-01-01,A_v3.dcm,,S1\n"
+        "F,2020-01-01,B_v1.dcm,B.json,S2\nF,2021-01-01,B_v2_nospacing.png,,S2\nF,2022-01-01,B_v3.dcm,,S2\n")
+    store = tmp_path / "bad.sqlite"
+    counts = run_cohort(cohort / "bad_images.csv", store, client=client, progress=False)
+    assert (counts["planned"], counts["measured"], counts["failed"], counts["pending"]) == (4, 4, 0, 0)
+    status = dict(_rows(store, "SELECT patient, status FROM visits WHERE date = '2021-01-01'"))
+    assert status["E"].startswith("unreadable image") and "garbage.dcm" in status["E"]
+    assert status["F"].startswith("no pixel spacing")
+    assert _rows(store, "SELECT patient, status, n_visits FROM patients ORDER BY patient") == [("E", "ok", 2),
+                                                                                               ("F", "ok", 2)]
+    for patient, joint, frm, to, jsn in _rows(store, "SELECT patient, joint, from_visit, to_visit, jsn_mm "
+                                                     "FROM measurements WHERE status = 'ok'"):
+        assert (frm, to) == (DATES[0], DATES[2]) and jsn == pytest.approx(2 * RATE[joint], abs=0.05), patient
+
+    assert main(["cohort", "status", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert "4 planned, 4 done" in text
+    assert "visit E 2021-01-01 (line 3): unreadable image" in text
+    assert "visit F 2021-01-01 (line 6): no pixel spacing" in text
+    out = tmp_path / "bad_report"
+    assert main(["cohort", "report", str(store), "--out", str(out)]) == 0
+    html = (out / "summary.html").read_text()
+    assert "unreadable image" in html and "no pixel spacing" in html
+    flags = json.loads((out / "summary.json").read_text())["visit_flags"]
+    assert [(r["site"], r["visit_index"], r["measured"]) for r in flags] == [("S1", 2, 2), ("S2", 2, 2)]
+
+
 def test_existing_scheduler_address(cohort, client, tmp_path):
     """--scheduler ADDRESS: the same run on a scheduler the command did not start."""
     (cohort / "one_pair.csv").write_text("patient,date,image,joints\nA,2020-01-01,A_v1.dcm,A.json\n"

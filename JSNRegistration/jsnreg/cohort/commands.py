@@ -41,7 +41,7 @@ def cmd_report(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), workers=args.workers, n_patients=args.patients)
+    run_demo(Path(args.out), workers=args.workers, n_patients=args.patients, seed=args.seed)
     return 0
 
 
@@ -82,6 +82,7 @@ def add_cohort_command(sub) -> None:
     d.add_argument("--out", default="cohort-demo")
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--patients", type=int, default=12)
+    d.add_argument("--seed", type=int, default=12, help="the generated cohort's seed (rates, visit dates)")
     d.set_defaults(func=cmd_demo)
 
     b = cs.add_parser("bench", help="joints per second with 1 and 2 workers, overhead per task, extrapolation")

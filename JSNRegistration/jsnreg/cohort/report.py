@@ -143,24 +143,30 @@ def plot_rates(trajs: list[dict]):
 
 
 def visit_flags(measurements: list[dict], visits: list[dict], checks: list[dict]) -> list[dict]:
-    """Per visit number: joints measured to it, flagged by the method, failed, in a failed check."""
-    index = {(v["patient"], v["visit"]): v["visit_index"] for v in visits}
-    out: dict[int, dict] = {}
+    """Per site and visit number: joints measured to it, flagged by the method, failed, in a
+    failed transitivity check, in an unchecked triple (a leg unusable)."""
+    where = {(v["patient"], v["visit"]): (v.get("site") or "", v["visit_index"]) for v in visits
+             if v.get("status", "ok") == "ok"}
+    out: dict[tuple, dict] = {}
+
+    def row(patient, visit):
+        site, k = where.get((patient, visit), ("", None))
+        return out.setdefault((site, k), {"site": site, "visit_index": k, "measured": 0, "flagged": 0, "failed": 0,
+                                          "inconsistent": 0, "unchecked": 0})
+
     for m in measurements:
-        if not m["kind"].startswith("baseline"):
-            continue
-        k = index.get((m["patient"], m["to_visit"]))
-        row = out.setdefault(k, {"visit_index": k, "measured": 0, "flagged": 0, "failed": 0, "inconsistent": 0})
-        row["measured"] += 1
-        row["failed"] += m["status"] != "ok"
-        row["flagged"] += m["status"] == "ok" and m["flagged"]
+        if m["kind"].startswith("baseline"):
+            r = row(m["patient"], m["to_visit"])
+            r["measured"] += 1
+            r["failed"] += m["status"] != "ok"
+            r["flagged"] += m["status"] == "ok" and m["flagged"]
     for c in checks:
-        if c["flagged"]:
+        if c["status"] == "inconsistent":
             for v in (c["previous"], c["visit"]):
-                k = index.get((c["patient"], v))
-                out.setdefault(k, {"visit_index": k, "measured": 0, "flagged": 0, "failed": 0,
-                                   "inconsistent": 0})["inconsistent"] += 1
-    return [out[k] for k in sorted(out, key=lambda k: (k is None, k))]
+                row(c["patient"], v)["inconsistent"] += 1
+        elif c["status"] == "unchecked":
+            row(c["patient"], c["visit"])["unchecked"] += 1
+    return [out[k] for k in sorted(out, key=lambda k: (k[0], k[1] is None, k[1] or 0))]
 
 
 def plot_visit_flags(rows: list[dict]):
@@ -168,14 +174,17 @@ def plot_visit_flags(rows: list[dict]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    keys = (("flagged", "C1"), ("failed", "C3"), ("inconsistent", "C4"), ("unchecked", "C7"))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(rows) + 1.5), 3.2))
     x = np.arange(len(rows))
-    for k, (key, colour) in enumerate((("flagged", "C1"), ("failed", "C3"), ("inconsistent", "C4"))):
-        ax.bar(x + (k - 1) * 0.27, [r[key] for r in rows], 0.27, label=key, color=colour)
-    ax.set_xticks(x, [f"visit {r['visit_index']}" for r in rows])
+    width = 0.8 / len(keys)
+    for k, (key, colour) in enumerate(keys):
+        ax.bar(x + (k - (len(keys) - 1) / 2) * width, [r[key] for r in rows], width, label=key, color=colour)
+    ax.set_xticks(x, [f"{r['site'] or 'no site'}\nvisit {r['visit_index']}" for r in rows], fontsize=8)
     ax.set_ylabel("joints")
     ax.legend(fontsize=8)
-    ax.set_title("Flags per visit (inconsistent: in a failed transitivity check)", fontsize=10)
+    ax.set_title("Flags per site and visit (inconsistent: in a failed transitivity check; "
+                 "unchecked: a triple with an unusable leg)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -217,6 +226,7 @@ def write_report(store_path, out: Path) -> list[Path]:
             figs[key] = _png(fig)
             plt.close(fig)
     run = data["run"] or {}
+    unchecked = [c for c in checks if c["status"] == "unchecked"]
     problems = [v for v in visits if v["status"] != "ok" or v["note"]]
     bad_patients = [p for p in data["patients"] if p["status"] != "ok"]
     n_ok = sum(m["status"] == "ok" for m in ms)
@@ -231,20 +241,27 @@ Positive JSN = narrower at the later visit.</p>
 <p><b>{len({v['patient'] for v in visits})}</b> patients, <b>{len(visits)}</b> manifest rows;
 <b>{len(ms)}</b> joint measurements ({n_ok} ok, {sum(m['flagged'] for m in ms)} flagged by the method,
 {len(ms) - n_ok} failed), {data.get('pending', 0)} pending; {len(trajs)} trajectories,
-{sum(t['flagged'] for t in trajs)} with visits that disagree; {len(checks)} transitivity checks,
-{sum(c['flagged'] for c in checks)} failed (|z| &gt; 3 combined predicted SDs).</p>
+{sum(t['flagged'] for t in trajs)} with visits that disagree; {len(checks) - len(unchecked)} transitivity checks,
+{sum(c['flagged'] for c in checks)} failed (|z| &gt; 3 combined predicted SDs), {len(unchecked)} triples unchecked
+(a leg failed, flagged or not measured).</p>
 <h2>Trajectories per joint</h2>{img('trajectories')}
 <h2>Rate per joint type</h2>{img('rates')}
-<h2>Flags per visit</h2>{img('visit_flags')}{_table(per_visit, ['visit_index', 'measured', 'flagged', 'failed', 'inconsistent'])}
+<h2>Flags per site and visit</h2>{img('visit_flags')}
+{_table(per_visit, ['site', 'visit_index', 'measured', 'flagged', 'failed', 'inconsistent', 'unchecked'])}
 <h2>Smallest detectable change (same-day repeats)</h2>
 {_table(sdc, ['joint_type', 'n_pairs', 'rms_mm', 'sdc95_mm']) if sdc else '<p>No repeat pairs in the manifest.</p>'}
 <h2>Failed transitivity checks</h2>
 {_table([c for c in checks if c['flagged']], ['patient', 'joint', 'baseline', 'previous', 'visit', 'direct_mm', 'via_previous_mm', 'difference_mm', 'combined_sd_mm', 'z'])}
+<h2>Unchecked transitivity triples</h2>
+{_table(unchecked, ['patient', 'joint', 'baseline', 'previous', 'visit', 'status', 'note'])}
 <h2>Input problems</h2>
 {_table(problems, ['patient', 'visit', 'line', 'image', 'status', 'note'])}
 {_table(bad_patients, ['patient', 'status', 'n_visits'])}
 <h2>Trajectories</h2>
-{_table(trajs, ['patient', 'joint', 'n_used', 'rate_mm_per_year', 'rate_se_mm_per_year', 'reduced_chi2', 'note'])}
+<p class="n">Rate: generalised least squares of the baseline and previous-visit pairs. Its SE counts each
+registration's error (the predicted SD x sd_scale) and each image's (image_sd_mm, shared by every pair the image is in:
+all baseline pairs share the baseline's), both estimated per joint type from the cohort's pairs and repeats.</p>
+{_table(trajs, ['patient', 'joint', 'n_used', 'rate_mm_per_year', 'rate_se_mm_per_year', 'sd_scale', 'image_sd_mm', 'reduced_chi2', 'note'])}
 <h2>Failed measurements</h2>
 {_table([m for m in ms if m['status'] != 'ok'], ['patient', 'joint', 'from_visit', 'to_visit', 'status'])}
 </body></html>
