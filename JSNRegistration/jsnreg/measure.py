@@ -38,7 +38,7 @@ SIGNAL_TEXT = {
     "log_minima_px": "fits from the network's and the search's start differ by {minima_px:.2f} px",
     "log_start_px": "the network's and the search's starts differ by {start_px:.2f} px",
     "log_net_diff_px": "network and refinement disagree by {net_diff_px:.2f} px",
-    "inlier_fraction": "poor fit (only {inlier_fraction:.0%} of pixels match)",
+    "inlier_fraction": "poor fit ({inlier_fraction:.1%} of pixels match, fewer than in good fits)",
     "edge_share": "{edge_share:.0%} of a bone's edges unsaturated",
 }
 
