@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jsnreg import confidence as cm
-from jsnreg.network import DEFAULT_WEIGHTS, file_sha256
+from jsnreg.network import DEFAULT_WEIGHTS, model_sha256
 
 
 def test_the_shipped_calibration_loads_and_says_where_it_comes_from():
@@ -14,7 +14,7 @@ def test_the_shipped_calibration_loads_and_says_where_it_comes_from():
     assert prov["data"]["source"] == "real_pairs.make_real_pairs"
     assert prov["data"]["results"] > 100
     # Calibrated for the network in use: retrain -> `jsnreg calibrate --split val` again.
-    assert prov["network"]["sha256"] == file_sha256(DEFAULT_WEIGHTS)
+    assert prov["network"]["sha256"] == model_sha256(DEFAULT_WEIGHTS)  # both stages
     assert prov["date"] and prov["command"].startswith("jsnreg calibrate")
     assert tuple(cal.data["features"]) == cm.FEATURES
     assert 0 < cal.flag_scale_px < 1
