@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+from ..errors import InputError
+
 BIG = {"patients": 10_000, "visits": 3, "joints": 14, "workers": 100}
 
 
@@ -34,6 +36,8 @@ def _one(manifest: Path, store: Path, workers: int) -> dict:
         t_start = time.perf_counter() - t0
         warm = max(client.run(_warm).values())
         counts = run_cohort(manifest, store, client=client, progress=False)
+    if not counts["measured"]:
+        raise InputError(f"the bench measured nothing with {workers} worker(s): see `jsnreg cohort status {store}`")
     wall, cpu = _task_seconds(store)
     return {"workers": workers, "cluster_start_s": t_start, "worker_warmup_s": warm,
             "joints": counts["measured"], "measure_s": counts["seconds"],

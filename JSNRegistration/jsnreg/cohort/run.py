@@ -194,13 +194,12 @@ def run_cohort(manifest, store_path, workers: int = 2, scheduler: str | None = N
     """Measure every planned joint the store does not hold for these settings and this model.
 
     Returns counts: planned, already (held before), measured, failed, pending (left undone)."""
-    from ..network import DEFAULT_WEIGHTS, model_sha256
     from ..quantify import Settings
 
     settings = settings or Settings()
     visits = read_manifest(manifest)
     store = Store(store_path)
-    s_hash, m_hash = settings_hash(settings.to_dict()), model_sha256(DEFAULT_WEIGHTS)
+    s_hash, m_hash = settings_hash(settings.to_dict()), tasks.model_hash()
     run_id = store.begin_run(str(Path(manifest).resolve()), settings.to_dict(), s_hash, m_hash,
                              scheduler or f"LocalCluster({workers} workers)")
     counts = {}

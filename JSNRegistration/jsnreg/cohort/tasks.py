@@ -12,17 +12,15 @@ import socket
 import time
 
 from ..errors import InputError
-from ..network import file_sha256
+from ..network import file_sha256, model_sha256
 
 NO_DETECTION = "no joints given (detection not available)"
 
 
 @functools.lru_cache(maxsize=1)
 def model_hash() -> str:
-    """SHA-256 of the network weights this worker loads (once per process)."""
-    from ..network import DEFAULT_WEIGHTS
-
-    return file_sha256(str(DEFAULT_WEIGHTS))
+    """SHA-256 of the network (both stages) this process loads (once per process)."""
+    return model_sha256()
 
 
 def _worker() -> str:
