@@ -329,17 +329,13 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
 
 
 def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndarray:
-    """The axis point at s moved across the finger onto the bones' centre line (the traced axis
-    lags on curved fingers)."""
+    """The axis point at s moved across the finger onto the bones' centre line: the traced axis
+    lags on curved fingers, and the joint space itself has no bone to centre on, so the bone's
+    brightest line is found 1.5-4 mm to either side along the axis and averaged."""
+    p = _at(axis, s)
     k = int(np.clip(round(s), 1, len(axis) - 2))
     t = axis[min(k + 3, len(axis) - 1)] - axis[max(k - 3, 0)]
-    return centre_across(bone, _at(axis, s), t / (np.linalg.norm(t) + 1e-9), mm)
-
-
-def centre_across(bone: np.ndarray, p: np.ndarray, t: np.ndarray, mm: float) -> np.ndarray:
-    """p (work px) moved across the finger (unit direction t along it) onto the bones' centre line:
-    the joint space itself has no bone to centre on, so the bone's brightest line is found
-    1.5-4 mm to either side along the finger and averaged."""
+    t = t / (np.linalg.norm(t) + 1e-9)
     across = np.array([-t[1], t[0]])
     u = np.arange(-6.0, 6.01, 0.25) / mm
     offsets = []

@@ -8,7 +8,8 @@ same picture. The filter of the joint's type (IP1, MCP1, MCP2-5, PIP2-5, DIP2-5)
 peak where the joint is: it is the least-squares filter (MOSSE, Bolme et al. 2010) whose response
 on the training hands' regions best matches a narrow Gaussian at the annotated joint
 (`python -m jsnreg.detect_train`, RSNA train hands only). The joint moves to the highest response
-within the search range, a little penalised for moving far.
+within the search range, a little penalised for moving far; a second pass repeats this in the
+direction the first pass's joints of the finger give (the traced direction is a local, noisy one).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import numpy as np
 from scipy import ndimage
 
 FILTERS = Path(__file__).parent / "data" / "detect_filters.json"
-R_STEPS = 60.0  # sampling steps per palm radius (about 0.6 mm on a child's hand)
+R_STEPS = 60.0  # sampling steps per palm radius (0.5-0.75 mm on the RSNA hands)
 HALF = (45, 22)  # region half-size in steps (along, across): the filter's context and the search
 SEARCH = (20, 8)  # how far the joint may move, in steps: along, across
 PASSES = 2  # the second in the direction the first pass's joints give (real hands: 2-fold CV 0.77 -> 0.78)
 MOVE_PENALTY = 0.05  # response (of its maximum 1) given up for moving the whole search range
-
 
 
 def joint_type(name: str) -> str:
