@@ -9,7 +9,8 @@ peak where the joint is: it is the least-squares filter (MOSSE, Bolme et al. 201
 on the training hands' regions best matches a narrow Gaussian at the annotated joint
 (`python -m jsnreg.detect_train`, RSNA train hands only). The joint moves to the highest response
 within the search range, a little penalised for moving far; a second pass repeats this in the
-direction the first pass's joints of the finger give (the traced direction is a local, noisy one).
+direction the first pass's joints of the finger give (the traced direction is a local, noisy one),
+and a PIP joint is then put on the line from its MCP to its DIP joint.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def _chord(name: str, at: dict) -> np.ndarray | None:
 
 def refine(image: np.ndarray, hand) -> list:
     """[(name, (x, y) work px, confidence)] of a hand's traced joints, each moved to its filter's peak;
-    then once more, in the direction the refined joints of its finger give."""
+    then once more, in the direction the refined joints of its finger give; PIP joints then on
+    their finger's axis."""
     filters = _filters()
     step = hand.radius / R_STEPS
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints]
@@ -111,4 +113,16 @@ def refine(image: np.ndarray, hand) -> list:
             at[name.split("-")[-1]] = xy
         joints = [(name, xy, _chord(name, at) if _chord(name, at) is not None else d)
                   for (name, xy, _), (_, _, d) in zip(out, joints)]
-    return out
+    return [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
+
+
+def _on_axis(name: str, xy: np.ndarray, at: dict) -> np.ndarray:
+    """A PIP joint moved across its finger onto the line from its MCP to its DIP joint: the filter
+    places it well along the finger but loosely across (the joint space is a line across it), and
+    the finger's axis runs through the joints on either side (real hands: 2-fold CV 0.78 -> 0.80;
+    the same for MCP and DIP on a line fitted through all three does not help)."""
+    mcp, dip = at.get("MCP" + name[-1]), at.get("DIP" + name[-1])
+    if joint_type(name) != "PIP" or mcp is None or dip is None:
+        return xy
+    u = (dip - mcp) / (np.linalg.norm(dip - mcp) + 1e-9)
+    return mcp + u * float((xy - mcp) @ u)
