@@ -13,7 +13,9 @@ Steps, all on a copy reduced to about WORK_MM per pixel:
 5. names: the thumb is the outer finger with the larger angular gap to its neighbour; its side
    of the hand's long axis tells left from right (PA view: a left hand shows its thumb on the
    image's right when the fingers point up); the other fingers are named in order from the thumb,
-   with a gap twice the usual spacing read as a missing finger.
+   with a gap twice the usual spacing read as a missing finger;
+6. refinement (jsnreg.detect_refine): each joint moved to the peak of a correlation filter learned
+   on annotated real hands, in the finger's frame at the palm's scale.
 
 Spacing only sets the working resolution; lengths are then measured against the palm's radius,
 so a nominal spacing that is somewhat off does no harm.
@@ -320,6 +322,8 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
             score -= 0.5 * ((sj / mcp - f) / FRACTION_SD[finger.digit]) ** 2
         if score > best_score:
             best, best_score = combo, score
+    if best is None:
+        return []  # fewer valleys than the finger has joints
     names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
     return [(nm, float(pos[k]), float(min(1.0, depth[k] / (2 * scale)))) for nm, k in zip(names, best)]
 
@@ -353,12 +357,20 @@ def _at(axis: np.ndarray, s: float) -> np.ndarray:
     return axis[k] * (1 - t) + axis[k + 1] * t
 
 
-def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[DetectedJoint]:
-    """The finger joints of the one or two hands on a PA radiograph (see the module docstring).
+@dataclass
+class _Hand:
+    """One hand's joints before refinement, in work px: [(name, (x, y), distal unit vector, confidence)];
+    radius: the palm's (work px); mm: the work pixel size."""
 
-    pixels: (rows, cols) array, bone bright; spacing_mm: mm per pixel (a nominal value will do);
-    names: only these joints (e.g. ["MCP2", "PIP2"]; with two hands "L-MCP2" or the bare name for
-    both). Raises InputError when the image is not a hand."""
+    side: str
+    lean: float
+    radius: float
+    mm: float
+    joints: list
+
+
+def _hands(pixels: np.ndarray, spacing_mm: float):
+    """The work image (finely smoothed), its pixel size (mm), the reduction factor and the hands found."""
     image = np.asarray(pixels, dtype=np.float32)
     if image.ndim != 2 or min(image.shape) < 32:
         raise InputError(f"a radiograph must be a 2-D image of at least 32 x 32 px, got shape {image.shape}")
@@ -392,21 +404,40 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
             reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
             axis = f.axis[:reach]
             for name, s, conf in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
-                x, y = _centred(fine, axis, s, mm)
-                found.append((name, (x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5, conf))
-        hands.append([side, lean, found])
+                found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), conf))
+        hands.append(_Hand(side, lean, radius, mm, found))
     if not hands:
         raise InputError("no hand found: no outline with three to five fingers")
+    return fine, mm, factor, hands
+
+
+def _distal(axis: np.ndarray, s: float) -> np.ndarray:
+    """The unit vector along the traced axis at s, pointing towards the fingertip."""
+    k = int(np.clip(round(s), 0, len(axis) - 1))
+    t = axis[max(k - 4, 0)] - axis[min(k + 4, len(axis) - 1)]
+    return t / (np.linalg.norm(t) + 1e-9)
+
+
+def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[DetectedJoint]:
+    """The finger joints of the one or two hands on a PA radiograph (see the module docstring).
+
+    pixels: (rows, cols) array, bone bright; spacing_mm: mm per pixel (a nominal value will do);
+    names: only these joints (e.g. ["MCP2", "PIP2"]; with two hands "L-MCP2" or the bare name for
+    both). Raises InputError when the image is not a hand."""
+    from .detect_refine import refine
+
+    fine, mm, factor, hands = _hands(pixels, spacing_mm)
     two = len(hands) == 2
-    if two and hands[0][0] == hands[1][0]:  # one film, two hands: the less clear thumb is the other side
-        weaker = min(hands, key=lambda h: h[1])
-        weaker[0] = "R" if weaker[0] == "L" else "L"
+    if two and hands[0].side == hands[1].side:  # one film, two hands: the less clear thumb is the other side
+        weaker = min(hands, key=lambda h: h.lean)
+        weaker.side = "R" if weaker.side == "L" else "L"
     out = []
-    for side, _, found in hands:
-        for name, x, y, conf in found:
-            full = f"{side}-{name}" if two else name
+    for hand in hands:
+        for name, (x, y), conf in refine(fine, hand):
+            full = f"{hand.side}-{name}" if two else name
             if names is None or full in names or name in names:
-                out.append(DetectedJoint(full, float(x), float(y), conf, side))
+                out.append(DetectedJoint(full, float((x + 0.5) * factor - 0.5), float((y + 0.5) * factor - 0.5),
+                                         conf, hand.side))
     order = {n: k for k, n in enumerate(STANDARD_JOINTS)}
     out.sort(key=lambda j: (j.name[:2] if two else "", order.get(j.name.split("-")[-1], 99)))
     return out
