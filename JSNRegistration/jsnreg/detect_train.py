@@ -3,7 +3,9 @@ annotated TRAIN hands only (RSNA train split; val, test and the adult hands stay
 
 Per joint type, over every traced joint that is annotated: the region around the traced point
 (the inference's input) and, as the wanted response, a Gaussian (SIGMA_STEPS) at the annotated
-joint; the filter is the closed-form ridge solution in the Fourier domain (MOSSE). Deterministic:
+joint; the filter is the closed-form ridge solution in the Fourier domain (MOSSE). The second
+pass's filters are learned the same way on the regions where the first pass's filters leave the
+training joints (in the direction their finger's moved joints give). Deterministic:
 no sampling, no seed. Needs the real hands (../shared/data/real-hands)."""
 
 from __future__ import annotations
