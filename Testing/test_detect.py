@@ -155,6 +155,26 @@ def test_refinement_brings_real_joints_onto_the_joint_space(real):
     assert after >= 0.8 * total and after >= before + 0.15 * total, (before, after, total)
 
 
+def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
+    from jsnreg.detect_refine import _jumped
+
+    traced = {"MCP2": np.array([0.0, 300.0]), "PIP2": np.array([0.0, 200.0]), "DIP2": np.array([0.0, 140.0])}
+    moved = [("MCP2", np.array([0.0, 298.0]), 1.0), ("PIP2", np.array([0.0, 204.0]), 1.0),
+             ("DIP2", np.array([1.0, 202.0]), 1.0)]  # DIP2 jumped 62 px onto PIP2
+    assert _jumped(moved, traced, min_px=30.0) == {"DIP2"}
+    assert _jumped(moved[:2], traced, min_px=30.0) == set()  # 94 px apart: both kept
+
+
+def test_no_real_joint_is_reported_twice(real):
+    """On an adult film where one finger's DIP refinement lands on its PIP, the two are not both reported."""
+    image = read_radiograph(real / "adult-annotated" / "test_img2_L.png", spacing_mm=0.3)
+    found = by_name(detect_joints(image.pixels, 0.3))
+    points = np.array(list(found.values()))
+    gaps = np.hypot(*(points[:, None] - points[None]).transpose(2, 0, 1))
+    np.fill_diagonal(gaps, np.inf)
+    assert gaps.min() > 10.0 / 0.3  # every two joints at least 10 mm apart
+
+
 def test_refinement_recovers_a_displaced_joint(real):
     """A joint started 3 mm off along its finger on a val hand returns to within 2 mm of the annotation."""
     from jsnreg.detect import _Hand

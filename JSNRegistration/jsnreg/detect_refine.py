@@ -31,6 +31,10 @@ MOVE_PENALTY = 0.05  # response (of its maximum 1) given up for moving the whole
 # A traced thumb IP joint whose filter response has a weaker peak than this is left out: the thumb is
 # then too short or bent for one (train and val hands: the one annotated absent 2.4, the 44 there 2.9-9).
 MIN_IP1_PSR = 2.65
+# Neighbouring joints of one finger are never closer than 0.30 palm radii on the train and val hands
+# (PIP5-DIP5; 5th percentile 0.42): two refined ones closer than this are one joint found twice.
+MIN_NEIGHBOUR_RADII = 0.2
+_NEIGHBOURS = [(f"MCP{d}", f"PIP{d}") for d in "2345"] + [(f"PIP{d}", f"DIP{d}") for d in "2345"] + [("MCP1", "IP1")]
 
 
 def joint_type(name: str) -> str:
@@ -128,9 +132,24 @@ def refine(image: np.ndarray, hand) -> list:
     joints then on their finger's axis."""
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
               if joint_type(name) != "IP1" or _ip1_psr(image, hand, centre, distal) >= MIN_IP1_PSR]
+    traced = {name: centre for name, centre, _ in joints}
     for spectra in _filters():
         out, at, joints = one_pass(image, hand, joints, spectra)
-    return [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
+    out = [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
+    jumped = _jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII)
+    return [j for j in out if j[0] not in jumped]
+
+
+def _jumped(joints: list, traced: dict, min_px: float) -> set:
+    """Names of joints that ended on a neighbour of their finger (closer than min_px to it): of the two,
+    the one that moved farther from where it was traced took the other's joint space, so it is left
+    out rather than reported twice (a joint that is not there must not be invented)."""
+    at = {name: xy for name, xy, _ in joints}
+    out = set()
+    for a, b in _NEIGHBOURS:
+        if a in at and b in at and np.linalg.norm(at[a] - at[b]) < min_px:
+            out.add(max((a, b), key=lambda n: np.linalg.norm(at[n] - traced[n])))
+    return out
 
 
 def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray) -> float:
