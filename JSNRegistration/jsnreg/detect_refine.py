@@ -18,6 +18,7 @@ PIP joint is then put on the line from its MCP to its DIP joint.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +67,10 @@ def load_filters(path=FILTERS) -> list:
     return [{k: np.fft.fft2(np.asarray(v, float)) for k, v in stage.items()} for stage in data["filters"]]
 
 
-_LOADED = {}
-
-
+@lru_cache(maxsize=1)
 def _filters() -> list:
-    if "f" not in _LOADED:
-        _LOADED["f"] = load_filters()
-    return _LOADED["f"]
+    """The shipped filters, read once per process."""
+    return load_filters()
 
 
 def move(r: np.ndarray, spectrum: np.ndarray) -> tuple[tuple, float, float]:
