@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import detect_refine
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
 from .real_hands import ANNOTATIONS, real_hands_dir
@@ -36,8 +37,9 @@ def load_annotations(path=ANNOTATIONS) -> dict:
 
 
 def joint_type(name: str) -> str:
-    base = name.split("-")[-1]
-    return base if base in ("IP1", "MCP1") else f"{base[:-1]}2-5"
+    """The table's row of a joint: IP1, MCP1, MCP2-5, PIP2-5 or DIP2-5."""
+    kind = detect_refine.joint_type(name)
+    return kind if kind in ("IP1", "MCP1") else f"{kind}2-5"
 
 
 def scored(entry: dict) -> tuple[dict, set]:
