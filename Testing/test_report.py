@@ -39,6 +39,7 @@ def test_pdf_holds_header_table_numbers_and_panels(session, tmp_path):
     for shown in ("PID-73519", "1999-01-15", "2000-07-20", "18.1 months", "0.1750 mm", "jsnnet.pt",
                   DISCLAIMER, "dy(upper) - dy(lower)"):
         assert shown in text, shown
+    assert ("jsnnet.pt + fine stage" in text) == bool(session.model.get("fine"))  # which network measured
     # 2 radiographs + per joint: 5 ROI/loss images and the colour bar
     assert pdf_image_count(tmp_path / "r.pdf") >= 2 + 5 * len(JOINTS)
 
