@@ -47,13 +47,15 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     acc = cost[:, 0].copy()
     back = np.zeros((rows, cols), dtype=np.int64)
     idx = np.arange(rows)
-    pad = np.full(max_step, np.inf)
     penalty = np.abs(np.arange(-max_step, max_step + 1)) * step_cost
+    # Row r's candidates are acc[r - max_step .. r + max_step] (inf beyond the ROI): a window view
+    # of one padded buffer, made once and refilled per column.
+    padded = np.full(rows + 2 * max_step, np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * max_step + 1)
     for x in range(1, cols):
-        # Row r's candidates: acc[r - max_step .. r + max_step] (inf beyond the ROI), the first
-        # of equal ones winning.
-        cand = np.lib.stride_tricks.sliding_window_view(np.concatenate((pad, acc, pad)), 2 * max_step + 1) + penalty
-        step = np.argmin(cand, axis=1)
+        padded[max_step:max_step + rows] = acc
+        cand = windows + penalty
+        step = np.argmin(cand, axis=1)  # the first of equal ones wins
         back[:, x] = idx + step - max_step
         acc = cand[idx, step] + cost[:, x]
     path = np.empty(cols, dtype=np.int64)
