@@ -189,7 +189,7 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     res = inside = prior = None
     levels = [lv for k, lv in enumerate(zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX))
               if levels is None or k in levels]
-    for sigma, stride, tol_px in levels:
+    for level, (sigma, stride, tol_px) in enumerate(levels, start=1):
         # Smoothed levels fit the blur difference to first order; the finest level has it put into
         # the images instead (the Laplacian of unsmoothed noise would only add noise).
         fit_blur = sigma > 0.0
@@ -265,6 +265,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             if np.max(np.abs(step[:n_geo])) < tol_px:
                 converged = True
                 break
+        if level < len(levels):
+            continue  # what the fit kept is read on the last level only
         kept = []
         for k in range(n_bones):
             mine = bone_of == k
