@@ -265,6 +265,8 @@ def test_pngs_follow_the_umask(case, tmp_path):
     (("--roi-mm", "2000"), "MCP3=490,317", "within 5-60 mm"),  # was: 6.5 GB
     (("--spacing-mm", "1e9"), "MCP3=490,317", "within 0.01-5 mm"),  # was: JSN +1964612464 mm
     (("--spacing-mm", "abc"), "MCP3=490,317", "invalid float value"),
+    (("--workers", "0"), "MCP3=490,317", "--workers must be at least 1"),
+    (("--workers", "two"), "MCP3=490,317", "invalid int value"),
 ])
 def test_bad_quantify_arguments_exit_2_with_one_line(case, tmp_path, capsys, extra, joint, needle):
     code = main(quantify_args(case, tmp_path / "out", *extra, joint=joint))

@@ -90,7 +90,7 @@ def test_worker_bad_request_exits_2_with_a_message(tmp_path):
 
 
 def test_worker_other_failure_exits_1_without_traceback_on_stdout(tmp_path, monkeypatch):
-    def broken(request, on_progress=None, should_cancel=None):
+    def broken(request, on_progress=None, should_cancel=None, workers=1):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(job, "run", broken)

@@ -258,12 +258,15 @@ def _lap(timings: dict | None, stage: str, since: tuple[float, float]) -> tuple[
 
 def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm=None, settings=None,
                  engine=None, report: bool = False, timings: dict | None = None,
-                 max_pixels=validate.MAX_IMAGE_PIXELS, detect_names=None):
+                 max_pixels=validate.MAX_IMAGE_PIXELS, detect_names=None, workers: int = 1):
     """Read, measure, and write results.json, results.csv, per-joint PNGs (and the report).
 
     joints None: detected on the baseline as read (only `detect_names` when given).
     All or nothing: the files are staged and moved into `out_dir` together at the end.
+    workers: processes measuring the joints (quantify's `workers`), threads writing the PNGs.
     timings, when given, receives wall and CPU seconds per stage: read, detect, place, register, write."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .figures import save_joint_pngs
     from .outputs import StagedOutputs
     from .quantify import quantify
@@ -284,7 +287,8 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
         _lap(timings, "detect", lap)
         print(f"{len(joints)} joints detected on the baseline: {', '.join(j.name for j in joints)}", file=sys.stderr)
     t0 = time.perf_counter()
-    results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress, timings=timings)
+    results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress, timings=timings,
+                       workers=workers)
     seconds = time.perf_counter() - t0
     lap = time.perf_counter(), time.process_time()
     from .report import write_results_csv
@@ -294,8 +298,9 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
             "software": f"jsnreg {__version__}", "baseline": str(baseline_path), "followup": str(followup_path),
             "spacing_mm": baseline.spacing_mm, "seconds": seconds, "joints": [r.to_dict() for r in results]})
         write_results_csv(results, staged.path("results.csv"))
-        for r in results:
-            save_joint_pngs(r, staged.dir)
+        # PNG encoding releases the GIL: threads write them about twice as fast on 2 cores.
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            list(pool.map(lambda r: save_joint_pngs(r, staged.dir), results))
         _lap(timings, "write", lap)
         if report:
             write_session_and_report(baseline_path, followup_path, baseline, followup, joints, settings, results,
@@ -347,6 +352,16 @@ def detected_specs(pixels, spacing_mm: float, names=None) -> list:
     return [JointSpec(j.name, j.x, j.y, source="detected") for j in found]
 
 
+def _workers(args) -> int:
+    if args.workers is None:
+        from .forked import default_workers
+
+        return default_workers()
+    if args.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
+    return args.workers
+
+
 def cmd_quantify(args) -> int:
     from .joints import load_joints_json, parse_joint_arg
     from .quantify import Settings
@@ -369,7 +384,8 @@ def cmd_quantify(args) -> int:
     _lap(timings, "imports", _LOADED)  # what the command loads, and the network's weights
     _, _, results, seconds = run_quantify(args.baseline, args.followup, joints, Path(args.out), args.spacing_mm,
                                           settings, engine, report=args.report, timings=timings,
-                                          max_pixels=_max_pixels(args), detect_names=only)
+                                          max_pixels=_max_pixels(args), detect_names=only,
+                                          workers=_workers(args))
     if args.timings:
         _write_json(Path(args.timings), timings)
     print(format_table(results))
@@ -525,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
     q.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
     q.add_argument("--report", action="store_true", help="also write the session and its PDF/HTML report")
+    q.add_argument("--workers", type=int, help="processes measuring the joints (default: this machine's cores)")
     q.set_defaults(func=cmd_quantify)
 
     dt = sub.add_parser("detect", help="find and name the finger joints on a hand radiograph")

@@ -99,8 +99,11 @@ def parse_request(request) -> dict:
 
 
 def run(request: dict, on_progress: Callable[[int, int, str], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None) -> dict:
+        should_cancel: Callable[[], bool] | None = None, workers: int = 1) -> dict:
     """Measure the request's joints and write result.json + arrays.npz; returns result.json's content.
+
+    workers > 1 measures the joints in forked processes (quantify's `workers`): for a process of
+    its own, as `python -m jsnreg.worker`, never for a GUI's thread.
 
     Raises InputError for a bad request or image, quantify.Cancelled when should_cancel() turns true
     (checked between joints; nothing is written then).
@@ -114,7 +117,7 @@ def run(request: dict, on_progress: Callable[[int, int, str], None] | None = Non
     baseline = read_radiograph(req["baseline"], spacing_mm=req["spacing_mm"])
     followup = read_radiograph(req["followup"], spacing_mm=req["spacing_mm"])
     results = quantify(baseline, followup, req["joints"], req["settings"],
-                       on_progress=on_progress, should_cancel=should_cancel)
+                       on_progress=on_progress, should_cancel=should_cancel, workers=workers)
     summary = {
         "run_id": uuid.uuid4().hex,
         "results": [r.to_dict() for r in results],

@@ -84,32 +84,39 @@ def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
 
 
 def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
-                 settings: Settings) -> list[Placement]:
-    """Cut positions of every joint; InputError for a joint outside or too near the edge."""
+                 settings: Settings, map_=None) -> list[Placement]:
+    """Cut positions of every joint; InputError for a joint outside or too near the edge.
+
+    map_: how the joints are placed once the hands are aligned (forked.worker_map's, with
+    (baseline, followup, engine, settings) inherited); default: one after the other, here."""
     factor = working_factor(settings, baseline.spacing_mm)
     size = resolution.roi_sizes_px(settings.roi_mm, baseline.spacing_mm, factor)[0]
     coarse = None
     if any(j.followup_xy is None for j in joints):
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
-    placements = []
-    for j in joints:
-        rows, cols = baseline.pixels.shape
-        if not (0 <= j.x < cols and 0 <= j.y < rows):
-            raise InputError(f"joint {j.name} at ({j.x:.0f}, {j.y:.0f}) lies outside the baseline "
-                             f"({cols} x {rows} px)")
-        angle = rois.estimate_axis_angle(baseline.pixels, (j.x, j.y), size / 2.0)
-        _check_cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
-        if j.followup_xy is not None:
-            follow_xy = tuple(map(float, j.followup_xy))
-            follow_angle = angle + (rois.matrix_rotation(coarse) if coarse is not None else 0.0)
-        else:
-            follow_xy = tuple(map(float, rois.locate_joint(baseline.pixels, followup.pixels, (j.x, j.y),
-                                                           size, coarse)))
-            follow_angle = angle + rois.matrix_rotation(coarse)
-        _check_cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
-        placements.append(Placement((float(j.x), float(j.y)), float(angle), follow_xy, float(follow_angle),
-                                    size, j.followup_xy is not None, factor))
-    return placements
+    if map_ is None:
+        map_ = lambda fn, tasks: (fn(baseline, followup, None, settings, t) for t in tasks)  # noqa: E731
+    return list(map_(_place_joint, [(j, size, factor, coarse) for j in joints]))
+
+
+def _place_joint(baseline: Radiograph, followup: Radiograph, _engine, settings: Settings, task) -> Placement:
+    j, size, factor, coarse = task
+    rows, cols = baseline.pixels.shape
+    if not (0 <= j.x < cols and 0 <= j.y < rows):
+        raise InputError(f"joint {j.name} at ({j.x:.0f}, {j.y:.0f}) lies outside the baseline "
+                         f"({cols} x {rows} px)")
+    angle = rois.estimate_axis_angle(baseline.pixels, (j.x, j.y), size / 2.0)
+    _check_cut(baseline.pixels, (j.x, j.y), size, angle, settings, f"{j.name} (baseline)")
+    if j.followup_xy is not None:
+        follow_xy = tuple(map(float, j.followup_xy))
+        follow_angle = angle + (rois.matrix_rotation(coarse) if coarse is not None else 0.0)
+    else:
+        follow_xy = tuple(map(float, rois.locate_joint(baseline.pixels, followup.pixels, (j.x, j.y),
+                                                       size, coarse)))
+        follow_angle = angle + rois.matrix_rotation(coarse)
+    _check_cut(followup.pixels, follow_xy, size, follow_angle, settings, f"{j.name} (follow-up)")
+    return Placement((float(j.x), float(j.y)), float(angle), follow_xy, float(follow_angle),
+                     size, j.followup_xy is not None, factor)
 
 
 def _check_cut(image: np.ndarray, centre_xy, size: int, angle: float, settings: Settings, what: str) -> None:
@@ -129,11 +136,16 @@ def cut_pair(baseline: Radiograph, followup: Radiograph, p: Placement) -> tuple[
 def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
              settings: Settings | None = None, engine: Engine | None = None,
              on_progress: Callable[[int, int, str], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None, timings: dict | None = None) -> list[JointResult]:
+             should_cancel: Callable[[], bool] | None = None, timings: dict | None = None,
+             workers: int = 1) -> list[JointResult]:
     """Measure every joint; results in the order of `joints`, each with its images and position.
 
-    timings, when given, receives the wall and CPU seconds of placement and registration
-    (place_s, place_cpu_s, register_s, register_cpu_s)."""
+    workers > 1: the joints are placed and measured in that many forked processes (forked.py;
+    only from a process without a GUI). timings, when given, receives the wall and CPU seconds of
+    placement and registration (place_s, place_cpu_s, register_s, register_cpu_s; CPU of this
+    process only)."""
+    from .forked import worker_map
+
     clock = _Clock(timings)
     settings = settings or Settings()
     if not joints:
@@ -143,22 +155,37 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
         raise InputError(f"joint names must be unique: {', '.join(n for n in names if names.count(n) > 1)}")
     followup = same_spacing(baseline, followup)
     checked_roi_px(resolution.roi_sizes_px(checked_roi_mm(settings.roi_mm), baseline.spacing_mm, 1)[0])  # before any cut
-    placements = place_joints(baseline, followup, joints, settings)
-    clock.lap("place")
     engine = engine or Engine.load()
-    results = []
-    for k, (joint, place) in enumerate(zip(joints, placements)):
-        if should_cancel is not None and should_cancel():
-            raise Cancelled(f"stopped after {k} of {len(joints)} joints")
-        fixed, moving = cut_pair(baseline, followup, place)
-        result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
-                                         refine=settings.refine, name=joint.name)
-        result.position = place.to_dict() | {"source": joint.source, "moved": joint.moved}
-        results.append(result)
-        if on_progress is not None:
-            on_progress(k + 1, len(joints), joint.name)
+    with worker_map((baseline, followup, engine, settings), min(workers, len(joints))) as map_:
+        placements = place_joints(baseline, followup, joints, settings, map_)
+        clock.lap("place")
+        measured = map_(_measure_joint, list(zip(joints, placements)))
+        results = []
+        for k, joint in enumerate(joints):
+            _stop_if_cancelled(should_cancel, k, len(joints))
+            result = next(measured)
+            # Workers measure ahead: a joint that was ready when the user cancelled is not reported.
+            _stop_if_cancelled(should_cancel, k, len(joints))
+            results.append(result)
+            if on_progress is not None:
+                on_progress(k + 1, len(joints), joint.name)
     clock.lap("register")
     return results
+
+
+def _stop_if_cancelled(should_cancel: Callable[[], bool] | None, done: int, total: int) -> None:
+    if should_cancel is not None and should_cancel():
+        raise Cancelled(f"stopped after {done} of {total} joints")
+
+
+def _measure_joint(baseline: Radiograph, followup: Radiograph, engine: Engine, settings: Settings,
+                   task: tuple[JointSpec, Placement]) -> JointResult:
+    joint, place = task
+    fixed, moving = cut_pair(baseline, followup, place)
+    result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
+                                     refine=settings.refine, name=joint.name)
+    result.position = place.to_dict() | {"source": joint.source, "moved": joint.moved}
+    return result
 
 
 class _Clock:

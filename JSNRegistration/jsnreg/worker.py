@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
         else:
             raise InputError(USAGE)
         from . import job
+        from .forked import default_workers
         from .quantify import Cancelled
 
         request = read_request(argv[0])
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None, out=None) -> int:
             summary = job.run(request,
                               on_progress=lambda k, n, name: emit({"event": "progress", "done": k, "total": n,
                                                                    "joint": name}),
-                              should_cancel=None if cancel_file is None else cancel_file.exists)
+                              should_cancel=None if cancel_file is None else cancel_file.exists,
+                              workers=default_workers())
         except Cancelled:
             emit({"event": "cancelled"})
             return EXIT_CANCELLED
