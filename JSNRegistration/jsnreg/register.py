@@ -148,13 +148,14 @@ class Engine:
         return cls(default_network(str(weights_path) if weights_path else None))
 
     def register_roi(self, fixed: np.ndarray, moving: np.ndarray, spacing_mm: float,
-                     upper_mask: np.ndarray | None = None, refine: bool = True, name: str = ""
-                     ) -> JointResult:
+                     upper_mask: np.ndarray | None = None, refine: bool = True, name: str = "",
+                     images: bool = True) -> JointResult:
         """Measure one joint from its fixed (baseline) and moving (follow-up) ROIs in [0, 1].
 
         A given upper_mask (True = upper bone) always wins over the automatic split. Large ROIs
         are measured on block means of WORK_SIDE_PX-ish size (see work_factor); the results are
-        in pixels of the given ROIs.
+        in pixels of the given ROIs. images=False leaves out the warped images and the MSEs (NaN)
+        for a caller that makes them at another resolution.
         """
         fixed = np.asarray(fixed, dtype=np.float64)
         moving = np.asarray(moving, dtype=np.float64)
@@ -173,11 +174,13 @@ class Engine:
         details["work_factor"] = k
         if k > 1:
             upper, lower = work.to_full(upper), work.to_full(lower)
-        images = measure.joint_images(fixed, moving, user_mask, upper, lower)
-        mse_before, mse_after = measure.mse_before_after(images)
+        images_, mse_before, mse_after = None, np.nan, np.nan
+        if images:
+            images_ = measure.joint_images(fixed, moving, user_mask, upper, lower)
+            mse_before, mse_after = measure.mse_before_after(images_)
         return JointResult(name=name, spacing_mm=float(spacing_mm), upper=upper, lower=lower,
                            mse_before=mse_before, mse_after=mse_after, confidence=confidence,
-                           flagged=flagged, flag_reason=reason, details=details, images=images)
+                           flagged=flagged, flag_reason=reason, details=details, images=images_)
 
     def _measure(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | None, refine: bool,
                  px_per_work_px: int = 1):

@@ -64,11 +64,11 @@ def boundary_to_full(rows_work: np.ndarray, factor: int, full_cols: int) -> np.n
 
 def to_full_resolution(small: JointResult, fixed: np.ndarray, moving: np.ndarray, spacing_mm: float,
                        factor: int) -> JointResult:
-    """A result measured on block means of (fixed, moving) in full-resolution pixels and mm."""
+    """A result measured on block means of (fixed, moving) by the automatic split (its
+    `split_rows` in the details) in full-resolution pixels and mm."""
     upper, lower = _scaled(small.upper, factor), _scaled(small.lower, factor)
     d = dict(small.details)
-    boundary = boundary_to_full(split.rows_from_upper_mask(small.images.upper_mask) if "split_rows" not in d
-                                else d["split_rows"], factor, fixed.shape[1])
+    boundary = boundary_to_full(d["split_rows"], factor, fixed.shape[1])
     net = d["network"]
     d["network"] = {"upper": _scaled_dict(net["upper"], factor), "lower": _scaled_dict(net["lower"], factor),
                     "jsn_px": net["jsn_px"] * factor}
@@ -80,7 +80,7 @@ def to_full_resolution(small: JointResult, fixed: np.ndarray, moving: np.ndarray
         if key in d:
             d[key] = d[key] * factor ** power
     d["working_resolution"] = {"factor": factor, "spacing_mm": spacing_mm * factor,
-                               "roi_px": int(small.images.fixed.shape[0])}
+                               "roi_px": int(fixed.shape[0] // factor)}
     mask = split.upper_mask_from_rows(fixed.shape, boundary)
     images = joint_images(fixed, moving, mask, upper, lower)
     mse_before, mse_after = mse_before_after(images)
@@ -95,5 +95,5 @@ def register_roi(engine, fixed: np.ndarray, moving: np.ndarray, spacing_mm: floa
     if factor == 1:
         return engine.register_roi(fixed, moving, spacing_mm, refine=refine, name=name)
     small = engine.register_roi(block_mean(fixed, factor), block_mean(moving, factor), spacing_mm * factor,
-                                refine=refine, name=name)
+                                refine=refine, name=name, images=False)
     return to_full_resolution(small, fixed, moving, spacing_mm, factor)

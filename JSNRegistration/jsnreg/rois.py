@@ -82,15 +82,14 @@ def cut_roi(image: np.ndarray, centre_xy, size_px: int, angle_rad: float = 0.0,
     as long as at most a quarter of the ROI is outside; edge="refuse" allows none outside.
     """
     image = _check_image(image)
-    check_roi_inside(image.shape, centre_xy, size_px, angle_rad, edge)
-    x, y = _roi_points(centre_xy, int(size_px), angle_rad)
+    x, y = check_roi_inside(image.shape, centre_xy, size_px, angle_rad, edge)
     return _sample_local(image, x, y, order=3)
 
 
 def check_roi_inside(shape: tuple[int, int], centre_xy, size_px: int, angle_rad: float = 0.0,
-                     edge: str = "pad") -> None:
+                     edge: str = "pad") -> tuple[np.ndarray, np.ndarray]:
     """InputError unless the ROI cut_roi would cut lies inside an image of `shape` as the edge
-    policy demands."""
+    policy demands; returns the image (x, y) of its pixels."""
     if int(size_px) != size_px or size_px < 3:
         raise InputError(f"ROI size must be a whole number of pixels >= 3, got {size_px}")
     if edge not in ("pad", "refuse"):
@@ -111,6 +110,7 @@ def check_roi_inside(shape: tuple[int, int], centre_xy, size_px: int, angle_rad:
             f"joint at ({cx:.1f}, {cy:.1f}) is too close to the image edge: {fraction:.0%} of its "
             f"{size_px} x {size_px} px ROI falls outside the image (allowed: {limit:.0%}, "
             f"edge policy '{edge}')")
+    return x, y
 
 
 def estimate_axis_angle(image: np.ndarray, centre_xy, radius_px: float) -> float:
