@@ -110,15 +110,24 @@ def _linear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
 
 
+def _median(a: np.ndarray) -> float:
+    """np.median of a 1-D array without its generic machinery (called a few dozen times a joint)."""
+    k = a.size // 2
+    if a.size % 2:
+        return float(np.partition(a, k)[k])
+    p = np.partition(a, [k - 1, k])
+    return float(0.5 * (p[k - 1] + p[k]))
+
+
 def _tukey(res: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
     """Tukey biweight on residuals scaled by their robust SD (MAD); returns weights and the SD."""
     active = res[weights > 0]
     if active.size > MAD_SAMPLE:  # the robust SD from a regular subsample: as good, a fraction of the time
         active = active[::active.size // MAD_SAMPLE]
-    mad = np.median(np.abs(active - np.median(active))) if active.size else 0.0
+    mad = _median(np.abs(active - _median(active))) if active.size else 0.0
     sd = max(1.4826 * mad, 1e-6)
-    u = res / (TUKEY_C * sd)
-    return np.where(np.abs(u) < 1, (1 - u ** 2) ** 2, 0.0), sd
+    t = np.maximum(1 - (res / (TUKEY_C * sd)) ** 2, 0.0)  # 0 beyond TUKEY_C robust SDs
+    return t * t, sd
 
 
 def clipped(image: np.ndarray) -> np.ndarray:
