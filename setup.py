@@ -40,7 +40,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "jsnreg=jsnreg.cli:main",
+            "jsnreg=jsnreg.cli:run",
             "jsnreg-viewer=jsnreg_viewer.app:main",
         ],
     },

