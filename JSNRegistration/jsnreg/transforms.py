@@ -117,11 +117,14 @@ def warp_to_fixed(moving: np.ndarray, motion: BoneMotion, order: int = 3,
 
 
 def warp_to_moving(fixed: np.ndarray, motion: BoneMotion, order: int = 3,
-                   cval: float = np.nan) -> np.ndarray:
-    """Render what a fixed-frame image looks like after the motion: out(q) = fixed(T^-1(q))."""
+                   cval: float = np.nan, where: np.ndarray | None = None) -> np.ndarray:
+    """Render what a fixed-frame image looks like after the motion: out(q) = fixed(T^-1(q));
+    `cval` where T^-1(q) falls outside, and where `where` (a boolean mask of the moving grid, if
+    given) is False."""
     rows, cols = fixed.shape
-    centre = roi_centre(fixed.shape)
-    inv = np.linalg.inv(matrix(motion, centre))
-    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
-    pts = np.stack([x.ravel(), y.ravel()], axis=1) @ inv[:2, :2].T + inv[:2, 2]
-    return sample(fixed, pts[:, 0], pts[:, 1], order=order, cval=cval).reshape(rows, cols)
+    inv = np.linalg.inv(matrix(motion, roi_centre(fixed.shape)))
+    y, x = np.nonzero(np.ones((rows, cols), bool) if where is None else where)
+    pts = np.stack([x, y], axis=1).astype(np.float64) @ inv[:2, :2].T + inv[:2, 2]
+    out = np.full((rows, cols), cval, dtype=np.float64)
+    out[y, x] = sample(fixed, pts[:, 0], pts[:, 1], order=order, cval=cval)
+    return out
