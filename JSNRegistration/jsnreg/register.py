@@ -153,19 +153,20 @@ class Engine:
 
     def register_roi(self, fixed: np.ndarray, moving: np.ndarray, spacing_mm: float,
                      upper_mask: np.ndarray | None = None, refine: bool = True, name: str = "",
-                     images: bool = True) -> JointResult:
+                     images: bool = True, block_px: int | None = None) -> JointResult:
         """Measure one joint from its fixed (baseline) and moving (follow-up) ROIs in [0, 1].
 
         A given upper_mask (True = upper bone) always wins over the automatic split. Large ROIs
         are measured on block means of WORK_SIDE_PX-ish size (see work_factor); the results are
         in pixels of the given ROIs. images=False leaves out the warped images and the MSEs (NaN)
-        for a caller that makes them at another resolution.
+        for a caller that makes them at another resolution. block_px overrides the working grid's
+        block size (1: every pixel, as a reference for the working grid's precision).
         """
         fixed = np.asarray(fixed, dtype=np.float64)
         moving = np.asarray(moving, dtype=np.float64)
         check_pair(fixed, moving, upper_mask)
         user_mask = None if upper_mask is None else np.asarray(upper_mask, dtype=bool)
-        k = work_factor(fixed.shape)
+        k = work_factor(fixed.shape) if block_px is None else int(block_px)
         work = WorkGrid(fixed.shape, k)
         f_w, m_w = work.down(fixed), work.down(moving)
         mask_w = None if user_mask is None else work.down(user_mask.astype(np.float64)) > 0.5
