@@ -165,6 +165,18 @@ def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
     assert _jumped(moved[:2], traced, min_px=30.0) == set()  # 94 px apart: both kept
 
 
+def test_the_ip1_of_a_thumb_cut_before_it_is_left_out():
+    from jsnreg.detect_refine import MIN_THUMB_PHALANX_RADII, _cut_thumb
+
+    radius = 100.0
+    mcp1 = ("MCP1", np.array([400.0, 500.0]), 1.0)
+    ip1 = lambda gap: ("IP1", mcp1[1] + np.array([0.6, -0.8]) * gap * radius, 1.0)
+    assert _cut_thumb([mcp1, ip1(0.26)], radius) == {"IP1"}  # train 2107: the thumb ends at the film's edge
+    assert _cut_thumb([mcp1, ip1(0.57)], radius) == set()  # the shortest phalanx of the train and val hands
+    assert _cut_thumb([ip1(0.1)], radius) == set()  # without MCP1 nothing to measure against
+    assert 0.26 < MIN_THUMB_PHALANX_RADII < 0.57
+
+
 def test_no_real_joint_is_reported_twice(real):
     """On an adult film where one finger's DIP refinement lands on its PIP, the two are not both reported."""
     image = read_radiograph(real / "adult-annotated" / "test_img2_L.png", spacing_mm=0.3)
