@@ -155,6 +155,17 @@ def test_refinement_brings_real_joints_onto_the_joint_space(real):
     assert after >= 0.8 * total and after >= before + 0.15 * total, (before, after, total)
 
 
+def test_a_finger_cut_by_the_film_edge_does_not_misname_the_others(real):
+    """Train 2859: the little finger leaves the film at its middle phalanx; its trace stops short, so
+    it is left out rather than taken for the thumb (which named the index finger 4, the ring finger 2)."""
+    rel = "rsna-bone-age/2859.png"
+    truth, _ = scored(load_annotations()[rel])
+    found = by_name(detect_joints(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1))
+    for n in ("MCP2", "MCP3", "MCP4", "DIP2", "DIP4"):
+        assert np.hypot(*(found[n] - truth[n])) <= 40, n  # 4 mm
+    assert not {"MCP5", "PIP5", "DIP5"} & set(found)
+
+
 def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
     from jsnreg.detect_refine import _jumped
 

@@ -241,6 +241,12 @@ def _base(axis: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
 
 
 STEP_PX = 2.0  # tracing step (0.8 mm at the working resolution)
+# Every finger's trace on the train and val hands comes within 1.0 palm radii of the palm centre (the
+# generated hands' within 1.18); one that stops farther out follows a finger cut by the film's edge
+# (train 2859: the little finger, stopped 2.4 radii out, whose far base made it look like the thumb).
+# Such a finger is left out: its joints cannot be placed by the finger's proportions, and its base,
+# counted among the others, would misname them.
+CUT_TRACE_R = 1.5
 
 
 def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float, mm: float,
@@ -397,6 +403,9 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
             continue  # a hand shows three to five fingertips; more is an outline that is not one
         for f in fingers:
             f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
+        fingers = [f for f in fingers if np.hypot(*(f.axis - centre).T).min() <= CUT_TRACE_R * radius]
+        if len(fingers) < 3:
+            continue
         side, lean = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre,
                                    radius)
         found = []
