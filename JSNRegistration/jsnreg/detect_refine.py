@@ -127,15 +127,17 @@ def one_pass(image: np.ndarray, hand, joints: list, spectra: dict) -> tuple[list
                      for (name, xy, _), (_, _, d), chord in zip(out, joints, chords)]
 
 
-def refine(image: np.ndarray, hand) -> list:
+def refine(image: np.ndarray, hand, passes=None) -> list:
     """[(name, (x, y) work px, confidence)] of a hand's traced joints, each moved to its filter's peak;
     then once more, in the direction the refined joints of its finger give, by the second pass's
     filters (real hands: 2-fold CV 0.809 -> 0.824 against the first pass's filters twice); PIP
-    joints then on their finger's axis; a joint found twice, or the IP1 of a cut thumb, left out."""
+    joints then on their finger's axis; a joint found twice, or the IP1 of a cut thumb, left out.
+    passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
+    passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
-              if joint_type(name) != "IP1" or _ip1_psr(image, hand, centre, distal) >= MIN_IP1_PSR]
+              if joint_type(name) != "IP1" or _ip1_psr(image, hand, centre, distal, passes[0]) >= MIN_IP1_PSR]
     traced = {name: centre for name, centre, _ in joints}
-    for spectra in _filters():
+    for spectra in passes:
         out, at, joints = one_pass(image, hand, joints, spectra)
     out = [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
     jumped = _jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
@@ -162,10 +164,10 @@ def _jumped(joints: list, traced: dict, min_px: float) -> set:
     return out
 
 
-def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray) -> float:
+def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray, spectra: dict) -> float:
     """The first pass's peak-to-sidelobe ratio at a traced thumb IP joint."""
     r = region(image, np.asarray(centre, float), distal, hand.side, hand.radius / R_STEPS)
-    return move(r, _filters()[0]["IP1"])[2]
+    return move(r, spectra["IP1"])[2]
 
 
 def _on_axis(name: str, xy: np.ndarray, at: dict) -> np.ndarray:
