@@ -223,6 +223,26 @@ def test_refinement_recovers_a_displaced_joint(real):
     assert good >= 0.75 * total, f"{good} of {total}"
 
 
+def test_cross_validation_refines_each_hand_with_filters_learned_without_it(monkeypatch):
+    """`python -m jsnreg.detect_train --cv` on two generated hands: each is refined by the filters of
+    the other only, and its joints come back within 2 mm."""
+    from jsnreg import detect_train
+    from jsnreg.detect import _hands
+    from jsnreg.synthetic import make_hand_pair
+
+    hands = []
+    for seed in (2, 3):
+        pair = make_hand_pair(seed)
+        fine, _, factor, found = _hands(pair.followup, pair.spacing_mm)
+        hands.append((f"generated {seed}", fine, found[0],
+                      {n: (np.asarray(p, float) + 0.5) / factor - 0.5 for n, p in pair.followup_joints.items()}))
+    learned_on = []
+    learn = detect_train.filters
+    monkeypatch.setattr(detect_train, "filters", lambda hs, w=None: (learned_on.append([h[0] for h in hs]), learn(hs, w))[1])
+    assert detect_train.cross_validated(hands, []) == (28, 28)
+    assert learned_on == [["generated 3"], ["generated 2"]]
+
+
 def test_filters_are_those_of_the_training_command():
     from jsnreg.detect_refine import FILTERS, HALF, load_filters
 
