@@ -155,6 +155,27 @@ def test_refinement_brings_real_joints_onto_the_joint_space(real):
     assert after >= 0.8 * total and after >= before + 0.15 * total, (before, after, total)
 
 
+def test_a_finger_cut_by_the_film_edge_does_not_misname_the_others(real):
+    """Train 2859: the little finger leaves the film at its middle phalanx; its trace stops short, so
+    it is left out rather than taken for the thumb (which named the index finger 4, the ring finger 2)."""
+    rel = "rsna-bone-age/2859.png"
+    truth, _ = scored(load_annotations()[rel])
+    found = by_name(detect_joints(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1))
+    for n in ("MCP2", "MCP3", "MCP4", "DIP2", "DIP4"):
+        assert np.hypot(*(found[n] - truth[n])) <= 40, n  # 4 mm
+    assert not {"MCP5", "PIP5", "DIP5"} & set(found)
+
+
+def test_touching_fingers_are_found_by_their_bones(real):
+    """Val 1541: a young child's fingers 2-5 touch, so the outline has no notch between them; their
+    bones across an arc over the palm give the fingers, named in order (it was refused)."""
+    rel = "rsna-bone-age/1541.png"
+    truth, _ = scored(load_annotations()[rel])
+    found = by_name(detect_joints(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1))
+    for n in [f"{k}{d}" for k in ("PIP", "DIP") for d in "2345"]:
+        assert np.hypot(*(found[n] - truth[n])) <= 40, n  # 4 mm; the neighbouring finger is > 10 mm away
+
+
 def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
     from jsnreg.detect_refine import _jumped
 
@@ -163,6 +184,18 @@ def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
              ("DIP2", np.array([1.0, 202.0]), 1.0)]  # DIP2 jumped 62 px onto PIP2
     assert _jumped(moved, traced, min_px=30.0) == {"DIP2"}
     assert _jumped(moved[:2], traced, min_px=30.0) == set()  # 94 px apart: both kept
+
+
+def test_the_ip1_of_a_thumb_cut_before_it_is_left_out():
+    from jsnreg.detect_refine import MIN_THUMB_PHALANX_RADII, _cut_thumb
+
+    radius = 100.0
+    mcp1 = ("MCP1", np.array([400.0, 500.0]), 1.0)
+    ip1 = lambda gap: ("IP1", mcp1[1] + np.array([0.6, -0.8]) * gap * radius, 1.0)
+    assert _cut_thumb([mcp1, ip1(0.26)], radius) == {"IP1"}  # train 2107: the thumb ends at the film's edge
+    assert _cut_thumb([mcp1, ip1(0.57)], radius) == set()  # the shortest phalanx of the train and val hands
+    assert _cut_thumb([ip1(0.1)], radius) == set()  # without MCP1 nothing to measure against
+    assert 0.26 < MIN_THUMB_PHALANX_RADII < 0.57
 
 
 def test_no_real_joint_is_reported_twice(real):
@@ -188,6 +221,26 @@ def test_refinement_recovers_a_displaced_joint(real):
             total += 1
             good += np.hypot(*(xy - truth[n])) <= 2.0 / hand.mm
     assert good >= 0.75 * total, f"{good} of {total}"
+
+
+def test_cross_validation_refines_each_hand_with_filters_learned_without_it(monkeypatch):
+    """`python -m jsnreg.detect_train --cv` on two generated hands: each is refined by the filters of
+    the other only, and its joints come back within 2 mm."""
+    from jsnreg import detect_train
+    from jsnreg.detect import _hands
+    from jsnreg.synthetic import make_hand_pair
+
+    hands = []
+    for seed in (2, 3):
+        pair = make_hand_pair(seed)
+        fine, _, factor, found = _hands(pair.followup, pair.spacing_mm)
+        hands.append((f"generated {seed}", fine, found[0],
+                      {n: (np.asarray(p, float) + 0.5) / factor - 0.5 for n, p in pair.followup_joints.items()}))
+    learned_on = []
+    learn = detect_train.filters
+    monkeypatch.setattr(detect_train, "filters", lambda hs, w=None: (learned_on.append([h[0] for h in hs]), learn(hs, w))[1])
+    assert detect_train.cross_validated(hands, []) == (28, 28)
+    assert learned_on == [["generated 3"], ["generated 2"]]
 
 
 def test_filters_are_those_of_the_training_command():

@@ -3,7 +3,10 @@
 Steps, all on a copy reduced to about WORK_MM per pixel:
 1. hand masks: Otsu threshold of the smoothed image, the large connected parts (one or two hands);
 2. fingertips: peaks of the distance from the palm centre (the deepest point of the mask's
-   distance transform) along the mask's outline, kept when the protrusion is finger-narrow;
+   distance transform) along the mask's outline, kept when the protrusion is finger-narrow; where
+   that gives no hand (fingers that touch leave no notch between them), the bones crossing an arc
+   over the palm, each followed out to the mask's end; a finger whose trace (3) stops far from the
+   palm is cut by the film's edge and left out;
 3. finger axes: traced from each tip towards the palm, re-centred at each step on the brightest
    line across the finger in a bone-scale smoothed image (the bones, not the soft tissue, so
    closed fingers that touch still give one axis each);
@@ -178,6 +181,41 @@ def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray,
     return tips, centre, radius
 
 
+ARC_R = 1.7  # the arc crosses the proximal phalanges of fingers 2-5 (tips 2.2-3 radii out) and the thumb
+ARC_PEAK_MM = 6.0  # half the spacing of neighbouring finger bones across the arc
+ARC_DEPTH = 0.05  # of the image's range: the soft tissue between two bones is this much darker
+
+
+def _arc_tips(mask: np.ndarray, bone: np.ndarray, centre: np.ndarray, radius: float, mm: float) -> list[_Finger]:
+    """Fingertips of fingers that touch (the outline has no notch between them): the bones crossing an
+    arc ARC_R palm radii from the palm centre are bright peaks of the bone-scale image with darker soft
+    tissue between, each followed outwards along its bright line to where the hand's mask ends."""
+    rho = ARC_R * radius
+    t = np.arange(-np.pi, np.pi, 0.5 / rho)  # 0.5 px apart
+    xs, ys = centre[0] + rho * np.cos(t), centre[1] + rho * np.sin(t)
+    inside = ndimage.map_coordinates(mask.astype(np.float32), [ys, xs], order=1, cval=0) > 0.5
+    vals = np.where(inside, ndimage.map_coordinates(bone, [ys, xs], order=1, cval=0.0), 0.0)
+    near = int(round(ARC_PEAK_MM / mm / 0.5))
+    h, w = mask.shape
+    u = np.arange(-3.0, 3.01, 0.5) / mm
+    tips = []
+    for i in np.flatnonzero(inside):
+        window = vals[[(i + k) % len(t) for k in range(-near, near + 1)]]
+        if vals[i] < window.max() or vals[i] - window.min() < ARC_DEPTH:
+            continue  # a bone is brighter than the tissue either side of it within ARC_PEAK_MM
+        p = np.array([xs[i], ys[i]])
+        d = (p - centre) / rho
+        while True:  # outwards along the bone's line to the mask's end
+            q = p + d * STEP_PX
+            if not (0 <= q[0] < w - 1 and 0 <= q[1] < h - 1) or not mask[int(round(q[1])), int(round(q[0]))]:
+                break
+            across = np.array([-d[1], d[0]])
+            k = int(np.argmax(ndimage.map_coordinates(bone, [q[1] + u * across[1], q[0] + u * across[0]], order=1)))
+            p = q + across * u[k] * 0.5
+        tips.append(_Finger(tip=p, angle=float(np.arctan2(p[1] - centre[1], p[0] - centre[0]))))
+    return tips
+
+
 def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
     """Tips in order around the palm centre, starting after the widest angular gap (the wrist's
     side), so the ends of the order are the outer fingers."""
@@ -196,10 +234,12 @@ def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
 
 
 # Finger bases (axis points 1.2 palm radii from the palm centre) of neighbouring fingers 2-5 lie
-# 0.3-0.65 radii apart on the training hands, the thumb's 1.0-1.9 from the index finger's.
+# 0.3-0.66 radii apart on the train and val hands, the thumb's 0.85-1.4 from the index finger's; a
+# finger missing between two (train 4476: the ring finger's tip hidden by the little finger's) leaves
+# 0.79, so a gap above the midpoint is one.
 BASE_GAP_R = 0.5
 ISOLATED_RAD = np.radians(60.0)  # seen from the palm centre, neighbouring fingertips are < 60 deg apart
-MISSING_GAP_R = 0.8
+MISSING_GAP_R = 0.72
 THUMB_MISSING_INDEX_R = 2.3
 
 
@@ -239,6 +279,12 @@ def _base(axis: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
 
 
 STEP_PX = 2.0  # tracing step (0.8 mm at the working resolution)
+# Every finger's trace on the train and val hands comes within 1.0 palm radii of the palm centre (the
+# generated hands' within 1.18); one that stops farther out follows a finger cut by the film's edge
+# (train 2859: the little finger, stopped 2.4 radii out, whose far base made it look like the thumb).
+# Such a finger is left out: its joints cannot be placed by the finger's proportions, and its base,
+# counted among the others, would misname them.
+CUT_TRACE_R = 1.5
 
 
 def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float, mm: float,
@@ -392,9 +438,15 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
         fingers, centre, radius = _fingertips(mask, mm)
         fingers = _order_fingers(fingers) if fingers else []
         if not 3 <= len(fingers) <= 5:
+            fingers = _arc_tips(mask, bone, centre, radius, mm)  # fingers that touch (val 1541)
+            fingers = _order_fingers(fingers) if fingers else []
+        if not 3 <= len(fingers) <= 5:
             continue  # a hand shows three to five fingertips; more is an outline that is not one
         for f in fingers:
             f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
+        fingers = [f for f in fingers if np.hypot(*(f.axis - centre).T).min() <= CUT_TRACE_R * radius]
+        if len(fingers) < 3:
+            continue
         side, lean = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre,
                                    radius)
         found = []

@@ -35,6 +35,10 @@ MIN_IP1_PSR = 2.65
 # Neighbouring joints of one finger are never closer than 0.30 palm radii on the train and val hands
 # (PIP5-DIP5; 5th percentile 0.42): two refined ones closer than this are one joint found twice.
 MIN_NEIGHBOUR_RADII = 0.2
+# The thumb's proximal phalanx (refined MCP1 to IP1) is 0.57-0.88 palm radii long on the train and val
+# hands; a thumb cut by the film's edge before its IP joint (train 2107, IP1 annotated absent) gives
+# 0.26: its IP1 is then the MCP's joint space or the metacarpal's physis, and is left out.
+MIN_THUMB_PHALANX_RADII = 0.4
 _NEIGHBOURS = [(f"MCP{d}", f"PIP{d}") for d in "2345"] + [(f"PIP{d}", f"DIP{d}") for d in "2345"] + [("MCP1", "IP1")]
 
 
@@ -123,19 +127,29 @@ def one_pass(image: np.ndarray, hand, joints: list, spectra: dict) -> tuple[list
                      for (name, xy, _), (_, _, d), chord in zip(out, joints, chords)]
 
 
-def refine(image: np.ndarray, hand) -> list:
+def refine(image: np.ndarray, hand, passes=None) -> list:
     """[(name, (x, y) work px, confidence)] of a hand's traced joints, each moved to its filter's peak;
     then once more, in the direction the refined joints of its finger give, by the second pass's
     filters (real hands: 2-fold CV 0.809 -> 0.824 against the first pass's filters twice); PIP
-    joints then on their finger's axis."""
+    joints then on their finger's axis; a joint found twice, or the IP1 of a cut thumb, left out.
+    passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
+    passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
-              if joint_type(name) != "IP1" or _ip1_psr(image, hand, centre, distal) >= MIN_IP1_PSR]
+              if joint_type(name) != "IP1" or _ip1_psr(image, hand, centre, distal, passes[0]) >= MIN_IP1_PSR]
     traced = {name: centre for name, centre, _ in joints}
-    for spectra in _filters():
+    for spectra in passes:
         out, at, joints = one_pass(image, hand, joints, spectra)
     out = [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
-    jumped = _jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII)
+    jumped = _jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
     return [j for j in out if j[0] not in jumped]
+
+
+def _cut_thumb(joints: list, radius: float) -> set:
+    """{"IP1"} when the refined IP1 lies closer to MCP1 than a thumb's proximal phalanx can be long
+    (MIN_THUMB_PHALANX_RADII): the thumb ends at the film's edge before its IP joint."""
+    at = {name: xy for name, xy, _ in joints}
+    short = "IP1" in at and "MCP1" in at and np.linalg.norm(at["IP1"] - at["MCP1"]) < MIN_THUMB_PHALANX_RADII * radius
+    return {"IP1"} if short else set()
 
 
 def _jumped(joints: list, traced: dict, min_px: float) -> set:
@@ -150,10 +164,10 @@ def _jumped(joints: list, traced: dict, min_px: float) -> set:
     return out
 
 
-def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray) -> float:
+def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray, spectra: dict) -> float:
     """The first pass's peak-to-sidelobe ratio at a traced thumb IP joint."""
     r = region(image, np.asarray(centre, float), distal, hand.side, hand.radius / R_STEPS)
-    return move(r, _filters()[0]["IP1"])[2]
+    return move(r, spectra["IP1"])[2]
 
 
 def _on_axis(name: str, xy: np.ndarray, at: dict) -> np.ndarray:
