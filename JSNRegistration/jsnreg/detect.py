@@ -3,10 +3,7 @@
 Steps, all on a copy reduced to about WORK_MM per pixel:
 1. hand masks: Otsu threshold of the smoothed image, the large connected parts (one or two hands);
 2. fingertips: peaks of the distance from the palm centre (the deepest point of the mask's
-   distance transform) along the mask's outline, kept when the protrusion is finger-narrow; where
-   that gives no hand (fingers that touch leave no notch between them), the bones crossing an arc
-   over the palm, each followed out to the mask's end; a finger whose trace (3) stops far from the
-   palm is cut by the film's edge and left out;
+   distance transform) along the mask's outline, kept when the protrusion is finger-narrow;
 3. finger axes: traced from each tip towards the palm, re-centred at each step on the brightest
    line across the finger in a bone-scale smoothed image (the bones, not the soft tissue, so
    closed fingers that touch still give one axis each);
@@ -179,41 +176,6 @@ def _fingertips(mask: np.ndarray, mm: float) -> tuple[list[_Finger], np.ndarray,
         angle = float(np.arctan2(tip[1] - centre[1], tip[0] - centre[0]))
         tips.append(_Finger(tip=tip.copy(), angle=angle))
     return tips, centre, radius
-
-
-ARC_R = 1.7  # the arc crosses the proximal phalanges of fingers 2-5 (tips 2.2-3 radii out) and the thumb
-ARC_PEAK_MM = 6.0  # half the spacing of neighbouring finger bones across the arc
-ARC_DEPTH = 0.05  # of the image's range: the soft tissue between two bones is this much darker
-
-
-def _arc_tips(mask: np.ndarray, bone: np.ndarray, centre: np.ndarray, radius: float, mm: float) -> list[_Finger]:
-    """Fingertips of fingers that touch (the outline has no notch between them): the bones crossing an
-    arc ARC_R palm radii from the palm centre are bright peaks of the bone-scale image with darker soft
-    tissue between, each followed outwards along its bright line to where the hand's mask ends."""
-    rho = ARC_R * radius
-    t = np.arange(-np.pi, np.pi, 0.5 / rho)  # 0.5 px apart
-    xs, ys = centre[0] + rho * np.cos(t), centre[1] + rho * np.sin(t)
-    inside = ndimage.map_coordinates(mask.astype(np.float32), [ys, xs], order=1, cval=0) > 0.5
-    vals = np.where(inside, ndimage.map_coordinates(bone, [ys, xs], order=1, cval=0.0), 0.0)
-    near = int(round(ARC_PEAK_MM / mm / 0.5))
-    h, w = mask.shape
-    u = np.arange(-3.0, 3.01, 0.5) / mm
-    tips = []
-    for i in np.flatnonzero(inside):
-        window = vals[[(i + k) % len(t) for k in range(-near, near + 1)]]
-        if vals[i] < window.max() or vals[i] - window.min() < ARC_DEPTH:
-            continue  # a bone is brighter than the tissue either side of it within ARC_PEAK_MM
-        p = np.array([xs[i], ys[i]])
-        d = (p - centre) / rho
-        while True:  # outwards along the bone's line to the mask's end
-            q = p + d * STEP_PX
-            if not (0 <= q[0] < w - 1 and 0 <= q[1] < h - 1) or not mask[int(round(q[1])), int(round(q[0]))]:
-                break
-            across = np.array([-d[1], d[0]])
-            k = int(np.argmax(ndimage.map_coordinates(bone, [q[1] + u * across[1], q[0] + u * across[0]], order=1)))
-            p = q + across * u[k] * 0.5
-        tips.append(_Finger(tip=p, angle=float(np.arctan2(p[1] - centre[1], p[0] - centre[0]))))
-    return tips
 
 
 def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
@@ -437,9 +399,6 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
     for mask in masks:
         fingers, centre, radius = _fingertips(mask, mm)
         fingers = _order_fingers(fingers) if fingers else []
-        if not 3 <= len(fingers) <= 5:
-            fingers = _arc_tips(mask, bone, centre, radius, mm)  # fingers that touch (val 1541)
-            fingers = _order_fingers(fingers) if fingers else []
         if not 3 <= len(fingers) <= 5:
             continue  # a hand shows three to five fingertips; more is an outline that is not one
         for f in fingers:
