@@ -167,9 +167,9 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     boolean mask or weights in [0, 1] (below MIN_WEIGHT = not used). The bones share one scale
     (started from the mean of the inits' log scales), the tone curve and the blur difference
     (started from `blur_px2`). `levels` (indices into LEVELS_SMOOTH_PX; default all) can skip
-    levels, e.g. for a start known to be close. `soft_slope` (per column of `fixed`, scaled to at
-    most 1 in magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the refined motions with their predicted
-    precision (none when the finest level is not run).
+    levels, e.g. for a start known to be close. `soft_slope` (per column of `fixed`, at most 1 in
+    magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the
+    refined motions with their predicted precision (none when the finest level is not run).
     """
     fixed = np.asarray(fixed, dtype=np.float64)
     moving = np.asarray(moving, dtype=np.float64)
