@@ -112,6 +112,30 @@ def test_two_bones_share_the_scale_and_move_on_their_own():
     assert 0 < r.sd_jsn_px < 0.05
 
 
+def test_soft_tissue_that_moves_with_the_finger_is_modelled():
+    """Two bones under a finger's soft profile that moved 1.5 px across with the finger, not with
+    them: unmodelled it drags the bones' dx (and dy); the soft-tissue term takes it up."""
+    up_truth, lo_truth = BoneMotion(1.0, 0.01, 0.8, -0.4), BoneMotion(1.0, -0.01, -0.6, 0.7)
+    fixed, moving_up = _pair(up_truth, noise=0.005)
+    _, moving_lo = _pair(lo_truth, noise=0.005)
+    rows = np.arange(fixed.shape[0])[:, None]
+    moving = np.where(rows < fixed.shape[0] // 2, moving_up, moving_lo)
+    x = np.arange(fixed.shape[1])
+    finger = lambda x: 0.5 * (np.tanh((x - 24) / 5) - np.tanh((x - 72) / 5))  # noqa: E731
+    fixed = 0.5 * fixed + 0.4 * finger(x)[None, :]
+    moving = 0.5 * moving + 0.4 * finger(x - 1.5)[None, :]
+    upper, lower = _region(), _region()
+    upper[fixed.shape[0] // 2 - 4:] = False
+    lower[:fixed.shape[0] // 2 + 4] = False
+    slope = np.gradient(finger(x))
+    plain = refine_bones(fixed, moving, [upper, lower], [IDENTITY, IDENTITY])
+    soft = refine_bones(fixed, moving, [upper, lower], [IDENTITY, IDENTITY], soft_slope=slope / np.abs(slope).max())
+    assert max(abs(b.motion.dx_px - t.dx_px) for b, t in zip(plain.bones, (up_truth, lo_truth))) > 0.2
+    for fit, truth in zip(soft.bones, (up_truth, lo_truth)):
+        assert fit.motion.dx_px == pytest.approx(truth.dx_px, abs=0.05)
+        assert fit.motion.dy_px == pytest.approx(truth.dy_px, abs=0.03)
+
+
 def test_clipped_pixels_are_found_and_left_out():
     truth = BoneMotion(1.0, 0.0, 0.6, -0.8)
     fixed, moving = _pair(truth, noise=0.005)

@@ -14,7 +14,11 @@ fitted together: what belongs to the image pair is shared, what belongs to a bon
   tau / 2 times the Laplacian, to first order. The smoothed levels estimate tau so; the finest
   level blurs the sharper image by it instead. Unmodelled, both pull the geometry (on generated
   pairs, together they tripled the JSN error SD);
-- per bone a rotation and a shift (dx, dy): the bones move independently.
+- per bone a rotation and a shift (dx, dy): the bones move independently;
+- optionally, per bone a soft-tissue term a_b S'(x) + c_b S'(x) v / radius, with S'(x) the slope
+  across the columns of the soft tissue's level (`soft_slope`): the soft tissue over a bone moves
+  with the finger, not with the bone, so a bone's own shift and turn leave the finger's soft
+  profile shifted under it by a fraction of a pixel (row offset v from the centre times the turn).
 The moving image is sampled with cubic B-splines (linear interpolation biases sub-pixel shifts
 towards whole pixels). Residuals are weighted by Tukey's biweight per bone (iteratively
 reweighted), so a local change in a bone (an erosion) or a structure that moves otherwise cannot
@@ -164,15 +168,17 @@ def edge_energy(image: np.ndarray) -> np.ndarray:
 
 
 def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray], inits: list[BoneMotion],
-                 max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0) -> RefineResult:
+                 max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0,
+                 soft_slope: np.ndarray | None = None) -> RefineResult:
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1]. regions: one per bone, each a
     boolean mask or weights in [0, 1] (below MIN_WEIGHT = not used). The bones share one scale
     (started from the mean of the inits' log scales), the tone curve and the blur difference
     (started from `blur_px2`). `levels` (indices into LEVELS_SMOOTH_PX; default all) can skip
-    levels, e.g. for a start known to be close. Returns the refined motions with their predicted
-    precision (none when the finest level is not run).
+    levels, e.g. for a start known to be close. `soft_slope` (per column of `fixed`, at most 1 in
+    magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the
+    refined motions with their predicted precision (none when the finest level is not run).
     """
     fixed = np.asarray(fixed, dtype=np.float64)
     moving = np.asarray(moving, dtype=np.float64)
@@ -186,6 +192,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
                    + [v for b in inits for v in (b.dtheta_rad * radius, b.dx_px, b.dy_px)])
     n_geo = len(geo)
     tone = np.array([0.0, 1.0, 0.0])
+    n_soft = 0 if soft_slope is None else 2 * n_bones
+    soft = np.zeros(n_soft)  # per bone (a_b, c_b) of the soft-tissue term
     applied_px2, tau = 0.0, float(blur_px2)  # blur difference put into the images / fitted to first order
     total_iter, converged = 0, False
     cov = None
@@ -222,6 +230,11 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         prior = np.concatenate([region[p].astype(np.float64) for region, p in zip(regions, pixels)])
         u, v = xx - cx, yy - cy
         fv = f[yy, xx]
+        if n_soft:  # its basis per pixel, on this bone's two columns only
+            basis = np.zeros((len(yy), n_soft))
+            slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
+            basis[np.arange(len(yy)), 2 * bone_of] = slope_x
+            basis[np.arange(len(yy)), 2 * bone_of + 1] = slope_x * v / radius
         converged = False
         for it in range(max_iter):
             total_iter += 1
@@ -242,6 +255,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             mx, my = _linear(gx, qx, qy), _linear(gy, qx, qy)
             slope = tone[1] + 2.0 * tone[2] * mv  # P'(m)
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
+            if n_soft:
+                res += basis @ soft
             robust = np.zeros_like(res)
             sds = []
             for k in range(n_bones):
@@ -251,7 +266,7 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             residual_sd = float(np.median(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            jac = np.zeros((len(res), n_geo + 3 + fit_blur))
+            jac = np.zeros((len(res), n_geo + 3 + fit_blur + n_soft))
             jac[:, 0] = slope * (mx * rx + my * ry) / radius
             rows_k = np.arange(len(res))
             jac[rows_k, 1 + 3 * bone_of] = slope * (-mx * ry + my * rx) / radius
@@ -259,7 +274,9 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             jac[rows_k, 3 + 3 * bone_of] = slope * my
             jac[:, n_geo:n_geo + 3] = np.stack([np.ones_like(mv), mv, mv * mv], axis=1)
             if fit_blur:
-                jac[:, -1] = -0.5 * slope * lv
+                jac[:, n_geo + 3] = -0.5 * slope * lv
+            if n_soft:
+                jac[:, -n_soft:] = basis
             jw = jac * w[:, None]
             h = jac.T @ jw
             g = jw.T @ res
@@ -270,7 +287,9 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             geo += step[:n_geo]
             tone += step[n_geo:n_geo + 3]
             if fit_blur:
-                tau += step[-1]
+                tau += step[n_geo + 3]
+            if n_soft:
+                soft += step[-n_soft:]
             if np.max(np.abs(step[:n_geo])) < tol_px:
                 converged = True
                 break

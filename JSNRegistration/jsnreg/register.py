@@ -49,17 +49,18 @@ def fit_jsn_px(fit: RefineResult) -> float:
 
 
 def best_of_starts(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray],
-                   starts: dict[str, list[BoneMotion]]) -> tuple[RefineResult, dict]:
+                   starts: dict[str, list[BoneMotion]], soft_slope: np.ndarray | None = None
+                   ) -> tuple[RefineResult, dict]:
     """Refine from each distinct start; keep the lowest robust cost (at a common noise scale).
 
     Returns the kept fit and what the starts gave: per start its JSN, cost and whether it was
     refined on its own, and `minima_px`, the JSN spread of the distinct refined minima with
     `cost_gap`, the cost of the runner-up less the winner's (both None with one basin)."""
     names = list(starts)
-    fits = {names[0]: refine_bones(fixed, moving, regions, starts[names[0]])}
+    fits = {names[0]: refine_bones(fixed, moving, regions, starts[names[0]], soft_slope=soft_slope)}
     for name in names[1:]:
         if not any(in_basin(starts[name], fit) for fit in fits.values()):
-            fits[name] = refine_bones(fixed, moving, regions, starts[name])
+            fits[name] = refine_bones(fixed, moving, regions, starts[name], soft_slope=soft_slope)
     sigma = min(f.residual_sd for f in fits.values())
     costs = {name: f.robust_cost(sigma) for name, f in fits.items()}
     order = sorted(fits, key=costs.get)
@@ -101,6 +102,28 @@ def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tu
     near_joint = np.exp(-0.5 * (dist / (JOINT_WEIGHT_SD_FRAC * upper_mask.shape[0])) ** 2)
     return (near_joint * (upper_mask & (dist < -SPLIT_MARGIN_PX)),
             near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
+
+
+def soft_slope(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
+    """Per column, the slope across the finger of its soft tissue's level (the joint space), scaled
+    to at most 1: the basis of refine's soft-tissue term. The soft tissue over a bone follows the
+    finger, not the bone, so each bone's own motion leaves this profile shifted under the bone
+    by a fraction of a pixel. Unmodelled, that was the main error on real validation pairs: their
+    largest errors vanished when the composition moved the soft tissue with the bones, and grew
+    with the noise (Tukey's weights then keep the mismatch). Modelled, on 200 pairs per ROI shape
+    (realistic motions, true split): JSN error SD 0.044 -> 0.033 px square, 0.049 -> 0.036 px
+    wide. A plain linear intensity ramp per bone instead gained nothing."""
+    # The darkest level near the split: where the split hugs a bone surface, the level at the split
+    # itself would read that bone's edge as soft tissue.
+    sm = ndimage.gaussian_filter(fixed, 1.5)
+    near = np.abs(np.arange(sm.shape[0])[:, None] + 0.5 - np.asarray(boundary_rows)[None, :]) <= SOFT_NEAR_SPLIT_PX
+    level = ndimage.gaussian_filter1d(np.where(near, sm, np.inf).min(axis=0), SOFT_SLOPE_SMOOTH_PX)
+    slope = np.gradient(level)
+    return slope / max(float(np.abs(slope).max()), 1e-6)
+
+
+SOFT_NEAR_SPLIT_PX = 3.0  # rows either side of the split searched for the joint space's level
+SOFT_SLOPE_SMOOTH_PX = 2.0  # the joint-space level varies slowly across the finger; its noise should not
 
 
 def bone_likeness(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
@@ -207,7 +230,7 @@ class Engine:
         if refine:
             regions = [w * bone_likeness(fixed, boundary) for w in bone_regions(upper_mask, boundary)]
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
-            fit, start_info = best_of_starts(fixed, moving, regions, starts)
+            fit, start_info = best_of_starts(fixed, moving, regions, starts, soft_slope(fixed, boundary))
             back = backward_fit(fixed, moving, regions, fit)
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
