@@ -104,9 +104,10 @@ def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tu
             near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
 
 
-def soft_slope(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
+def soft_slope(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | None:
     """Per column, the slope across the finger of its soft tissue's level (the joint space), scaled
-    to at most 1: the basis of refine's soft-tissue term. The soft tissue over a bone follows the
+    to at most 1: the basis of refine's soft-tissue term (None where the level is flat: nothing
+    to model, and a zero basis would leave the fit without a precision estimate). The soft tissue over a bone follows the
     finger, not the bone, so each bone's own motion leaves this profile shifted under the bone
     by a fraction of a pixel. Unmodelled, that was the main error on real validation pairs: their
     largest errors vanished when the composition moved the soft tissue with the bones, and grew
@@ -119,7 +120,8 @@ def soft_slope(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
     near = np.abs(np.arange(sm.shape[0])[:, None] + 0.5 - np.asarray(boundary_rows)[None, :]) <= SOFT_NEAR_SPLIT_PX
     level = ndimage.gaussian_filter1d(np.where(near, sm, np.inf).min(axis=0), SOFT_SLOPE_SMOOTH_PX)
     slope = np.gradient(level)
-    return slope / max(float(np.abs(slope).max()), 1e-6)
+    peak = float(np.abs(slope).max())
+    return slope / peak if peak > 1e-9 else None
 
 
 SOFT_NEAR_SPLIT_PX = 3.0  # rows either side of the split searched for the joint space's level
