@@ -69,3 +69,29 @@ def test_a_cancel_stops_the_workers(hand, engine):
         q.quantify(base, follow, joints, engine=engine, workers=2,
                    on_progress=lambda *e: done.append(e), should_cancel=lambda: len(done) >= 1)
     assert multiprocessing.active_children() == []
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(hand, engine):
+    import signal
+
+    from jsnreg.forked import WorkerDied
+
+    h, base, follow = hand
+    joints = [JointSpec(n, *h.joints[n]) for n in h.joints]
+
+    def kill_one(k, n, name):
+        if k == 1:
+            os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+
+    def hung(signum, frame):
+        raise TimeoutError("quantify hung after its worker died")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        with pytest.raises(WorkerDied, match="--workers 1"):
+            q.quantify(base, follow, joints, engine=engine, workers=2, on_progress=kill_one)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert multiprocessing.active_children() == []

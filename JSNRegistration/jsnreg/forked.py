@@ -36,16 +36,32 @@ def worker_map(inherited: tuple, workers: int = 1) -> Iterator[Callable[[Callabl
 
     workers > 1 (where the platform can fork): in that many forked processes; fn must be a
     module-level function and its results picklable. An exception in a task is raised here, in
-    the caller; leaving the block (also by an exception or a cancel) stops the workers."""
+    the caller, and so is a worker that dies (killed, out of memory): WorkerDied, never a hang.
+    Leaving the block (also by an exception or a cancel) waits for the tasks under way (one joint
+    each) and drops the rest."""
     global _INHERITED
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield lambda fn, tasks: (fn(*inherited, task) for task in tasks)
         return
-    _INHERITED = inherited
-    pool = multiprocessing.get_context("fork").Pool(workers)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    _INHERITED = inherited  # the workers fork at the first task, and inherit it
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+    def map_(fn, tasks):
+        try:
+            yield from pool.map(_call, [(fn, task) for task in tasks])
+        except BrokenProcessPool:
+            raise WorkerDied("a worker process stopped unexpectedly (killed, or out of memory?): "
+                             "run again with one worker (--workers 1)") from None
+
     try:
-        yield lambda fn, tasks: pool.imap(_call, [(fn, task) for task in tasks])
+        yield map_
     finally:
-        pool.terminate()
-        pool.join()
+        pool.shutdown(wait=True, cancel_futures=True)
         _INHERITED = ()
+
+
+class WorkerDied(RuntimeError):
+    """A forked worker process ended without returning its task."""
