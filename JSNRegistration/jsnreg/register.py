@@ -104,11 +104,11 @@ def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tu
             near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
 
 
-def soft_slope(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | None:
-    """Per column, the slope across the finger of its soft tissue's level (the joint space), scaled
-    to at most 1: the basis of refine's soft-tissue term (None where the level is flat: nothing
-    to model, and a zero basis would leave the fit without a precision estimate). The soft tissue over a bone follows the
-    finger, not the bone, so each bone's own motion leaves this profile shifted under the bone
+def soft_slope(smoothed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | None:
+    """Per column, the slope across the finger of its soft tissue's level (the joint space) on the
+    fixed ROI `smoothed` by LEVEL_SMOOTH_PX, scaled to at most 1: the basis of refine's soft-tissue
+    term (None where the level is flat: nothing to model, and a zero basis would leave the fit
+    without a precision estimate). The soft tissue over a bone follows the finger, not the bone, so each bone's own motion leaves this profile shifted under the bone
     by a fraction of a pixel. Unmodelled, that was the main error on real validation pairs: their
     largest errors vanished when the composition moved the soft tissue with the bones, and grew
     with the noise (Tukey's weights then keep the mismatch). Modelled, on 200 pairs per ROI shape
@@ -116,29 +116,29 @@ def soft_slope(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | Non
     wide. A plain linear intensity ramp per bone instead gained nothing."""
     # The darkest level near the split: where the split hugs a bone surface, the level at the split
     # itself would read that bone's edge as soft tissue.
-    sm = ndimage.gaussian_filter(fixed, 1.5)
-    near = np.abs(np.arange(sm.shape[0])[:, None] + 0.5 - np.asarray(boundary_rows)[None, :]) <= SOFT_NEAR_SPLIT_PX
-    level = ndimage.gaussian_filter1d(np.where(near, sm, np.inf).min(axis=0), SOFT_SLOPE_SMOOTH_PX)
+    rows = np.arange(smoothed.shape[0])[:, None] + 0.5
+    near = np.abs(rows - np.asarray(boundary_rows)[None, :]) <= SOFT_NEAR_SPLIT_PX
+    level = ndimage.gaussian_filter1d(np.where(near, smoothed, np.inf).min(axis=0), SOFT_SLOPE_SMOOTH_PX)
     slope = np.gradient(level)
     peak = float(np.abs(slope).max())
     return slope / peak if peak > 1e-9 else None
 
 
+LEVEL_SMOOTH_PX = 1.5  # Gaussian SD of the copy on which a column's joint-space level is read
 SOFT_NEAR_SPLIT_PX = 3.0  # rows either side of the split searched for the joint space's level
 SOFT_SLOPE_SMOOTH_PX = 2.0  # the joint-space level varies slowly across the finger; its noise should not
 
 
-def bone_likeness(fixed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
+def bone_likeness(smoothed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
     """Fitting weight in [SOFT_WEIGHT, 1]: how much brighter than its column's joint space a pixel
-    is. Soft tissue and air beside the finger follow the finger, not each bone; left at full
+    of the fixed ROI `smoothed` by LEVEL_SMOOTH_PX is. Soft tissue and air beside the finger follow the finger, not each bone; left at full
     weight they pull both bones' fits towards the common motion (on real validation pairs, realistic
     motions, square ROIs: JSN error SD 0.085 -> 0.036 px)."""
-    sm = ndimage.gaussian_filter(fixed, 1.5)
-    cols = np.arange(fixed.shape[1])
-    rows = np.clip(np.round(np.asarray(boundary_rows) - 0.5).astype(int), 0, fixed.shape[0] - 1)
-    gap = sm[rows, cols]
-    spread = max(np.percentile(sm, 95) - np.percentile(sm, 5), 1e-3)
-    return SOFT_WEIGHT + (1 - SOFT_WEIGHT) * np.clip((sm - gap[None, :]) / (BONE_STEP * spread) + 0.5, 0.0, 1.0)
+    cols = np.arange(smoothed.shape[1])
+    rows = np.clip(np.round(np.asarray(boundary_rows) - 0.5).astype(int), 0, smoothed.shape[0] - 1)
+    gap = smoothed[rows, cols]
+    spread = max(np.percentile(smoothed, 95) - np.percentile(smoothed, 5), 1e-3)
+    return SOFT_WEIGHT + (1 - SOFT_WEIGHT) * np.clip((smoothed - gap[None, :]) / (BONE_STEP * spread) + 0.5, 0.0, 1.0)
 
 
 BONE_STEP = 0.1  # of the ROI's 5-95 % intensity range: from joint-space level to full weight
@@ -230,9 +230,11 @@ class Engine:
         details = {"mask": mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
                                                     "jsn_px": jsn_net * px_per_work_px}}
         if refine:
-            regions = [w * bone_likeness(fixed, boundary) for w in bone_regions(upper_mask, boundary)]
+            smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX)
+            likeness = bone_likeness(smoothed, boundary)
+            regions = [w * likeness for w in bone_regions(upper_mask, boundary)]
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
-            fit, start_info = best_of_starts(fixed, moving, regions, starts, soft_slope(fixed, boundary))
+            fit, start_info = best_of_starts(fixed, moving, regions, starts, soft_slope(smoothed, boundary))
             back = backward_fit(fixed, moving, regions, fit)
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
