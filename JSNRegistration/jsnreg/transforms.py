@@ -104,16 +104,22 @@ def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, order: int = 3,
     return out
 
 
+def _resample(image: np.ndarray, m: np.ndarray, order: int, cval: float, where: np.ndarray | None) -> np.ndarray:
+    """out(p) = image(m p) on the image's own grid (m a 3x3 matrix acting on (x, y, 1)); `cval`
+    where m p falls outside, and where `where` (a boolean mask of the grid, if given) is False."""
+    rows, cols = image.shape
+    y, x = np.nonzero(np.ones((rows, cols), bool) if where is None else where)
+    q = np.stack([x, y], axis=1).astype(np.float64) @ m[:2, :2].T + m[:2, 2]
+    out = np.full((rows, cols), cval, dtype=np.float64)
+    out[y, x] = sample(image, q[:, 0], q[:, 1], order=order, cval=cval)
+    return out
+
+
 def warp_to_fixed(moving: np.ndarray, motion: BoneMotion, order: int = 3,
                   cval: float = np.nan, where: np.ndarray | None = None) -> np.ndarray:
     """Resample `moving` onto the fixed grid: out(p) = moving(T(p)); `cval` where T(p) falls
     outside, and where `where` (a boolean mask of the fixed grid, if given) is False."""
-    rows, cols = moving.shape
-    y, x = np.nonzero(np.ones((rows, cols), bool) if where is None else where)
-    q = map_points(motion, np.stack([x, y], axis=1).astype(np.float64), roi_centre(moving.shape))
-    out = np.full((rows, cols), cval, dtype=np.float64)
-    out[y, x] = sample(moving, q[:, 0], q[:, 1], order=order, cval=cval)
-    return out
+    return _resample(moving, matrix(motion, roi_centre(moving.shape)), order, cval, where)
 
 
 def warp_to_moving(fixed: np.ndarray, motion: BoneMotion, order: int = 3,
@@ -121,10 +127,4 @@ def warp_to_moving(fixed: np.ndarray, motion: BoneMotion, order: int = 3,
     """Render what a fixed-frame image looks like after the motion: out(q) = fixed(T^-1(q));
     `cval` where T^-1(q) falls outside, and where `where` (a boolean mask of the moving grid, if
     given) is False."""
-    rows, cols = fixed.shape
-    inv = np.linalg.inv(matrix(motion, roi_centre(fixed.shape)))
-    y, x = np.nonzero(np.ones((rows, cols), bool) if where is None else where)
-    pts = np.stack([x, y], axis=1).astype(np.float64) @ inv[:2, :2].T + inv[:2, 2]
-    out = np.full((rows, cols), cval, dtype=np.float64)
-    out[y, x] = sample(fixed, pts[:, 0], pts[:, 1], order=order, cval=cval)
-    return out
+    return _resample(fixed, np.linalg.inv(matrix(motion, roi_centre(fixed.shape))), order, cval, where)
