@@ -110,8 +110,21 @@ def _at(coeffs: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(coeffs, [y, x], order=3, prefilter=False, mode="mirror")
 
 
-def _linear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return ndimage.map_coordinates(image, [y, x], order=1, mode="nearest")
+def _linear_reader(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]):
+    """Bilinear reads at (x, y) px of any image of `shape`, edge values beyond it (as
+    map_coordinates order 1, mode "nearest"): the weights are made once for the several images
+    read at the same points each iteration, at a third of the time."""
+    rows, cols = shape
+    x, y = np.clip(x, 0, cols - 1), np.clip(y, 0, rows - 1)
+    x0, y0 = np.minimum(x.astype(np.intp), cols - 2), np.minimum(y.astype(np.intp), rows - 2)
+    fx, fy = x - x0, y - y0
+    i = y0 * cols + x0
+    w = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
+
+    def read(image: np.ndarray) -> np.ndarray:
+        f = image.ravel()
+        return w[0] * f[i] + w[1] * f[i + 1] + w[2] * f[i + cols] + w[3] * f[i + cols + 1]
+    return read
 
 
 def _median(a: np.ndarray) -> float:
@@ -146,10 +159,13 @@ def clipped(image: np.ndarray) -> np.ndarray:
 
 
 def _fit_tone(mv: np.ndarray, fv: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(c0, c1, c2) of the weighted least-squares quadratic fv ~ P(mv)."""
-    basis = np.stack([np.ones_like(mv), mv, mv * mv], axis=1)
-    sw = np.sqrt(w)[:, None]
-    return np.linalg.lstsq(basis * sw, fv * sw[:, 0], rcond=None)[0]
+    """(c0, c1, c2) of the weighted least-squares quadratic fv ~ P(mv), by its 3 x 3 normal
+    equations (a tenth of the time of a least-squares solve on every pixel)."""
+    powers = [w, w * mv, w * mv * mv, w * mv ** 3, w * mv ** 4]
+    sums = [float(p.sum()) for p in powers]
+    normal = np.array([sums[k:k + 3] for k in range(3)])
+    rhs = np.array([float(np.dot(p, fv)) for p in powers[:3]])
+    return np.linalg.lstsq(normal, rhs, rcond=None)[0]
 
 
 def _level_images(fixed: np.ndarray, moving: np.ndarray, sigma_px: float, blur_px2: float
@@ -247,12 +263,13 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             if clipped_m is not None:
                 inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
             mv = _at(coeff_m, qx, qy)
+            linear = _linear_reader(qx, qy, fixed.shape)
             if fit_blur:
-                lv = _linear(lap, qx, qy)
+                lv = linear(lap)
                 mv = mv - 0.5 * tau * lv
             if it == 0:  # the best tone curve for the start geometry, so that Tukey's weights judge
                 tone = _fit_tone(mv, fv, prior * inside)  # the geometry, not the exposure change
-            mx, my = _linear(gx, qx, qy), _linear(gy, qx, qy)
+            mx, my = linear(gx), linear(gy)
             slope = tone[1] + 2.0 * tone[2] * mv  # P'(m)
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
             if n_soft:
