@@ -54,3 +54,14 @@ def test_reliability_bins_count_every_result():
     rows = cm.reliability(conf, err)
     assert sum(r["n"] for r in rows) == 101
     assert rows[-1]["share_within_0.5px"] == 1.0 and rows[0]["share_within_0.5px"] == 0.0
+
+
+def test_threshold_never_lets_out_a_result_its_own_model_calls_risky():
+    # One bad result with a huge scale would let the recall rule alone set the threshold just below it.
+    scale = np.concatenate([np.linspace(0.02, 0.3, 999), [2.0]])
+    bad = np.zeros(1000, bool)
+    bad[-1] = True
+    t = cm.choose_threshold(scale, bad, np.zeros(1000, bool))
+    assert np.exp(-cm.GOOD_PX / t) == pytest.approx(cm.MAX_RISK)
+    unflagged = scale <= t
+    assert np.exp(-cm.GOOD_PX / scale[unflagged]).max() <= cm.MAX_RISK

@@ -36,6 +36,11 @@ EULER_GAMMA = 0.5772156649  # log b - E[log |e|] for a Laplace e of scale b
 ERROR_FLOOR_PX = 1e-4
 TARGET_RECALL = 0.99  # share of errors > GOOD_PX the flag must catch (validation)
 MAX_GOOD_FLAGGED = 0.05  # the flag may cost at most this share of the good results (validation)
+# Whatever the validation pairs allow, no result goes out unflagged that the model itself gives more
+# than this chance of being beyond GOOD_PX. With one or two such errors among the validation pairs the
+# recall rule alone rests the threshold on a single example: recalibrated so, another val sample's only
+# error went out unflagged (its error scale 0.127 px, the threshold 0.156 px).
+MAX_RISK = 0.01
 
 
 def feature_vector(signals: dict) -> np.ndarray:
@@ -98,7 +103,8 @@ def fit_scale_model(x: np.ndarray, error_px: np.ndarray) -> tuple[np.ndarray, np
 def choose_threshold(scale_px: np.ndarray, bad: np.ndarray, hard: np.ndarray) -> float:
     """The error scale above which results are flagged: within the budget of MAX_GOOD_FLAGGED good
     results flagged (hard-flagged ones included), the one that catches the most bad results; of
-    those, the largest (fewest good flagged). Where the budget allows TARGET_RECALL, that is met."""
+    those, the largest (fewest good flagged). Where the budget allows TARGET_RECALL, that is met.
+    Never above the scale at which P(|error| > GOOD_PX) = MAX_RISK."""
     best, best_key = float(np.inf), (-1.0, -np.inf)
     for t in np.concatenate([[np.inf], np.unique(scale_px)]):
         flagged = hard | (scale_px > t)
@@ -108,7 +114,7 @@ def choose_threshold(scale_px: np.ndarray, bad: np.ndarray, hard: np.ndarray) ->
         recall = min(flagged[bad].mean(), TARGET_RECALL) if bad.any() else 1.0
         if (recall, t) > best_key:
             best, best_key = float(t), (recall, t)
-    return best
+    return min(best, GOOD_PX / -np.log(MAX_RISK))
 
 
 def flag_figures(error_px: np.ndarray, flagged: np.ndarray) -> dict:

@@ -30,8 +30,10 @@ AMBIGUOUS_COST = 0.02
 # Saturation: clipped pixels carry no position. What counts is the bones' edges (gradient energy),
 # not their pixels: a finger beside clipped air keeps its edges and is measured. Below this share
 # of a bone's edges unsaturated the estimate has too little to stand on.
-MIN_EDGE_SHARE = 0.4  # real val pairs (800 results): 0.5 -> 0.4 caught 6 of 8 errors > 0.5 px instead of 5,
-# flagged 4.7 % of good results instead of 4.9 %; lower thresholds caught fewer
+# Real val pairs, 800 results as calibrated and 800 with the strong (clipping) exposures always:
+# no error beyond 0.5 px below 0.4 any more; the 35 results at 0.15-0.4 erred at most 0.22 px, within
+# about their predicted SD, so the confidence judges them. Below 0.25 there were too few to trust.
+MIN_EDGE_SHARE = 0.25
 LOG_FLOOR_PX = 1e-3  # signals in px are taken as log10(max(value, this))
 SIGNAL_TEXT = {
     "log_sd_jsn": "imprecise (predicted SD {sd_jsn_px:.2f} px)",
