@@ -76,7 +76,7 @@ def by_group(records: list[dict], err: np.ndarray, flagged: np.ndarray) -> dict:
     return out
 
 
-def run(split: str = "val", n_pairs: int = 100, seed: int = 0, out: Path | None = None,
+def run(split: str = "val", n_pairs: int = 200, seed: int = 0, out: Path | None = None,
         weights_path: Path | None = None, log=print) -> dict:
     """Calibrate on `n_pairs` pairs per motion set and ROI shape of `split`; write the file."""
     from .errors import InputError

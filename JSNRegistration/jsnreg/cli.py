@@ -601,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("calibrate", help="fit the confidence on real validation pairs (writes weights/confidence.json)")
     c.add_argument("--split", choices=("val", "train"), default="val", help="whose hands (never test)")
-    c.add_argument("--pairs", type=int, default=100, help="pairs per motion set and ROI shape")
+    c.add_argument("--pairs", type=int, default=200, help="pairs per motion set and ROI shape")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", help="calibration file (default: the shipped weights/confidence.json)")
     c.add_argument("--weights", help="network weights (default: the shipped ones)")
