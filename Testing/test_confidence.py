@@ -65,3 +65,11 @@ def test_threshold_never_lets_out_a_result_its_own_model_calls_risky():
     assert np.exp(-cm.GOOD_PX / t) == pytest.approx(cm.MAX_RISK)
     unflagged = scale <= t
     assert np.exp(-cm.GOOD_PX / scale[unflagged]).max() <= cm.MAX_RISK
+
+
+def test_the_flag_names_the_signal_that_raises_the_error_scale():
+    cal = cm.load()
+    features = dict(zip(cm.FEATURES, cal.mean))
+    features["log_sd_jsn"] += 3 * cal.scale[cm.FEATURES.index("log_sd_jsn")]  # far less precise than usual
+    features["inlier_fraction"] += 2 * cal.scale[cm.FEATURES.index("inlier_fraction")]  # a better fit than usual
+    assert cal.weakest_signal(features) == "log_sd_jsn"

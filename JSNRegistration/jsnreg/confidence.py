@@ -69,6 +69,11 @@ class Calibration:
     def flagged(self, signals: dict) -> bool:
         return self.error_scale_px(signals) > self.flag_scale_px
 
+    def weakest_signal(self, signals: dict) -> str:
+        """The feature that raises the predicted error scale most (pulls the confidence down most)."""
+        z = (feature_vector(signals) - self.mean) / self.scale
+        return FEATURES[int(np.argmax(z * self.coef))]
+
     @classmethod
     def neutral(cls) -> "Calibration":
         """One error scale (1 px) for all, never flagged: what `calibrate` runs the engine with."""

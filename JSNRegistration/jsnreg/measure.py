@@ -142,10 +142,7 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
     confidence = cal.confidence(features)
     reasons = hard_reasons(fit, start_info, raw, shape)
     if cal.flagged(features):
-        # Name the signal that pulls the confidence down most.
-        z = (conf_model.feature_vector(features) - cal.mean) / cal.scale * cal.coef
-        weakest = conf_model.FEATURES[int(np.argmin(z))]
-        reasons.append(f"low confidence {confidence:.2f}: " + SIGNAL_TEXT[weakest].format(**raw))
+        reasons.append(f"low confidence {confidence:.2f}: " + SIGNAL_TEXT[cal.weakest_signal(features)].format(**raw))
     details = {**{k: float(v) for k, v in raw.items()}, "network_refine_diff_px": raw["net_diff_px"],
                "usable_fraction": fit.usable_fraction, "blur_difference_px2": fit.blur_px2,
                "tone_curve": list(fit.tone), "features": features,
