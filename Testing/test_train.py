@@ -48,8 +48,8 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
 def test_real_training_chunk_is_seeded_and_mixes_shapes():
     if not real_pairs.available() or not real_pairs.load_joints("val"):
         pytest.skip("no annotated real val hands")
-    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), False))
-    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), False))
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse"))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse"))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
 
@@ -87,21 +87,39 @@ def test_the_fine_stage_sees_the_moving_roi_through_each_bones_estimate():
     assert misfit(at_truth) < 0.2 * misfit(plain)
 
 
-def test_residual_training_pairs_target_what_the_estimate_leaves():
+@pytest.mark.parametrize("stage", ["fine", "precise"])
+def test_residual_training_pairs_target_what_the_estimate_leaves(stage):
     from jsnreg.network import params_to_motions
-    from jsnreg.transforms import compose
 
-    x, y, shapes = train._generated_chunk((5, True, 4, True))
-    x0, y0, _ = train._generated_chunk((5, True, 4, False))
+    ranges, zoom, _ = train.STAGES[stage]
+    x, y, shapes = train._generated_chunk((5, True, 4, stage))
+    x0, y0, _ = train._generated_chunk((5, True, 4, "coarse"))
     assert x.shape == x0.shape and not np.array_equal(x[:, 1], x0[:, 1])
-    np.testing.assert_array_equal(x[:, 0], x0[:, 0])  # the same pairs, seen through an estimate
-    for target, full, shape in zip(y, y0, shapes):
-        shape = tuple(shape)
-        rest, truth = params_to_motions(target, shape), params_to_motions(full, shape)
-        for r, t in zip(rest, truth):
-            # Small residuals only (RESIDUAL), which are not the full motions.
-            assert abs(r.dx_px) <= train.RESIDUAL["shift_px"] + 1e-6 and abs(r.dy_px) <= train.RESIDUAL["shift_px"] + 1e-6
-            assert abs(np.degrees(r.dtheta_rad)) <= train.RESIDUAL["rot_deg"] + 1e-6
+    if zoom == 1:
+        np.testing.assert_array_equal(x[:, 0], x0[:, 0])  # the same pairs, seen through an estimate
+    for target, shape in zip(y, shapes):
+        for r in params_to_motions(target, tuple(shape), zoom):
+            # Small residuals only (the stage's ranges), in ROI px whatever the grid.
+            assert abs(r.dx_px) <= ranges["shift_px"] + 1e-6 and abs(r.dy_px) <= ranges["shift_px"] + 1e-6
+            assert abs(np.degrees(r.dtheta_rad)) <= ranges["rot_deg"] + 1e-6
+
+
+def test_the_precise_grid_shows_the_roi_middle_at_twice_the_resolution():
+    from jsnreg.network import PRECISE_ZOOM, network_input
+    from jsnreg.synthetic import make_joint_pair
+
+    pair = make_joint_pair(np.random.default_rng(3), size_px=128)
+    rows, cols = pair.fixed.shape
+    middle = (slice(rows // 4, rows - rows // 4), slice(cols // 4, cols - cols // 4))
+    # The precise grid over the whole ROI is the plain grid over the ROI's middle half.
+    np.testing.assert_allclose(network_input(pair.fixed, pair.moving, pair.upper_mask, zoom=PRECISE_ZOOM),
+                               network_input(pair.fixed[middle], pair.moving[middle], pair.upper_mask[middle]),
+                               atol=1e-5)
+    # Its outputs are in its own grid's half-width: the same numbers mean half the shift in ROI px.
+    from jsnreg.network import params_to_motions
+    out = np.full(8, 0.5, np.float32)
+    (u1, _), (u2, _) = params_to_motions(out, (rows, cols)), params_to_motions(out, (rows, cols), PRECISE_ZOOM)
+    assert u2.dy_px == pytest.approx(u1.dy_px / PRECISE_ZOOM) and u2.dtheta_rad == pytest.approx(u1.dtheta_rad)
 
 
 def test_a_fine_stage_beside_the_weights_is_loaded_composed_and_hashed(tmp_path):

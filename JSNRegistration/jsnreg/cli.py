@@ -439,7 +439,8 @@ def cmd_train(args) -> int:
 
     train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
           epochs=args.epochs, seed=args.seed,
-          lr=args.lr, init=Path(args.init) if args.init else None, fine=args.fine)
+          lr=args.lr, init=Path(args.init) if args.init else None,
+          stage="precise" if args.precise else "fine" if args.fine else "coarse")
     return 0
 
 
@@ -566,8 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the generated pairs from the standard (benchmark) generator, the rest varied")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
-    t.add_argument("--fine", action="store_true",
-                   help="train the fine stage (written beside --out as <name>-fine.pt) on residual pairs")
+    stage = t.add_mutually_exclusive_group()
+    stage.add_argument("--fine", action="store_true",
+                       help="train the fine stage (written beside --out as <name>-fine.pt) on residual pairs")
+    stage.add_argument("--precise", action="store_true",
+                       help="train the precise stage (beside --out as <name>-precise.pt) on small residual pairs")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
 

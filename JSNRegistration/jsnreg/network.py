@@ -12,6 +12,9 @@ Two stages when the fine weights are present: the coarse network's estimate E pe
 network on the moving ROI sampled at E(p) (each grid point by its own bone's estimate) predicts what
 is left, R, and the estimate becomes E after R (FINE_PASSES times). The fine network is trained on such residual pairs
 only (small R), so it sees nearly aligned images, as a second pass of an iterative registration.
+A third, precise stage when its weights are present: the same on a grid of half the step (spanning half
+the ROI's longer side about the joint centre, so the same anatomy whatever the ROI's size), trained on
+smaller residuals: sub-pixel detail the fine stage's 2-2.5 px grid step cannot resolve.
 Inference runs in numpy from the saved torch weights (torch is needed only to train: torchnet.py).
 """
 
@@ -35,6 +38,9 @@ NET_PX = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "jsnnet.pt"
 FINE_SUFFIX = "-fine"  # the fine stage's weights beside the coarse ones: jsnnet-fine.pt
+PRECISE_SUFFIX = "-precise"  # and the precise stage's: jsnnet-precise.pt
+PRECISE_ZOOM = 2  # the precise stage's grid step is the others' / this
+PRECISE_PASSES = 1
 # Passes of the fine stage: on real validation pairs the second pass took the JSN error SD from
 # 0.36-0.70 px to 0.33-0.56 px (both ROI shapes, both motion sets); a third changed it either way.
 FINE_PASSES = 2
@@ -46,9 +52,9 @@ CONV_LAYERS = ((3, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 1), (
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default
 
 
-def grid_step_px(shape: tuple[int, int]) -> float:
-    """ROI pixels per network-grid pixel: the grid covers the ROI's longer side."""
-    return max(shape[:2]) / NET_PX
+def grid_step_px(shape: tuple[int, int], zoom: int = 1) -> float:
+    """ROI pixels per network-grid pixel: the grid covers the ROI's longer side (/ zoom)."""
+    return max(shape[:2]) / NET_PX / zoom
 
 
 def _grid_points(shape: tuple[int, int], step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,15 +78,16 @@ def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
 
 def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True,
-                  motions: tuple[BoneMotion, BoneMotion] | None = None) -> np.ndarray:
+                  motions: tuple[BoneMotion, BoneMotion] | None = None, zoom: int = 1) -> np.ndarray:
     """(3, NET_PX, NET_PX) float32 input for one ROI pair: fixed, moving, mask as +1 upper / -1
     lower. A non-square ROI is not stretched: the grid spans its longer side and the grid beyond
     its shorter side is padded with 0 in all three channels (mask 0 = no ROI there), so the
     ROI's own pixels look the same to the network whatever its aspect ratio. padded=False: the
     encoding the first weights were trained with (edge values repeated beyond the ROI); the same
     for a square ROI. motions: (upper, lower) estimates fixed -> moving; the moving channel is then
-    the moving ROI at each grid point's image under its own bone's estimate (the fine stage's input)."""
-    y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape))
+    the moving ROI at each grid point's image under its own bone's estimate (the fine stage's input).
+    zoom: the grid's step divided by this (the precise stage's input: the ROI's middle, finer)."""
+    y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape, zoom))
     if not padded:
         inside = np.ones_like(inside)
     k = _resample(upper_mask.astype(np.float32), y, x)
@@ -96,10 +103,10 @@ def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray,
     return np.stack([f, m, k]).astype(np.float32)
 
 
-def params_to_motions(out: np.ndarray, shape: tuple[int, int]) -> tuple[BoneMotion, BoneMotion]:
-    """Network output (8,) -> (upper, lower) motions in pixels of an ROI of `shape`."""
+def params_to_motions(out: np.ndarray, shape: tuple[int, int], zoom: int = 1) -> tuple[BoneMotion, BoneMotion]:
+    """Network output (8,) -> (upper, lower) motions in pixels of an ROI of `shape` (grid of `zoom`)."""
     v = np.asarray(out, dtype=np.float64) * OUT_SCALE
-    half_px = NET_PX / 2.0 * grid_step_px(shape)
+    half_px = NET_PX / 2.0 * grid_step_px(shape, zoom)
     bones = []
     for k in (0, 4):
         log_s, th, tx, ty = v[k:k + 4]
@@ -107,9 +114,9 @@ def params_to_motions(out: np.ndarray, shape: tuple[int, int]) -> tuple[BoneMoti
     return bones[0], bones[1]
 
 
-def motions_to_params(upper: BoneMotion, lower: BoneMotion, shape: tuple[int, int]) -> np.ndarray:
+def motions_to_params(upper: BoneMotion, lower: BoneMotion, shape: tuple[int, int], zoom: int = 1) -> np.ndarray:
     """Inverse of params_to_motions: training targets (8,) float32."""
-    half_px = NET_PX / 2.0 * grid_step_px(shape)
+    half_px = NET_PX / 2.0 * grid_step_px(shape, zoom)
     v = []
     for b in (upper, lower):
         v += [np.log(b.scale), b.dtheta_rad, b.dx_px / half_px, b.dy_px / half_px]
@@ -124,19 +131,20 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fine_weights_path(weights_path: Path | None = None) -> Path:
-    """Where the fine stage of the coarse weights at `weights_path` lies (it may not exist)."""
+def fine_weights_path(weights_path: Path | None = None, suffix: str = FINE_SUFFIX) -> Path:
+    """Where the fine (or, with PRECISE_SUFFIX, precise) stage of the coarse weights at
+    `weights_path` lies (it may not exist)."""
     path = Path(weights_path or DEFAULT_WEIGHTS)
-    return path.with_name(path.stem + FINE_SUFFIX + path.suffix)
+    return path.with_name(path.stem + suffix + path.suffix)
 
 
 def model_sha256(weights_path: Path | None = None) -> str:
-    """The network's identity: SHA-256 of its coarse weights, and of its fine ones when present."""
+    """The network's identity: SHA-256 of its coarse weights, and of its later stages present."""
     path = Path(weights_path or DEFAULT_WEIGHTS)
-    fine = fine_weights_path(path)
-    if not fine.exists():
+    stages = [s for s in (fine_weights_path(path), fine_weights_path(path, PRECISE_SUFFIX)) if s.exists()]
+    if not stages:
         return file_sha256(path)
-    return hashlib.sha256((file_sha256(path) + file_sha256(fine)).encode()).hexdigest()
+    return hashlib.sha256("".join(file_sha256(s) for s in [path, *stages]).encode()).hexdigest()
 
 
 def model_info(weights_path: Path | None = None) -> dict:
@@ -144,7 +152,7 @@ def model_info(weights_path: Path | None = None) -> dict:
     path = Path(weights_path or DEFAULT_WEIGHTS)
     card = path.with_suffix(".json")
     info = {"file": path.name, "sha256": model_sha256(path) if path.exists() else "",
-            "fine": fine_weights_path(path).exists()}
+            "fine": fine_weights_path(path).exists(), "precise": fine_weights_path(path, PRECISE_SUFFIX).exists()}
     if card.exists():
         info.update({k: v for k, v in json.loads(card.read_text()).items() if k in ("version", "command", "seed")})
     return info
@@ -239,14 +247,17 @@ class Network:
     """The trained network (coarse stage, and fine stage when present), loaded once, predicting on
     one ROI pair at a time."""
 
-    def __init__(self, net: NumpyNet, padded: bool = True, fine: NumpyNet | None = None):
+    def __init__(self, net: NumpyNet, padded: bool = True, fine: NumpyNet | None = None,
+                 precise: NumpyNet | None = None):
         self.net = net
         self.padded = padded  # the input encoding the weights were trained with (their card's "input")
         self.fine = fine  # always trained with the padded encoding
+        self.precise = precise  # runs after the fine stage only
 
     @classmethod
     def load(cls, weights_path: Path | None = None, fine: bool = True) -> "Network":
-        """The weights at `weights_path` (default: shipped) with their fine stage if present and `fine`."""
+        """The weights at `weights_path` (default: shipped) with their fine and precise stages if present
+        and `fine`."""
         path = Path(weights_path or DEFAULT_WEIGHTS)
         if not path.exists():
             raise InputError(f"network weights not found at {path}; train them with `jsnreg train`")
@@ -254,7 +265,9 @@ class Network:
         padded = card.is_file() and json.loads(card.read_text()).get("input") == "padded"
         fine_path = fine_weights_path(path)
         fine_net = NumpyNet(read_state_dict(fine_path)) if fine and fine_path.exists() else None
-        return cls(NumpyNet(read_state_dict(path)), padded, fine_net)
+        precise_path = fine_weights_path(path, PRECISE_SUFFIX)
+        precise_net = NumpyNet(read_state_dict(precise_path)) if fine_net and precise_path.exists() else None
+        return cls(NumpyNet(read_state_dict(path)), padded, fine_net, precise_net)
 
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
@@ -262,9 +275,10 @@ class Network:
         upper, lower = params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
         if self.fine is None:
             return upper, lower
-        for _ in range(FINE_PASSES):
-            x = network_input(fixed, moving, upper_mask, motions=(upper, lower))
-            r_upper, r_lower = params_to_motions(self.fine(x), fixed.shape)
+        stages = [(self.fine, 1)] * FINE_PASSES + ([(self.precise, PRECISE_ZOOM)] * PRECISE_PASSES if self.precise else [])
+        for net, zoom in stages:
+            x = network_input(fixed, moving, upper_mask, motions=(upper, lower), zoom=zoom)
+            r_upper, r_lower = params_to_motions(net(x), fixed.shape, zoom)
             upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
         return upper, lower
 

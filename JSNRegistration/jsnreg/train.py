@@ -11,6 +11,8 @@ generated pairs, and writes the weights and a card (JSON: command, seed, data, v
 atomically beside each other.
 `jsnreg train --fine` trains the fine stage (network.py) on the same kinds of pairs made residual: the
 moving ROI sampled at a perturbed truth per bone (see RESIDUAL), the target what is left.
+`jsnreg train --precise` trains the precise stage likewise, on smaller residuals (RESIDUAL_PRECISE) seen
+on the precise stage's finer grid (network.PRECISE_ZOOM).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .network import (DEFAULT_WEIGHTS, NET_PX, Network, fine_weights_path, grid_step_px, motions_to_params,
-                      network_input)
+from .network import (DEFAULT_WEIGHTS, FINE_SUFFIX, NET_PX, PRECISE_SUFFIX, PRECISE_ZOOM, Network,
+                      fine_weights_path, grid_step_px, motions_to_params, network_input)
 from .transforms import BoneMotion, compose, inverse
 from .torchnet import JSNNet
 
@@ -40,6 +42,11 @@ REAL_MOTION_MIX = (("realistic", 0.6), ("hard", 0.4))
 # about 1 px SD): log scale, rotation (deg), dx, dy (px), each uniform in +-a*range with a per-bone
 # a uniform in [0.1, 1] so that small residuals, where precision counts, are common.
 RESIDUAL = dict(log_scale=0.015, rot_deg=2.0, shift_px=3.0)
+# What the precise stage removes: what the fine stage leaves on real val pairs (JSN SD 0.3-0.6 px,
+# the largest errors about 2 px), with the same small-residual emphasis.
+RESIDUAL_PRECISE = dict(log_scale=0.006, rot_deg=0.8, shift_px=1.5)
+# Per stage: (residual ranges or None for the coarse stage's whole motions, grid zoom, weights suffix).
+STAGES = {"coarse": (None, 1, ""), "fine": (RESIDUAL, 1, FINE_SUFFIX), "precise": (RESIDUAL_PRECISE, PRECISE_ZOOM, PRECISE_SUFFIX)}
 
 
 def _centre_crop(pair, shape: tuple[int, int]):
@@ -51,41 +58,44 @@ def _centre_crop(pair, shape: tuple[int, int]):
     return pair
 
 
-def _residual(rng: np.random.Generator) -> BoneMotion:
+def _residual(rng: np.random.Generator, ranges: dict) -> BoneMotion:
     a = rng.uniform(0.1, 1.0)
     u = rng.uniform(-1.0, 1.0, 4) * a
-    return BoneMotion(float(np.exp(u[0] * RESIDUAL["log_scale"])), float(np.radians(u[1] * RESIDUAL["rot_deg"])),
-                      float(u[2] * RESIDUAL["shift_px"]), float(u[3] * RESIDUAL["shift_px"]))
+    return BoneMotion(float(np.exp(u[0] * ranges["log_scale"])), float(np.radians(u[1] * ranges["rot_deg"])),
+                      float(u[2] * ranges["shift_px"]), float(u[3] * ranges["shift_px"]))
 
 
-def _encode_one(pair, residual_rng: np.random.Generator | None):
-    """(input, target) of one pair; with residual_rng, as the fine stage sees it: the moving ROI
-    sampled at the truth after the inverse of a random residual R per bone, the target R."""
+def _encode_one(pair, residual_rng: np.random.Generator | None, stage: str = "coarse"):
+    """(input, target) of one pair; for the fine and precise stages (with residual_rng), as they see
+    it: the moving ROI sampled at the truth after the inverse of a random residual R per bone, the
+    target R."""
     shape = pair.fixed.shape
     if residual_rng is None:
         return network_input(pair.fixed, pair.moving, pair.upper_mask), motions_to_params(pair.upper, pair.lower, shape)
-    rest = [_residual(residual_rng) for _ in range(2)]
+    ranges, zoom, _ = STAGES[stage]
+    rest = [_residual(residual_rng, ranges) for _ in range(2)]
     estimate = tuple(compose(inverse(r, shape), t, shape) for r, t in zip(rest, (pair.upper, pair.lower)))
-    return (network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate),
-            motions_to_params(*rest, shape))
+    return (network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate, zoom=zoom),
+            motions_to_params(*rest, shape, zoom))
 
 
-def _encode(pairs, residual_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    xs, ys = zip(*(_encode_one(p, residual_rng) for p in pairs))
+def _encode(pairs, residual_rng: np.random.Generator | None = None, stage: str = "coarse"
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs, ys = zip(*(_encode_one(p, residual_rng, stage) for p in pairs))
     shapes = [p.fixed.shape for p in pairs]
     return np.stack(xs), np.stack(ys), np.array(shapes, dtype=np.int32)
 
 
-def _residual_rng(seed: int, fine: bool) -> np.random.Generator | None:
-    return np.random.default_rng([seed, 1]) if fine else None
+def _residual_rng(seed: int, stage: str) -> np.random.Generator | None:
+    return np.random.default_rng([seed, 1]) if stage != "coarse" else None
 
 
-def _generated_chunk(task: tuple[int, bool, int, bool]):
-    """CHUNK generated pairs: varied ones in random shapes, or the standard 128 px ones (residual
-    ones for the fine stage when the task's last element is True)."""
+def _generated_chunk(task: tuple[int, bool, int, str]):
+    """CHUNK generated pairs: varied ones in random shapes, or the standard 128 px ones (encoded for
+    the stage the task's last element names)."""
     from .synthetic import make_joint_pair
 
-    seed, varied, n, fine = task
+    seed, varied, n, stage = task
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(n):
@@ -94,15 +104,15 @@ def _generated_chunk(task: tuple[int, bool, int, bool]):
             continue
         shape = SHAPES[rng.integers(len(SHAPES))]
         pairs.append(_centre_crop(make_joint_pair(rng, size_px=max(shape), varied=True), shape))
-    return _encode(pairs, _residual_rng(seed, fine))
+    return _encode(pairs, _residual_rng(seed, stage), stage)
 
 
-def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], bool]):
+def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str]):
     """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker;
-    residual ones for the fine stage when the task's last element is True)."""
+    encoded for the stage the task's last element names)."""
     from .real_pairs import load_joints, make_pairs
 
-    seed, split, counts, fine = task
+    seed, split, counts, stage = task
     joints = load_joints(split)
     rng = np.random.default_rng(seed)
     pairs = []
@@ -111,7 +121,7 @@ def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], bool]):
             shape = SHAPES[rng.integers(len(SHAPES))]
             motion = REAL_MOTION_MIX[0][0] if rng.random() < REAL_MOTION_MIX[0][1] else REAL_MOTION_MIX[1][0]
             pairs += make_pairs(joints[i], rng, 1, motion, shape)
-    return _encode(pairs, _residual_rng(seed, fine))
+    return _encode(pairs, _residual_rng(seed, stage), stage)
 
 
 def _source_key(split: str | None = None) -> str:
@@ -125,7 +135,7 @@ def _source_key(split: str | None = None) -> str:
     h = hashlib.sha1()
     for path in (network.__file__, real_pairs.__file__, synthetic.__file__, transforms.__file__):
         h.update(Path(path).read_bytes())
-    h.update(repr((CHUNK, SHAPES, REAL_MOTION_MIX, RESIDUAL)).encode())  # what the chunk functions here use
+    h.update(repr((CHUNK, SHAPES, REAL_MOTION_MIX, STAGES)).encode())  # what the chunk functions here use
     if split is not None and annotation_path().is_file():
         h.update(annotation_path().read_bytes())
     return h.hexdigest()
@@ -161,9 +171,9 @@ def _concat(parts):
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2, fine: bool = False):
-    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs (fine: residual)."""
-    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK), fine)
+def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2, stage: str = "coarse"):
+    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs for `stage`."""
+    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK), stage)
              for k in range((n_pairs + CHUNK - 1) // CHUNK)]
     if not tasks:
         return np.zeros((0, 3, NET_PX, NET_PX), np.float32), np.zeros((0, 8), np.float32), np.zeros((0, 2), np.int32)
@@ -171,8 +181,8 @@ def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int
         return _concat(list(pool.map(_cached_generated, tasks)))
 
 
-def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, fine: bool = False):
-    """n_pairs real pairs from the hands of `split`, spread evenly over its joints (fine: residual);
+def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: str = "coarse"):
+    """n_pairs real pairs from the hands of `split`, spread evenly over its joints, for `stage`;
     returns (inputs, targets, shapes, image keys used)."""
     from .real_pairs import load_joints
 
@@ -183,7 +193,7 @@ def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, fine: bo
     counts = np.bincount(np.arange(n_pairs) % len(joints), minlength=len(joints))
     used = [(int(i), int(c)) for i, c in zip(order, counts) if c]
     groups = [tuple(used[k:k + 20]) for k in range(0, len(used), 20)]
-    tasks = [(seed * 100_019 + k, split, g, fine) for k, g in enumerate(groups)]
+    tasks = [(seed * 100_019 + k, split, g, stage) for k, g in enumerate(groups)]
     joints = [joints[i] for i, _ in used]
     with ProcessPoolExecutor(workers) as pool:
         data = _concat(list(pool.map(_cached_real, tasks)))
@@ -204,13 +214,13 @@ def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return huber + jsn
 
 
-def jsn_errors_px(model: JSNNet, x: np.ndarray, y: np.ndarray, shapes: np.ndarray) -> np.ndarray:
-    """Network-alone JSN error (px of each pair's own ROI) on a data set."""
+def jsn_errors_px(model: JSNNet, x: np.ndarray, y: np.ndarray, shapes: np.ndarray, zoom: int = 1) -> np.ndarray:
+    """Network-alone JSN error (px of each pair's own ROI) on a data set (encoded on a grid of `zoom`)."""
     from .network import OUT_SCALE
 
     with torch.inference_mode():
         pred = torch.cat([model(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)]).numpy()
-    half_px = np.array([NET_PX / 2.0 * grid_step_px(tuple(s)) for s in shapes])
+    half_px = np.array([NET_PX / 2.0 * grid_step_px(tuple(s), zoom) for s in shapes])
     d = (pred - y) * OUT_SCALE
     return (d[:, 3] - d[:, 7]) * half_px
 
@@ -223,11 +233,11 @@ def _stats(err: np.ndarray) -> dict:
 def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
           standard_share: float = 0.25,
           n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
-          init: Path | None = None, threads: int = 1, fine: bool = False, log=print) -> dict:
+          init: Path | None = None, threads: int = 1, stage: str = "coarse", log=print) -> dict:
     """Train from scratch and write weights + card; returns the card.
 
-    fine: train the fine stage on residual pairs and write it beside out_path's coarse weights
-    (network.fine_weights_path); its validation errors are those of the fine stage on residual pairs.
+    stage "fine" or "precise": train that stage on residual pairs and write it beside out_path's
+    coarse weights (network.fine_weights_path); its validation errors are that stage's on residual pairs.
 
     real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
     annotated: then the card says so); standard_share: the share of the generated rest drawn
@@ -237,6 +247,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     """
     from .real_pairs import annotation_path, load_annotations
 
+    ranges, zoom, suffix = STAGES[stage]
     torch.manual_seed(seed)
     # One thread: on a shared 2-core machine a second one cost 3x per step (measured); the thread
     # count is recorded since it can change the last bits of the sums.
@@ -250,19 +261,19 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
                        "real_train_hands": [], "real_val_hands": []}
     if n_real:
-        *real, hands = real_dataset("train", n_real, seed, fine=fine)
+        *real, hands = real_dataset("train", n_real, seed, stage=stage)
         parts.append(real)
         data["real_train_hands"] = hands
         data["n_real_train"] = int(len(real[0]))
     n_standard = int(round((n_train - n_real) * standard_share))
     for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
-        parts.append(generated_dataset(n, s, varied=varied, fine=fine))
+        parts.append(generated_dataset(n, s, varied=varied, stage=stage))
     data["n_generated_train"] = int(len(parts[-1][0]) + len(parts[-2][0]))
     data["n_generated_standard_train"] = int(len(parts[-1][0]))
     x_train, y_train, _ = _concat(parts)
-    val = {"generated": generated_dataset(n_val, seed + 1, varied=False, fine=fine)}
+    val = {"generated": generated_dataset(n_val, seed + 1, varied=False, stage=stage)}
     if "val" in splits:
-        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1, fine=fine)
+        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1, stage=stage)
     data["shapes"] = [list(s) for s in SHAPES]
     log(f"{len(x_train)} training pairs ({data.get('n_real_train', 0)} real from "
         f"{len(data['real_train_hands'])} train hands, {data['n_generated_train']} generated), "
@@ -279,7 +290,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     if init is not None:
         log("start: validation JSN error " + ", ".join(
-            f"{k} SD {jsn_errors_px(model.eval(), *v).std():.3f} px" for k, v in val.items()))
+            f"{k} SD {jsn_errors_px(model.eval(), *v, zoom=zoom).std():.3f} px" for k, v in val.items()))
     gen_t = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     for epoch in range(epochs):
@@ -296,24 +307,24 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
             sched.step()
             total += loss.item() * batch
         model.eval()
-        errs = {k: jsn_errors_px(model, *v) for k, v in val.items()}
+        errs = {k: jsn_errors_px(model, *v, zoom=zoom) for k, v in val.items()}
         log(f"epoch {epoch + 1}/{epochs}: loss {total / len(xt):.4f}, validation JSN error "
             + ", ".join(f"{k} SD {e.std():.3f} px max {np.abs(e).max():.2f}" for k, e in errs.items())
             + f" ({time.time() - t0:.0f} s)")
-    errs = {k: _stats(jsn_errors_px(model, *v)) for k, v in val.items()}
+    errs = {k: _stats(jsn_errors_px(model, *v, zoom=zoom)) for k, v in val.items()}
     card = {
         "version": __version__,
         "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
                    f"--standard-share {standard_share:g} --epochs {epochs}"
                    + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else "")
-                   + (" --fine" if fine else ""),
+                   + (f" --{stage}" if stage != "coarse" else ""),
         "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
-        "stage": "fine" if fine else "coarse", **({"residual": RESIDUAL} if fine else {}),
+        "stage": stage, **({"residual": ranges, "zoom": zoom} if ranges else {}),
         "validation_jsn_error_px": errs,
         "train_seconds": round(time.time() - t0),
         "torch": torch.__version__, "threads": threads,
     }
-    out_path = fine_weights_path(out_path) if fine else Path(out_path)
+    out_path = fine_weights_path(out_path, suffix) if stage != "coarse" else Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".pt.tmp")
     torch.save(model.state_dict(), tmp)
