@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from jsnreg.cli import main
 from jsnreg.detect import detect_joints
@@ -186,6 +187,44 @@ def test_the_ip1_of_a_thumb_cut_before_it_is_left_out():
     assert _cut_thumb([mcp1, ip1(0.57)], radius) == set()  # the shortest phalanx of the train and val hands
     assert _cut_thumb([ip1(0.1)], radius) == set()  # without MCP1 nothing to measure against
     assert 0.26 < MIN_THUMB_PHALANX_RADII < 0.57
+
+
+def _finger(degrees: float, width_mm: float, mm: float, shape=(200, 200)):
+    """A straight bright bone (bar) of width_mm on dimmer soft tissue, tilted by `degrees` from
+    vertical, through the image centre, with a dark joint space across it there; returns the image,
+    the unit direction towards the tip and the across direction (-t[1], t[0]) the offsets use."""
+    t = np.array([np.sin(np.radians(degrees)), -np.cos(np.radians(degrees))])
+    across = np.array([-t[1], t[0]])
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    rel = np.stack([xx - shape[1] / 2, yy - shape[0] / 2], -1)
+    a, c = rel @ t * mm, rel @ across * mm  # mm along and across the bone's axis
+    image = 0.3 + 0.5 * (np.abs(c) < width_mm / 2) * (np.abs(a) > 0.6)  # 1.2 mm joint space
+    return ndimage.gaussian_filter(image, 0.3 / mm).astype(np.float32), t, across
+
+
+@pytest.mark.parametrize("degrees", [0.0, 25.0, -40.0])
+def test_centre_offset_finds_the_bones_axis_across_the_joint_space(degrees):
+    from jsnreg.detect import centre_offset
+
+    mm = 0.4
+    image, t, across = _finger(degrees, width_mm=7.0, mm=mm)  # a child's proximal phalanx
+    centre = np.array([100.0, 100.0])
+    for off_mm in (-2.3, 1.7, 0.0):
+        p = centre + across * off_mm / mm
+        assert abs(centre_offset(image, p, t, mm) * mm + off_mm) <= 0.15, off_mm  # back onto the axis
+    # a bone edge beyond the 6 mm the lines across reach: nothing to centre on, no move
+    assert centre_offset(image, centre + across * 3.0 / mm, t, mm) == 0.0
+
+
+def test_mcp_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
+    from jsnreg.detect_refine import _recentred
+
+    mm = 0.4
+    image, t, across = _finger(15.0, width_mm=7.0, mm=mm)
+    hand = type("Hand", (), {"mm": mm})()
+    p = np.array([100.0, 100.0]) + across * 2.2 / mm  # 2.2 mm beside the axis: misplaced at 2 mm
+    assert np.hypot(*(_recentred(image, hand, "MCP3", p, t) - [100.0, 100.0])) * mm <= 0.15
+    assert np.array_equal(_recentred(image, hand, "DIP3", p, t), p)
 
 
 def test_no_real_joint_is_reported_twice(real):

@@ -337,15 +337,22 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
 
 
 def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndarray:
-    """The axis point at s moved across the finger onto the bones' centre line: the traced axis
-    lags on curved fingers, and the joint space itself has no bone to centre on, so the bone's
-    brightest line is found 1.5-4 mm to either side along the axis and averaged."""
+    """The axis point at s moved across the finger onto the bones' centre line (the traced axis
+    lags on curved fingers)."""
     p = _at(axis, s)
     k = int(np.clip(round(s), 1, len(axis) - 2))
     t = axis[min(k + 3, len(axis) - 1)] - axis[max(k - 3, 0)]
-    t = t / (np.linalg.norm(t) + 1e-9)
+    return p + np.array([-t[1], t[0]]) / (np.linalg.norm(t) + 1e-9) * centre_offset(bone, p, t, mm)
+
+
+def centre_offset(bone: np.ndarray, p: np.ndarray, t: np.ndarray, mm: float, reach_mm: float = 6.0) -> float:
+    """How far (px, sub-px, along (-t[1], t[0])) the bones' centre line lies from p across the
+    direction t: the joint space itself has no bone to centre on, so the midpoint of the bone's
+    half-height edges (not a plateau's peak) is found on lines across (reach_mm to either side of p)
+    1.5-4 mm to either side along t, and their median taken; 0 where no line finds both edges."""
+    t = np.asarray(t, float) / (np.linalg.norm(t) + 1e-9)
     across = np.array([-t[1], t[0]])
-    u = np.arange(-6.0, 6.01, 0.25) / mm
+    u = np.arange(-reach_mm, reach_mm + 0.01, 0.25) / mm
     offsets = []
     for along in (-4.0, -2.5, -1.5, 1.5, 2.5, 4.0):
         q = p + t * along / mm
@@ -354,9 +361,9 @@ def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndar
         half = 0.5 * (vals[i] + min(vals[:i + 1].min(), vals[i:].min()))
         left = np.flatnonzero(vals[:i] < half)
         right = np.flatnonzero(vals[i:] < half)
-        if len(left) and len(right):  # the midpoint of the bone's half-height edges, not a plateau's peak
+        if len(left) and len(right):
             offsets.append(0.5 * (u[left[-1]] + u[i + right[0]]))
-    return p + across * float(np.median(offsets)) if offsets else p
+    return float(np.median(offsets)) if offsets else 0.0
 
 
 def _at(axis: np.ndarray, s: float) -> np.ndarray:
