@@ -142,3 +142,29 @@ def test_a_fine_stage_beside_the_weights_is_loaded_composed_and_hashed(tmp_path)
     one = alone.predict(pair.fixed, pair.moving, pair.upper_mask)
     two = both.predict(pair.fixed, pair.moving, pair.upper_mask)
     assert any(abs(a.dy_px - b.dy_px) > 1e-3 for a, b in zip(one, two))  # the second stage acts
+
+
+def test_a_precise_stage_after_the_fine_one_is_loaded_used_and_hashed(tmp_path):
+    import shutil
+
+    from jsnreg.network import (DEFAULT_WEIGHTS, PRECISE_SUFFIX, Network, fine_weights_path, model_info,
+                                model_sha256)
+    from jsnreg.synthetic import make_joint_pair
+
+    coarse = tmp_path / "net.pt"
+    for src, dst in ((DEFAULT_WEIGHTS, coarse), (DEFAULT_WEIGHTS.with_suffix(".json"), coarse.with_suffix(".json")),
+                     (fine_weights_path(DEFAULT_WEIGHTS), fine_weights_path(coarse))):
+        shutil.copy(src, dst)
+    two = Network.load(coarse)
+    hash_two = model_sha256(coarse)
+    assert two.precise is None and not model_info(coarse)["precise"]
+    shutil.copy(fine_weights_path(DEFAULT_WEIGHTS, PRECISE_SUFFIX), fine_weights_path(coarse, PRECISE_SUFFIX))
+    three = Network.load(coarse)
+    assert three.precise is not None and model_info(coarse)["precise"] and model_sha256(coarse) != hash_two
+    assert Network.load(coarse, fine=False).precise is None  # never without the fine stage before it
+    pair = make_joint_pair(np.random.default_rng(4))
+    a = two.predict(pair.fixed, pair.moving, pair.upper_mask)
+    b = three.predict(pair.fixed, pair.moving, pair.upper_mask)
+    assert any(abs(x.dy_px - y.dy_px) > 1e-3 for x, y in zip(a, b))  # the precise stage acts
+    truth = pair.upper.dy_px - pair.lower.dy_px
+    assert abs(b[0].dy_px - b[1].dy_px - truth) < 1.0

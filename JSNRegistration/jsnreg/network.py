@@ -247,7 +247,7 @@ class NumpyNet:
 
 
 class Network:
-    """The trained network (coarse stage, and fine stage when present), loaded once, predicting on
+    """The trained network (coarse stage, and fine and precise stages when present), loaded once, predicting on
     one ROI pair at a time."""
 
     def __init__(self, net: NumpyNet, padded: bool = True, fine: NumpyNet | None = None,
