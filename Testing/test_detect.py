@@ -227,6 +227,39 @@ def test_mcp_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
     assert np.array_equal(_recentred(image, hand, "DIP3", p, t), p)
 
 
+def _traced_mcp3_moved_proximal(hand, mm_off: float):
+    """The generated hand's work image, its traced hand with MCP3 started mm_off proximal along its
+    finger, and the true MCP3 (work px)."""
+    from jsnreg.detect import _Hand, _hands
+
+    image, spacing, truth = hand
+    fine, _, factor, hands = _hands(image, spacing)
+    h = hands[0]
+    moved = [(n, np.asarray(c, float) - mm_off / h.mm * d if n == "MCP3" else c, d, conf) for n, c, d, conf in h.joints]
+    return fine, _Hand(h.side, h.lean, h.radius, h.mm, moved), (truth["MCP3"] + 0.5) / factor - 0.5
+
+
+def test_an_mcp_traced_on_a_line_far_from_its_joint_is_found_again_by_the_phalanges_proportion(hand, monkeypatch):
+    """An MCP traced 20 mm proximal (beyond the two passes' search; val 2783's MCP2, 12 mm) is searched for
+    again where the proximal phalanx's usual proportion to the middle one puts it."""
+    from jsnreg import detect_refine
+
+    fine, traced, mcp3 = _traced_mcp3_moved_proximal(hand, 20.0)
+    error_mm = lambda: np.hypot(*(dict((n, xy) for n, xy, _ in detect_refine.refine(fine, traced))["MCP3"] - mcp3)) * traced.mm
+    assert error_mm() <= 1.0
+    monkeypatch.setattr(detect_refine, "PHALANX_RATIO", (0.0, np.inf))  # the check off: the filter alone
+    assert error_mm() > 5.0
+
+
+def test_phalanx_ratio_of_a_finger():
+    from jsnreg.detect_refine import PHALANX_RATIO, TYPICAL_PHALANX_RATIO, _phalanx_ratio
+
+    at = {"MCP2": np.array([0.0, 330.0]), "PIP2": np.array([0.0, 160.0]), "DIP2": np.array([0.0, 60.0])}
+    assert _phalanx_ratio(at, "2") == pytest.approx(1.7)
+    assert _phalanx_ratio(at, "3") is None  # finger 3 has no joints here
+    assert PHALANX_RATIO[0] < TYPICAL_PHALANX_RATIO < PHALANX_RATIO[1]
+
+
 def test_no_real_joint_is_reported_twice(real):
     """On an adult film where one finger's DIP refinement lands on its PIP, the two are not both reported."""
     image = read_radiograph(real / "adult-annotated" / "test_img2_L.png", spacing_mm=0.3)
