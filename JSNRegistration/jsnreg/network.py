@@ -80,6 +80,29 @@ def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return np.where(inside, (image - values.mean()) / (values.std() + 1e-6), 0.0)
 
 
+class _GridView:
+    """The fixed side of the network input on one grid: the grid's ROI positions, the fixed channel
+    and the mask. It does not change between the passes of a stage, so it is resampled once."""
+
+    def __init__(self, fixed: np.ndarray, upper_mask: np.ndarray, padded: bool = True, zoom: int = 1):
+        self.y, self.x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape, zoom))
+        self.inside = inside if padded else np.ones_like(inside)
+        self.upper = _resample(upper_mask.astype(np.float32), self.y, self.x)
+        self.centre = roi_centre(fixed.shape)
+        self.fixed = _normalise(_resample(fixed, self.y, self.x), self.inside)
+        self.mask = np.where(self.inside, self.upper * 2.0 - 1.0, 0.0)
+
+    def input(self, moving: np.ndarray, motions: tuple[BoneMotion, BoneMotion] | None = None) -> np.ndarray:
+        my, mx = self.y, self.x
+        if motions is not None:
+            xy = np.stack([self.x.ravel(), self.y.ravel()], axis=1)
+            q = np.where((self.upper.ravel() > 0.5)[:, None], map_points(motions[0], xy, self.centre),
+                         map_points(motions[1], xy, self.centre))
+            mx, my = q[:, 0].reshape(self.x.shape), q[:, 1].reshape(self.y.shape)
+        m = _normalise(_resample(moving, my, mx), self.inside)
+        return np.stack([self.fixed, m, self.mask]).astype(np.float32)
+
+
 def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True,
                   motions: tuple[BoneMotion, BoneMotion] | None = None, zoom: int = 1) -> np.ndarray:
     """(3, NET_PX, NET_PX) float32 input for one ROI pair: fixed, moving, mask as +1 upper / -1
@@ -90,20 +113,7 @@ def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray,
     for a square ROI. motions: (upper, lower) estimates fixed -> moving; the moving channel is then
     the moving ROI at each grid point's image under its own bone's estimate (the fine stage's input).
     zoom: the grid's step divided by this (the precise stage's input: the ROI's middle, finer)."""
-    y, x, inside = _grid_points(fixed.shape, grid_step_px(fixed.shape, zoom))
-    if not padded:
-        inside = np.ones_like(inside)
-    k = _resample(upper_mask.astype(np.float32), y, x)
-    my, mx = y, x
-    if motions is not None:
-        centre = roi_centre(fixed.shape)
-        xy = np.stack([x.ravel(), y.ravel()], axis=1)
-        q = np.where((k.ravel() > 0.5)[:, None], map_points(motions[0], xy, centre), map_points(motions[1], xy, centre))
-        mx, my = q[:, 0].reshape(x.shape), q[:, 1].reshape(y.shape)
-    f = _normalise(_resample(fixed, y, x), inside)
-    m = _normalise(_resample(moving, my, mx), inside)
-    k = np.where(inside, k * 2.0 - 1.0, 0.0)
-    return np.stack([f, m, k]).astype(np.float32)
+    return _GridView(fixed, upper_mask, padded, zoom).input(moving, motions)
 
 
 def params_to_motions(out: np.ndarray, shape: tuple[int, int], zoom: int = 1) -> tuple[BoneMotion, BoneMotion]:
@@ -276,13 +286,14 @@ class Network:
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
         upper, lower = params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
-        if self.fine is None:
-            return upper, lower
-        stages = [(self.fine, 1)] * FINE_PASSES + ([(self.precise, PRECISE_ZOOM)] * PRECISE_PASSES if self.precise else [])
-        for net, zoom in stages:
-            x = network_input(fixed, moving, upper_mask, motions=(upper, lower), zoom=zoom)
-            r_upper, r_lower = params_to_motions(net(x), fixed.shape, zoom)
-            upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
+        stages = [(self.fine, 1, FINE_PASSES), (self.precise, PRECISE_ZOOM, PRECISE_PASSES)]
+        for net, zoom, passes in stages:
+            if net is None:
+                break
+            view = _GridView(fixed, upper_mask, zoom=zoom)
+            for _ in range(passes):
+                r_upper, r_lower = params_to_motions(net(view.input(moving, (upper, lower))), fixed.shape, zoom)
+                upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
         return upper, lower
 
 
