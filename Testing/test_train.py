@@ -168,3 +168,16 @@ def test_a_precise_stage_after_the_fine_one_is_loaded_used_and_hashed(tmp_path):
     assert any(abs(x.dy_px - y.dy_px) > 1e-3 for x, y in zip(a, b))  # the precise stage acts
     truth = pair.upper.dy_px - pair.lower.dy_px
     assert abs(b[0].dy_px - b[1].dy_px - truth) < 1.0
+
+
+def test_the_pass_counts_are_part_of_the_networks_identity_and_change_its_estimate(monkeypatch):
+    import jsnreg.network as network
+    from jsnreg.synthetic import make_joint_pair
+
+    net = network.Network.load()
+    pair = make_joint_pair(np.random.default_rng(5))
+    shipped = network.model_sha256(), net.predict(pair.fixed, pair.moving, pair.upper_mask)
+    monkeypatch.setattr(network, "FINE_PASSES", network.FINE_PASSES - 1)
+    fewer = network.model_sha256(), net.predict(pair.fixed, pair.moving, pair.upper_mask)
+    assert fewer[0] != shipped[0] and network.model_info()["passes"]["fine"] == network.FINE_PASSES
+    assert abs(fewer[1][0].dy_px - shipped[1][0].dy_px) > 1e-4  # one pass fewer is another estimate

@@ -40,13 +40,14 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "jsnnet.pt"
 FINE_SUFFIX = "-fine"  # the fine stage's weights beside the coarse ones: jsnnet-fine.pt
 PRECISE_SUFFIX = "-precise"  # and the precise stage's: jsnnet-precise.pt
 PRECISE_ZOOM = 2  # the precise stage's grid step is the others' / this
-# Its passes: on real val pairs (60 per set and shape) one took the JSN error SD from 0.33 / 0.40 / 0.37 /
-# 0.56 px (realistic square, wide; hard square, wide) to 0.26 / 0.33 / 0.35 / 0.42, two to 0.24 / 0.32 /
-# 0.32 / 0.41 (max 1.35 px) for 4 ms more a pair.
-PRECISE_PASSES = 2
-# Passes of the fine stage: on real validation pairs the second pass took the JSN error SD from
-# 0.36-0.70 px to 0.33-0.56 px (both ROI shapes, both motion sets); a third changed it either way.
-FINE_PASSES = 2
+# Passes of each later stage: each pass removes only part of what is left (a regression network
+# shrinks its answer where it is unsure), so more passes keep helping. On real val pairs (60 per set
+# and shape; realistic square, wide; hard square, wide) the network-alone JSN error SD was, fine x
+# precise passes: 2 x 2 0.238 / 0.263 / 0.306 / 0.379 px (max 1.50), 4 x 4 0.185 / 0.244 / 0.235 /
+# 0.329 (max 0.98), 6 x 4 0.168 / 0.264 / 0.223 / 0.333 (max 1.25), 6 x 6 0.163 / 0.278 / 0.217 / 0.316
+# (max 1.51): past 4 x 4 the wide ROIs got worse. A pass costs about 3 ms.
+FINE_PASSES = 4
+PRECISE_PASSES = 4
 # Output scaling: the network's raw outputs are kept near unit size during training.
 OUT_SCALE = np.array([0.05, 0.1, 0.1, 0.1] * 2, dtype=np.float32)
 # (in channels, out channels, stride) of each 3x3 convolution + batch norm + ReLU block:
@@ -152,12 +153,15 @@ def fine_weights_path(weights_path: Path | None = None, suffix: str = FINE_SUFFI
 
 
 def model_sha256(weights_path: Path | None = None) -> str:
-    """The network's identity: SHA-256 of its coarse weights, and of its later stages present."""
+    """The network's identity: SHA-256 of its coarse weights, and of its later stages present with
+    the passes they run (another pass count is another estimate: a cohort's cached results and a
+    calibration belong to one)."""
     path = Path(weights_path or DEFAULT_WEIGHTS)
     stages = [s for s in (fine_weights_path(path), fine_weights_path(path, PRECISE_SUFFIX)) if s.exists()]
     if not stages:
         return file_sha256(path)
-    return hashlib.sha256("".join(file_sha256(s) for s in [path, *stages]).encode()).hexdigest()
+    passes = f"passes {FINE_PASSES} {PRECISE_PASSES}"
+    return hashlib.sha256(("".join(file_sha256(s) for s in [path, *stages]) + passes).encode()).hexdigest()
 
 
 def model_info(weights_path: Path | None = None) -> dict:
@@ -165,7 +169,8 @@ def model_info(weights_path: Path | None = None) -> dict:
     path = Path(weights_path or DEFAULT_WEIGHTS)
     card = path.with_suffix(".json")
     info = {"file": path.name, "sha256": model_sha256(path) if path.exists() else "",
-            "fine": fine_weights_path(path).exists(), "precise": fine_weights_path(path, PRECISE_SUFFIX).exists()}
+            "fine": fine_weights_path(path).exists(), "precise": fine_weights_path(path, PRECISE_SUFFIX).exists(),
+            "passes": {"fine": FINE_PASSES, "precise": PRECISE_PASSES}}
     if card.exists():
         info.update({k: v for k, v in json.loads(card.read_text()).items() if k in ("version", "command", "seed")})
     return info
