@@ -94,6 +94,35 @@ def test_not_a_hand_is_refused(what):
         detect_joints(images[what], 0.2)
 
 
+def closed_fingers(pixels: np.ndarray, spacing: float, gap_mm: float = 12.0) -> np.ndarray:
+    """The hand with the background between its fingers (gaps narrower than 2 gap_mm, closed over
+    the mask) filled with soft tissue, as a young child's closed fingers that touch each other."""
+    from jsnreg.detect import _otsu3_low
+
+    smooth = ndimage.gaussian_filter(pixels, 1.0 / spacing)
+    mask = smooth > _otsu3_low(smooth)
+    far = ndimage.distance_transform_edt(~mask) > gap_mm / spacing
+    gaps = (ndimage.distance_transform_edt(~far) > gap_mm / spacing) & ~mask
+    out = pixels.copy()
+    out[gaps] = np.median(pixels[mask & (smooth < np.percentile(smooth[mask], 30))])  # soft tissue
+    return out
+
+
+def test_closed_fingers_are_found_from_their_bones(hand, monkeypatch):
+    """With the gaps between the fingers filled, the outline shows too few fingertips (the hand was
+    refused); the bones crossing the proximal phalanges still give every finger its joints and name."""
+    import jsnreg.detect as detect
+
+    pixels, spacing, truth = hand
+    mitten = closed_fingers(pixels, spacing)
+    found = detect_joints(mitten, spacing)
+    assert_close(by_name(found), truth, 2.0 / spacing)
+    assert {j.side for j in found} == {"R"}
+    monkeypatch.setattr(detect, "_bone_fingertips", lambda *args: [])
+    with pytest.raises(InputError, match="three to five fingers"):
+        detect_joints(mitten, spacing)
+
+
 # --- real hands (shared data; skipped where it is absent) -------------------------------------
 
 @pytest.fixture(scope="module")
@@ -165,6 +194,27 @@ def test_a_finger_cut_by_the_film_edge_does_not_misname_the_others(real):
     for n in ("MCP2", "MCP3", "MCP4", "DIP2", "DIP4"):
         assert np.hypot(*(found[n] - truth[n])) <= 40, n  # 4 mm
     assert not {"MCP5", "PIP5", "DIP5"} & set(found)
+
+
+def test_a_real_hand_with_closed_fingers_is_found_from_its_bones(real, monkeypatch):
+    """Val 1541, a young child's left hand whose fingers touch up to their tips: the outline shows two
+    fingertips and was refused; from the bones, its joints are named right (each nearer its own
+    annotated joint than any other) and the PIP3-5 and DIP5 found within 2 mm."""
+    import jsnreg.detect as detect
+
+    rel = "rsna-bone-age/1541.png"
+    truth, absent = scored(load_annotations()[rel])
+    pixels = read_radiograph(real / rel, spacing_mm=0.1).pixels
+    joints = detect_joints(pixels, 0.1)
+    found = by_name(joints)
+    assert {j.side for j in joints} == {"L"} and not absent & set(found)
+    assert set(found) == set(truth)
+    for n, p in found.items():
+        assert min(truth, key=lambda m: np.hypot(*(truth[m] - p))) == n, n
+    assert all(np.hypot(*(found[n] - truth[n])) <= 20 for n in ("PIP3", "PIP4", "PIP5", "DIP5"))  # 2 mm
+    monkeypatch.setattr(detect, "_bone_fingertips", lambda *args: [])
+    with pytest.raises(InputError, match="three to five fingers"):
+        detect_joints(pixels, 0.1)
 
 
 def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
