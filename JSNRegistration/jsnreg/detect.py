@@ -251,6 +251,21 @@ def _merged(outlined: list[_Finger], found: list[_Finger], same_px: float) -> li
     return out
 
 
+def _largest_group(fingers: list[_Finger]) -> list[_Finger]:
+    """The most fingertips that follow each other round the palm centre less than ISOLATED_RAD apart:
+    a bone walked out towards the wrist can end at the film's black margin and pair with the
+    outline's forearm corner (train 1516, with the bone tips added), which no longer stand alone."""
+    fingers = sorted(fingers, key=lambda f: f.angle)
+    angles = np.array([f.angle for f in fingers])
+    gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))  # gaps[k]: k to k + 1
+    cuts = np.flatnonzero(gaps > ISOLATED_RAD)
+    if len(cuts) < 2:
+        return fingers
+    groups = [[fingers[(a + 1 + k) % len(fingers)] for k in range((b - a) % len(fingers))]
+              for a, b in zip(cuts, np.roll(cuts, -1))]
+    return max(groups, key=len)
+
+
 def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
     """Tips in order around the palm centre, starting after the widest angular gap (the wrist's
     side), so the ends of the order are the outer fingers."""
@@ -481,7 +496,7 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
         fingers = _order_fingers(outlined) if outlined else []
         if len(fingers) < 3:  # closed fingers touch: the outline has no valleys between them
             merged = _merged(outlined, _bone_fingertips(small, bone, mask, centre, radius, mm), SAME_TIP_R * radius)
-            fingers = _order_fingers(merged) if merged else []
+            fingers = _order_fingers(_largest_group(merged)) if merged else []
         if not 3 <= len(fingers) <= 5:
             continue  # a hand shows three to five fingertips; more is an outline that is not one
         for f in fingers:
