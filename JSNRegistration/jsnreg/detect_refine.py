@@ -52,7 +52,7 @@ TYPICAL_PHALANX_RATIO = 1.66
 # A joint the refinement moved farther than 0.25 palm radii from its trace was never within 2 mm of its
 # annotation on the val hands (val 1541, a young child's: MCP2 and MCP3 carried 9-18 mm towards the
 # film's exposure step), nor on the train hands with the shipped filters (2107's MCP1); right ones
-# moved up to 0.22 (train 2-fold CV: 393 of 461 either way, one MCP1 left out).
+# moved under 0.2 on val, under 0.25 on train (train 2-fold CV: 393 of 461 either way, one MCP1 left out).
 MAX_MOVE_RADII = 0.25
 _NEIGHBOURS = [(f"MCP{d}", f"PIP{d}") for d in "2345"] + [(f"PIP{d}", f"DIP{d}") for d in "2345"] + [("MCP1", "IP1")]
 
