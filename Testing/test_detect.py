@@ -94,6 +94,35 @@ def test_not_a_hand_is_refused(what):
         detect_joints(images[what], 0.2)
 
 
+def closed_fingers(pixels: np.ndarray, spacing: float, gap_mm: float = 12.0) -> np.ndarray:
+    """The hand with the background between its fingers (gaps narrower than 2 gap_mm, closed over
+    the mask) filled with soft tissue, as a young child's closed fingers that touch each other."""
+    from jsnreg.detect import _otsu3_low
+
+    smooth = ndimage.gaussian_filter(pixels, 1.0 / spacing)
+    mask = smooth > _otsu3_low(smooth)
+    far = ndimage.distance_transform_edt(~mask) > gap_mm / spacing
+    gaps = (ndimage.distance_transform_edt(~far) > gap_mm / spacing) & ~mask
+    out = pixels.copy()
+    out[gaps] = np.median(pixels[mask & (smooth < np.percentile(smooth[mask], 30))])  # soft tissue
+    return out
+
+
+def test_closed_fingers_are_found_from_their_bones(hand, monkeypatch):
+    """With the gaps between the fingers filled, the outline shows too few fingertips (the hand was
+    refused); the bones crossing the proximal phalanges still give every finger its joints and name."""
+    import jsnreg.detect as detect
+
+    pixels, spacing, truth = hand
+    mitten = closed_fingers(pixels, spacing)
+    found = detect_joints(mitten, spacing)
+    assert_close(by_name(found), truth, 2.0 / spacing)
+    assert {j.side for j in found} == {"R"}
+    monkeypatch.setattr(detect, "_bone_fingertips", lambda *args: [])
+    with pytest.raises(InputError, match="three to five fingers"):
+        detect_joints(mitten, spacing)
+
+
 # --- real hands (shared data; skipped where it is absent) -------------------------------------
 
 @pytest.fixture(scope="module")
@@ -167,6 +196,28 @@ def test_a_finger_cut_by_the_film_edge_does_not_misname_the_others(real):
     assert not {"MCP5", "PIP5", "DIP5"} & set(found)
 
 
+def test_a_real_hand_with_closed_fingers_is_found_from_its_bones(real, monkeypatch):
+    """Val 1541, a young child's left hand whose fingers touch up to their tips: the outline shows two
+    fingertips and was refused; from the bones, its joints are named right (each nearer its own
+    annotated joint than any other) and the PIP3-5 and DIP5 found within 2 mm; the MCP2 and MCP3 the
+    filters carried 9-18 mm off their traces (towards the film's exposure step) are left out."""
+    import jsnreg.detect as detect
+
+    rel = "rsna-bone-age/1541.png"
+    truth, absent = scored(load_annotations()[rel])
+    pixels = read_radiograph(real / rel, spacing_mm=0.1).pixels
+    joints = detect_joints(pixels, 0.1)
+    found = by_name(joints)
+    assert {j.side for j in joints} == {"L"} and not absent & set(found)
+    assert set(found) == set(truth) - {"MCP2", "MCP3"}
+    for n, p in found.items():
+        assert min(truth, key=lambda m: np.hypot(*(truth[m] - p))) == n, n
+    assert all(np.hypot(*(found[n] - truth[n])) <= 20 for n in ("PIP3", "PIP4", "PIP5", "DIP5"))  # 2 mm
+    monkeypatch.setattr(detect, "_bone_fingertips", lambda *args: [])
+    with pytest.raises(InputError, match="three to five fingers"):
+        detect_joints(pixels, 0.1)
+
+
 def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
     from jsnreg.detect_refine import _jumped
 
@@ -175,6 +226,15 @@ def test_a_joint_that_took_its_neighbours_joint_space_is_left_out():
              ("DIP2", np.array([1.0, 202.0]), 1.0)]  # DIP2 jumped 62 px onto PIP2
     assert _jumped(moved, traced, min_px=30.0) == {"DIP2"}
     assert _jumped(moved[:2], traced, min_px=30.0) == set()  # 94 px apart: both kept
+
+
+def test_a_joint_the_filters_carried_far_from_its_trace_is_left_out():
+    from jsnreg.detect_refine import _strayed
+
+    traced = {"MCP2": np.array([0.0, 300.0]), "PIP2": np.array([0.0, 200.0])}
+    moved = [("MCP2", np.array([3.0, 330.0]), 1.0), ("PIP2", np.array([2.0, 210.0]), 1.0)]
+    assert _strayed(moved, traced, max_px=25.0) == {"MCP2"}  # 30 px off its trace
+    assert _strayed(moved, traced, max_px=31.0) == set()
 
 
 def test_the_ip1_of_a_thumb_cut_before_it_is_left_out():

@@ -49,6 +49,11 @@ MCP_REACH_MM = 8.0
 # than the joint space (val 2783: a valley 12 mm proximal, beyond the filter's search range).
 PHALANX_RATIO = (1.41, 2.37)
 TYPICAL_PHALANX_RATIO = 1.66
+# A joint the refinement moved farther than 0.25 palm radii from its trace was never within 2 mm of its
+# annotation on the val hands (val 1541, a young child's: MCP2 and MCP3 carried 9-18 mm towards the
+# film's exposure step), nor on the train hands with the shipped filters (2107's MCP1); right ones
+# moved under 0.2 on val, under 0.25 on train (train 2-fold CV: 393 of 461 either way, one MCP1 left out).
+MAX_MOVE_RADII = 0.25
 _NEIGHBOURS = [(f"MCP{d}", f"PIP{d}") for d in "2345"] + [(f"PIP{d}", f"DIP{d}") for d in "2345"] + [("MCP1", "IP1")]
 
 
@@ -143,7 +148,8 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     filters (real hands: 2-fold CV 0.809 -> 0.824 against the first pass's filters twice); an MCP2-5
     out of proportion to its finger's PIP and DIP searched for again (val 144 -> 145 of 168, train
     2-fold CV 393 of 461 either way); MCP2-5 joints then on their bones' centre line, PIP joints
-    on their finger's axis; a joint found twice, or the IP1 of a cut thumb, left out.
+    on their finger's axis; a joint found twice, the IP1 of a cut thumb, or one moved farther than
+    MAX_MOVE_RADII from its trace, left out.
     passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
     passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
@@ -151,11 +157,12 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     traced = {name: centre for name, centre, _ in joints}
     for spectra in passes:
         out, at, joints = one_pass(image, hand, joints, spectra)
-    out, joints = _proportioned(image, hand, out, joints, passes)
+    out, joints, searched_from = _proportioned(image, hand, out, joints, passes)
     out = [(name, _recentred(image, hand, name, xy, d), conf) for (name, xy, conf), (_, _, d) in zip(out, joints)]
     at = {name.split("-")[-1]: xy for name, xy, _ in out}
     out = [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
-    jumped = _jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
+    jumped = (_jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
+              | _strayed(out, {**traced, **searched_from}, hand.radius * MAX_MOVE_RADII))
     return [j for j in out if j[0] not in jumped]
 
 
@@ -167,12 +174,13 @@ def _phalanx_ratio(at: dict, digit: str) -> float | None:
     return float(np.linalg.norm(mcp - pip) / (np.linalg.norm(pip - dip) + 1e-9))
 
 
-def _proportioned(image: np.ndarray, hand, out: list, joints: list, passes: list) -> tuple[list, list]:
+def _proportioned(image: np.ndarray, hand, out: list, joints: list, passes: list) -> tuple[list, list, dict]:
     """out and joints (as refine's, after the passes) with each MCP2-5 whose proximal phalanx is out
     of proportion to its middle one (PHALANX_RATIO) searched for again by the filter passes, from
     where the typical proportion puts it along the PIP's line from the DIP, and moved there when that
     is in proportion (train 2-fold CV: leaving out those still out of proportion loses 1638's MCP5,
-    which was right, the finger's own proportions being beyond the annotated range)."""
+    which was right, the finger's own proportions being beyond the annotated range); and {name: the
+    point its new search started from} of the MCPs moved."""
     at = {name: xy for name, xy, _ in out}
     redone = {}
     for digit in "2345":
@@ -181,14 +189,15 @@ def _proportioned(image: np.ndarray, hand, out: list, joints: list, passes: list
             continue
         pip, dip = at["PIP" + digit], at["DIP" + digit]
         distal = (dip - pip) / (np.linalg.norm(dip - pip) + 1e-9)
-        joint = [("MCP" + digit, pip - distal * TYPICAL_PHALANX_RATIO * np.linalg.norm(dip - pip), distal)]
+        start = pip - distal * TYPICAL_PHALANX_RATIO * np.linalg.norm(dip - pip)
+        joint = [("MCP" + digit, start, distal)]
         for spectra in passes:
             moved, _, joint = one_pass(image, hand, joint, spectra)
         if PHALANX_RATIO[0] <= _phalanx_ratio({**at, "MCP" + digit: moved[0][1]}, digit) <= PHALANX_RATIO[1]:
-            redone["MCP" + digit] = moved[0], joint[0]
+            redone["MCP" + digit] = moved[0], joint[0], start
     out = [redone[o[0]][0] if o[0] in redone else o for o in out]
     joints = [redone[j[0]][1] if j[0] in redone else j for j in joints]
-    return out, joints
+    return out, joints, {name: r[2] for name, r in redone.items()}
 
 
 def _recentred(image: np.ndarray, hand, name: str, xy: np.ndarray, distal: np.ndarray) -> np.ndarray:
@@ -220,6 +229,13 @@ def _jumped(joints: list, traced: dict, min_px: float) -> set:
         if a in at and b in at and np.linalg.norm(at[a] - at[b]) < min_px:
             out.add(max((a, b), key=lambda n: np.linalg.norm(at[n] - traced[n])))
     return out
+
+
+def _strayed(joints: list, starts: dict, max_px: float) -> set:
+    """Names of joints the filters moved farther than max_px from where their search started (the
+    trace, or the phalanges' proportion for an MCP searched again): they took another dark line for
+    the joint space, and a wrong position is worse than none."""
+    return {name for name, xy, _ in joints if np.linalg.norm(xy - starts[name]) > max_px}
 
 
 def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray, spectra: dict) -> float:
