@@ -44,6 +44,20 @@ def test_pdf_holds_header_table_numbers_and_panels(session, tmp_path):
     assert pdf_image_count(tmp_path / "r.pdf") >= 2 + 5 * len(JOINTS)
 
 
+def test_the_header_names_each_network_stage_and_its_passes(session):
+    import copy
+
+    from jsnreg.network import model_info
+    from jsnreg.report import header_fields
+
+    shipped = copy.copy(session)
+    shipped.model = model_info()
+    text = dict(header_fields(shipped, deidentify=False))["Model"]
+    passes = shipped.model["passes"]
+    assert text.startswith(f"jsnnet.pt + fine stage ×{passes['fine']} + precise stage ×{passes['precise']}")
+    assert dict(header_fields(session, deidentify=False))["Model"].startswith("jsnnet.pt (test)")  # one stage
+
+
 def test_html_is_self_contained(session, tmp_path):
     write_report_html(session, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text()

@@ -126,7 +126,10 @@ def header_fields(session: Session, deidentify: bool) -> list[tuple[str, str]]:
     months, days = session.interval_months(), session.interval_days()
     interval = f"{months:.1f} months ({days} days)" if months is not None else "unknown (study date missing)"
     model = session.model
-    model_text = (model.get("file", "unknown") + (" + fine stage" if model.get("fine") else "")
+    passes = model.get("passes", {})
+    stages = [f" + {stage} stage" + (f" ×{passes[stage]}" if stage in passes else "")
+              for stage in ("fine", "precise") if model.get(stage)]
+    model_text = (model.get("file", "unknown") + "".join(stages)
                   + (f" ({model['version']})" if model.get("version") else ""))
     if model.get("sha256"):
         model_text += f", SHA-256 {model['sha256'][:8]}"
