@@ -37,6 +37,9 @@ setup(
         # `jsnreg cohort`: Dask runs the same code on a laptop or a cluster; tqdm draws the progress
         # bar; pyarrow writes the Parquet tables (psutil comes with distributed).
         "cohort": ["dask>=2024.1", "distributed>=2024.1", "tqdm>=4.60", "pyarrow>=14"],
+        # `jsnreg bench --real --peer elastix` only: the stronger, slower registration peer (~290 MB
+        # of wheels, 1.6 GB installed, the whole of ITK), so in no other extra.
+        "peers": ["itk-elastix>=0.20"],
     },
     entry_points={
         "console_scripts": [

@@ -69,14 +69,91 @@ def simpleitk_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray) ->
     return BoneMotion(float(scale), float(angle), float(dx), float(dy))
 
 
+def elastix_parameters(center_xy: tuple[float, float], iterations: int = 500, seed: int = 121212,
+                       metric: str = "AdvancedMattesMutualInformation") -> dict:
+    """The stronger peer's settings: similarity about the ROI centre, Mattes MI, cubic B-spline,
+    3 levels, seeded stochastic gradient descent."""
+    return {
+        "Registration": ["MultiResolutionRegistration"],
+        "FixedImagePyramid": ["FixedSmoothingImagePyramid"],
+        "MovingImagePyramid": ["MovingSmoothingImagePyramid"],
+        "NumberOfResolutions": ["3"],
+        "Transform": ["SimilarityTransform"],
+        # Fixed centre, no centring by elastix: the parameters then mean what simpleitk_bone's do.
+        "AutomaticTransformInitialization": ["false"],
+        "CenterOfRotationPoint": [str(c) for c in center_xy],
+        "AutomaticScalesEstimation": ["true"],
+        "Metric": [metric],
+        "NumberOfHistogramBins": ["32"],
+        "Optimizer": ["AdaptiveStochasticGradientDescent"],
+        "MaximumNumberOfIterations": [str(iterations)],
+        "ImageSampler": ["RandomCoordinate"],
+        "NumberOfSpatialSamples": ["2048"],
+        "NewSamplesEveryIteration": ["true"],
+        "MaximumNumberOfSamplingAttempts": ["8"],
+        "RandomSeed": [str(seed)],
+        # The mask's edge at the joint space is where the information is: keep it at every level.
+        "ErodeMask": ["false"],
+        "Interpolator": ["BSplineInterpolator"],
+        "BSplineInterpolationOrder": ["3"],
+        "ResampleInterpolator": ["FinalBSplineInterpolator"],
+        "FinalBSplineInterpolationOrder": ["3"],
+        "Resampler": ["DefaultResampler"],
+        "WriteResultImage": ["false"],
+        "HowToCombineTransforms": ["Compose"],
+    }
+
+
+def elastix_bone(fixed: np.ndarray, moving: np.ndarray, region: np.ndarray,
+                 metric: str = "AdvancedMattesMutualInformation") -> BoneMotion:
+    """The stronger peer (itk-elastix, the `peers` extra): one bone, its region as the fixed mask,
+    similarity fixed -> moving about the ROI centre, as simpleitk_bone returns it. `metric` other
+    than Mattes MI only to check the geometry: on generated pairs Mattes MI itself is biased (JSN off
+    by 0.2-0.8 px on some pairs where normalised correlation is within 0.05 px)."""
+    import tempfile
+
+    import itk
+
+    rows, cols = fixed.shape
+    params = itk.ParameterObject.New()
+    params.AddParameterMap(elastix_parameters(((cols - 1) / 2.0, (rows - 1) / 2.0), metric=metric))
+    f = itk.image_from_array(np.ascontiguousarray(fixed, np.float32))
+    m = itk.image_from_array(np.ascontiguousarray(moving, np.float32))
+    mask = itk.image_from_array(np.ascontiguousarray(region, np.uint8))
+    with tempfile.TemporaryDirectory() as out:  # elastix writes its transform files: not into the cwd
+        reg = itk.ElastixRegistrationMethod.New(f, m, parameter_object=params, fixed_mask=mask,
+                                                output_directory=out, log_to_console=False, log_to_file=False)
+        reg.UpdateLargestPossibleRegion()
+        result = reg.GetTransformParameterObject()
+    scale, angle, dx, dy = (float(v) for v in result.GetParameter(0, "TransformParameters"))
+    return BoneMotion(scale, angle, dx, dy)
+
+
+PEER_BONES = {"simpleitk": simpleitk_bone, "elastix": elastix_bone}
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
 
 
-def evaluate_pair(engine: Engine, pair) -> dict:
-    """One pair through the three methods: errors (px), flags, times (s), and its noise bound."""
+def elastix_available() -> bool:
+    try:
+        import itk  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(itk, "ElastixRegistrationMethod")
+
+
+def methods_with(peers=()) -> tuple:
+    """The default methods, then the optional peers asked for (only "elastix" so far)."""
+    return METHODS + tuple(peers)
+
+
+def evaluate_pair(engine: Engine, pair, peers=()) -> dict:
+    """One pair through the methods: errors (px), flags, times (s), and its noise bound. `peers`:
+    optional peers beside SimpleITK ("elastix"), measured the same way."""
     weights = bone_regions(pair.upper_mask, None)
     regions = [w > 0 for w in weights]
     truth = pair.jsn_px
@@ -98,10 +175,12 @@ def evaluate_pair(engine: Engine, pair) -> dict:
         for key in ("sd_jsn_px", "network_refine_diff_px", "inlier_fraction"):
             if key in r.details:
                 rec[f"{method}_{key}"] = r.details[key]
-    bones, sec = _timed(lambda: [simpleitk_bone(pair.fixed, pair.moving, reg) for reg in regions])
-    rec["simpleitk_error_px"] = bones[0].dy_px - bones[1].dy_px - truth
-    rec["simpleitk_flagged"] = False
-    rec["simpleitk_seconds"] = sec
+    for name in ("simpleitk",) + tuple(peers):
+        bone = PEER_BONES[name]
+        bones, sec = _timed(lambda: [bone(pair.fixed, pair.moving, reg) for reg in regions])
+        rec[f"{name}_error_px"] = bones[0].dy_px - bones[1].dy_px - truth
+        rec[f"{name}_flagged"] = False
+        rec[f"{name}_seconds"] = sec
     return rec
 
 
@@ -223,16 +302,17 @@ def hand_seconds(engine: Engine, repeats: int = 3) -> dict:
 TIMING_SIZES_PX = (128, 160, 192, 256)
 
 
-def size_timing(engine: Engine, sizes=TIMING_SIZES_PX, n_pairs: int = 8, seed: int = 11) -> list[dict]:
+def size_timing(engine: Engine, sizes=TIMING_SIZES_PX, n_pairs: int = 8, seed: int = 11, peers=()) -> list[dict]:
     """Median seconds per pair of the whole method (automatic split; the measurement, without the
-    warped images for review) and of the SimpleITK peer at each square ROI size, same generated
-    pairs, same run: the speed ratio where ROIs are large."""
+    warped images for review) and of the SimpleITK peer (and the optional `peers`) at each square
+    ROI size, same generated pairs, same run: the speed ratio where ROIs are large."""
     from .synthetic import make_joint_pair
 
     rows = []
     for size in sizes:
         rng = np.random.default_rng([seed, size])
         ours, peer, ours_cpu, peer_cpu = [], [], [], []
+        extra = {name: [] for name in peers}
         for _ in range(n_pairs):
             p = make_joint_pair(rng, size_px=size)
             regions = [w > 0 for w in bone_regions(p.upper_mask, None)]
@@ -242,13 +322,16 @@ def size_timing(engine: Engine, sizes=TIMING_SIZES_PX, n_pairs: int = 8, seed: i
             peer.append(_timed(lambda: [simpleitk_bone(p.fixed, p.moving, r) for r in regions])[1])
             ours_cpu.append(c1 - c0)
             peer_cpu.append(time.process_time() - c1)
+            for name, times in extra.items():
+                times.append(_timed(lambda: [PEER_BONES[name](p.fixed, p.moving, r) for r in regions])[1])
         # Wall-clock and CPU time (all threads): on a shared machine the CPU ratio is the steadier.
         rows.append({"size_px": size, "n": n_pairs, "method_ms": 1000 * float(np.median(ours)),
                      "simpleitk_ms": 1000 * float(np.median(peer)),
                      "speedup": float(np.median(peer) / np.median(ours)),
                      "method_cpu_ms": 1000 * float(np.median(ours_cpu)),
                      "simpleitk_cpu_ms": 1000 * float(np.median(peer_cpu)),
-                     "speedup_cpu": float(np.median(peer_cpu) / np.median(ours_cpu))})
+                     "speedup_cpu": float(np.median(peer_cpu) / np.median(ours_cpu)),
+                     **{f"{name}_ms": 1000 * float(np.median(t)) for name, t in extra.items()}})
     return rows
 
 
@@ -357,10 +440,11 @@ def real_set_pairs(set_name: str, shape_name: str, split: str, n_pairs: int, see
 
 
 def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: str = "test",
-             n_pairs: int = 200, seed: int = 2026, weights_path: Path | None = None, log=print) -> dict:
+             n_pairs: int = 200, seed: int = 2026, weights_path: Path | None = None, peers=(), log=print) -> dict:
     """Every method on real realistic, real hard and generated pairs, per ROI shape; writes
     real.json and real_pairs.json. Real pairs come from the hands of `split` only (default test;
-    tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM)."""
+    tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM). `peers`:
+    optional peers beside SimpleITK ("elastix": slow, and needs the `peers` extra)."""
     from .real_pairs import ROI_SPACING_MM, joints_of_split
 
     joints = joints_of_split(split) if any(s != "generated" for s in sets) else None
@@ -374,14 +458,14 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
             pairs = real_set_pairs(set_name, shape_name, split, n_pairs, seed, joints)
             records = []
             for pair in pairs:
-                rec = evaluate_pair(engine, pair)
+                rec = evaluate_pair(engine, pair, peers)
                 rec.update(set=set_name, shape=shape_name, image=getattr(pair, "image", ""),
                            joint=getattr(pair, "joint", ""))
                 records.append(rec)
             records_all += records
             row = {"set": set_name, "shape": shape_name, "n": len(records),
                    "hands": sorted({r["image"] for r in records if r["image"]}),
-                   "methods": {m: summarise(records, m) for m in METHODS}}
+                   "methods": {m: summarise(records, m) for m in methods_with(peers)}}
             table.append(row)
             log(f"{set_name}/{shape_name}: {len(records)} pairs ({time.time() - t0:.0f} s)")
     by_set = {}
@@ -392,7 +476,7 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
                    for key, recs in by_set.items()}
     result = {"split": split, "seed": seed, "n_pairs_per_set": n_pairs,
               "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table, "reliability": reliability,
-              "timing_per_size": size_timing(engine),
+              "timing_per_size": size_timing(engine, peers=peers),
               "consistency": consistency(engine, joints) if joints else None}
     (out_dir / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(out_dir / "real_pairs.json", "w", encoding="utf-8") as f:
@@ -448,6 +532,7 @@ def format_timing(rows: list[dict]) -> str:
     return "ROI size (px): " + "; ".join(
         f"{r['size_px']}: {r['method_ms']:.0f} ms vs SimpleITK {r['simpleitk_ms']:.0f} ms ({r['speedup']:.1f} x; "
         f"CPU {r['method_cpu_ms']:.0f} vs {r['simpleitk_cpu_ms']:.0f} ms, {r['speedup_cpu']:.1f} x)"
+        + (f", elastix {r['elastix_ms']:.0f} ms" if "elastix_ms" in r else "")
         for r in rows)
 
 

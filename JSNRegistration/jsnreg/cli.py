@@ -471,12 +471,16 @@ def cmd_detect(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.real:
-        from .bench import REAL_SETS, run_real
+        from .bench import REAL_SETS, elastix_available, run_real
 
+        peers = tuple(args.peer)
+        if "elastix" in peers and not elastix_available():
+            print("error: jsnreg bench: --peer elastix needs itk-elastix (pip install .[peers])", file=sys.stderr)
+            return 2
         shapes = ("square", "wide") if args.shape == "both" else (args.shape,)
         sets = REAL_SETS if args.set == "all" else (args.set,)
         run_real(Path(args.out), shapes, sets, split=args.split, n_pairs=args.pairs or 200, seed=args.seed,
-                 weights_path=Path(args.weights) if args.weights else None)
+                 weights_path=Path(args.weights) if args.weights else None, peers=peers)
         return 0
     if args.detect:
         from .detect_bench import ANNOTATIONS, run as run_detect
@@ -589,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", choices=("val", "test"), default="test",
                    help="with --real: whose hands (test by default; tune on val only)")
     b.add_argument("--weights", help="network weights (default: the shipped ones)")
+    b.add_argument("--peer", action="append", choices=("elastix",), default=[],
+                   help="with --real: also this peer (elastix: similarity, Mattes MI, cubic B-spline, 3 levels; "
+                        "slow; needs the [peers] extra)")
     b.add_argument("--detect", action="store_true", help="joint detection on annotated real hands instead "
                    "(and variants of them: mirrored, rotated, two hands, a finger removed)")
     b.add_argument("--splits", default="test,val", help="with --detect: which RSNA splits (default test,val)")
