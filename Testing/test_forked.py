@@ -71,6 +71,17 @@ def test_a_cancel_stops_the_workers(hand, engine):
     assert multiprocessing.active_children() == []
 
 
+def test_a_cancel_after_the_last_joint_still_wins(hand, engine):
+    """The workers measure ahead: a cancel that arrives as the last joint is reported returns nothing."""
+    h, base, follow = hand
+    joints = [JointSpec(n, *h.joints[n]) for n in NAMES[:2]]
+    done = []
+    with pytest.raises(q.Cancelled, match="after 2 of 2"):
+        q.quantify(base, follow, joints, engine=engine, workers=2,
+                   on_progress=lambda *e: done.append(e), should_cancel=lambda: len(done) >= 2)
+    assert len(done) == 2 and multiprocessing.active_children() == []
+
+
 def test_a_worker_that_dies_is_an_error_not_a_hang(hand, engine):
     import signal
 

@@ -149,8 +149,9 @@ def test_results_of_two_runs_are_never_mixed(finished_run, tmp_path):
 
 
 def test_worker_stops_at_the_cancel_file_and_writes_nothing(demo, tmp_path):
-    """Cooperative cancel as Slicer does it: the cancel file appears after the first joint."""
-    request = make_request(demo, tmp_path / "out", n_joints=3)
+    """Cooperative cancel as Slicer does it: the cancel file appears after the first joint (of several, so
+    that the rest is still under way on a busy machine)."""
+    request = make_request(demo, tmp_path / "out", n_joints=6)
     (tmp_path / "request.json").write_text(json.dumps(request))
     cancel_file = tmp_path / "cancel"
     proc = subprocess.Popen([sys.executable, "-m", "jsnreg.worker", str(tmp_path / "request.json"),

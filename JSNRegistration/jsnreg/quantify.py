@@ -169,6 +169,8 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
             results.append(result)
             if on_progress is not None:
                 on_progress(k + 1, len(joints), joint.name)
+        # The workers may have finished the last joints before a cancel arrived: it still wins, nothing is returned.
+        _stop_if_cancelled(should_cancel, len(joints), len(joints))
     clock.lap("register")
     return results
 
