@@ -39,7 +39,7 @@ def test_pdf_holds_header_table_numbers_and_panels(session, tmp_path):
     for shown in ("PID-73519", "1999-01-15", "2000-07-20", "18.1 months", "0.1750 mm", "jsnnet.pt",
                   DISCLAIMER, "dy(upper) - dy(lower)"):
         assert shown in text, shown
-    assert ("jsnnet.pt + fine stage" in text) == bool(session.model.get("fine"))  # which network measured
+    assert ("jsnnet.pt + fine" in text) == bool(session.model.get("fine"))  # which network measured
     # 2 radiographs + per joint: 5 ROI/loss images and the colour bar
     assert pdf_image_count(tmp_path / "r.pdf") >= 2 + 5 * len(JOINTS)
 
@@ -52,10 +52,13 @@ def test_the_header_names_each_network_stage_and_its_passes(session):
 
     shipped = copy.copy(session)
     shipped.model = model_info()
-    text = dict(header_fields(shipped, deidentify=False))["Model"]
+    fields = dict(header_fields(shipped, deidentify=False))
     passes = shipped.model["passes"]
-    assert text.startswith(f"jsnnet.pt + fine stage ×{passes['fine']} + precise stage ×{passes['precise']}")
-    assert dict(header_fields(session, deidentify=False))["Model"].startswith("jsnnet.pt (test)")  # one stage
+    assert fields["Model"] == f"jsnnet.pt + fine ×{passes['fine']} + precise ×{passes['precise']}"
+    assert fields["Model ID"] == f"{shipped.model['version']}, SHA-256 {shipped.model['sha256'][:8]}"
+    one_stage = dict(header_fields(session, deidentify=False))
+    assert (one_stage["Model"], one_stage["Model ID"]) == ("jsnnet.pt", "test, SHA-256 abababab")
+    assert max(len(fields["Model"]), len(fields["Model ID"])) <= 32  # the header's value column
 
 
 def test_html_is_self_contained(session, tmp_path):

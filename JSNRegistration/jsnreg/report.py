@@ -127,12 +127,13 @@ def header_fields(session: Session, deidentify: bool) -> list[tuple[str, str]]:
     interval = f"{months:.1f} months ({days} days)" if months is not None else "unknown (study date missing)"
     model = session.model
     passes = model.get("passes", {})
-    stages = [f" + {stage} stage" + (f" ×{passes[stage]}" if stage in passes else "")
-              for stage in ("fine", "precise") if model.get(stage)]
-    model_text = (model.get("file", "unknown") + "".join(stages)
-                  + (f" ({model['version']})" if model.get("version") else ""))
-    if model.get("sha256"):
-        model_text += f", SHA-256 {model['sha256'][:8]}"
+    # Two short fields (the header's value column holds about 32 characters): which stages and passes
+    # measured, and the weights' identity.
+    model_text = model.get("file", "unknown") + "".join(
+        f" + {stage}" + (f" ×{passes[stage]}" if stage in passes else "") for stage in ("fine", "precise")
+        if model.get(stage))
+    model_id = ", ".join(([model["version"]] if model.get("version") else [])
+                         + ([f"SHA-256 {model['sha256'][:8]}"] if model.get("sha256") else [])) or "unknown"
     fields = []
     if deidentify:
         fields.append(("Patient", "de-identified"))
@@ -145,7 +146,8 @@ def header_fields(session: Session, deidentify: bool) -> list[tuple[str, str]]:
                ("Interval", interval),
                ("Pixel spacing", f"{session.spacing_mm:.4f} mm"),
                ("Software", f"jsnreg {session.software_version}"),
-               ("Model", model_text)]
+               ("Model", model_text),
+               ("Model ID", model_id)]
     if not deidentify:
         fields += [("Baseline file", Path(session.baseline.path).name or "not recorded"),
                    ("Follow-up file", Path(session.followup.path).name or "not recorded"),
