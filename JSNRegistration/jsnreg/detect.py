@@ -224,9 +224,6 @@ def _walk_out(bone: np.ndarray, mask: np.ndarray, p: np.ndarray, d: np.ndarray, 
               length_px: float) -> np.ndarray | None:
     """The last point inside the mask on the bright bone line followed from p in direction d (as
     _trace follows it, the other way); None when the walk leaves the image or does not end."""
-    half = 5.0 / mm
-    u = np.arange(-half, half + 0.5, 0.5)
-    prior = np.exp(-0.5 * (u / (0.6 * half)) ** 2)
     h, w = mask.shape
     pts = [p.astype(float)]
     for _ in range(int(length_px / STEP_PX)):
@@ -235,13 +232,7 @@ def _walk_out(bone: np.ndarray, mask: np.ndarray, p: np.ndarray, d: np.ndarray, 
             return None
         if not mask[int(round(q[1])), int(round(q[0]))]:
             return pts[-1]
-        across = np.array([-d[1], d[0]])
-        vals = ndimage.map_coordinates(bone, [q[1] + u * across[1], q[0] + u * across[0]], order=1, cval=0.0)
-        pts.append(q + across * u[int(np.argmax(vals * prior))] * 0.5)
-        if len(pts) > 3:
-            dn = (pts[-1] - pts[-4]) / np.linalg.norm(pts[-1] - pts[-4])
-            d = 0.6 * d + 0.4 * dn
-            d /= np.linalg.norm(d)
+        d = _follow_step(bone, pts, q, d, mm)
     return None
 
 
@@ -254,14 +245,18 @@ def _merged(outlined: list[_Finger], found: list[_Finger], same_px: float) -> li
     return out
 
 
+def _angle_gaps(fingers: list[_Finger]) -> np.ndarray:
+    """Angular gaps (rad) round the palm centre of fingers sorted by angle: gaps[k] from k to k + 1."""
+    angles = np.array([f.angle for f in fingers])
+    return np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))
+
+
 def _largest_group(fingers: list[_Finger]) -> list[_Finger]:
     """The most fingertips that follow each other round the palm centre less than ISOLATED_RAD apart:
     a bone walked out towards the wrist can end at the film's black margin and pair with the
     outline's forearm corner (train 1516, with the bone tips added), which no longer stand alone."""
     fingers = sorted(fingers, key=lambda f: f.angle)
-    angles = np.array([f.angle for f in fingers])
-    gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))  # gaps[k]: k to k + 1
-    cuts = np.flatnonzero(gaps > ISOLATED_RAD)
+    cuts = np.flatnonzero(_angle_gaps(fingers) > ISOLATED_RAD)
     if len(cuts) < 2:
         return fingers
     groups = [[fingers[(a + 1 + k) % len(fingers)] for k in range((b - a) % len(fingers))]
@@ -274,15 +269,12 @@ def _order_fingers(fingers: list[_Finger]) -> list[_Finger]:
     side), so the ends of the order are the outer fingers."""
     fingers = sorted(fingers, key=lambda f: f.angle)
     while len(fingers) > 1:
-        angles = np.array([f.angle for f in fingers])
-        gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))  # gaps[k]: k to k + 1
+        gaps = _angle_gaps(fingers)
         lonely = np.flatnonzero((gaps > ISOLATED_RAD) & (np.roll(gaps, 1) > ISOLATED_RAD))
         if not len(lonely):
             break
         fingers.pop(int(lonely[0]))  # the forearm's cut end, far from every finger
-    angles = np.array([f.angle for f in fingers])
-    gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))
-    start = (int(np.argmax(gaps)) + 1) % len(fingers)
+    start = (int(np.argmax(_angle_gaps(fingers))) + 1) % len(fingers)
     return fingers[start:] + fingers[:start]
 
 
@@ -340,31 +332,35 @@ STEP_PX = 2.0  # tracing step (0.8 mm at the working resolution)
 CUT_TRACE_R = 1.5
 
 
+def _follow_step(bone: np.ndarray, pts: list, p: np.ndarray, d: np.ndarray, mm: float) -> np.ndarray:
+    """One step along the bright bone line: p (the last point moved on along d) re-centred across
+    the line and appended to pts; returns the direction smoothed over the last three steps."""
+    half = 5.0 / mm
+    u = np.arange(-half, half + 0.5, 0.5)
+    prior = np.exp(-0.5 * (u / (0.6 * half)) ** 2)
+    across = np.array([-d[1], d[0]])
+    vals = ndimage.map_coordinates(bone, [p[1] + u * across[1], p[0] + u * across[0]], order=1,
+                                   cval=0.0)  # dark beyond the edge: a finger cut by it is not followed along it
+    pts.append(p + across * u[int(np.argmax(vals * prior))] * 0.5)  # damped: the line is followed, not jumped to
+    if len(pts) > 3:
+        dn = pts[-1] - pts[-4]
+        dn /= np.linalg.norm(dn)
+        d = 0.6 * d + 0.4 * dn
+        d /= np.linalg.norm(d)
+    return d
+
+
 def _trace(bone: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float, mm: float,
            length_px: float) -> np.ndarray:
     """Points along the finger's axis from the tip, 1 px apart, following the bright bone line."""
     d = (centre - tip) / np.linalg.norm(centre - tip)
-    p = tip.astype(float).copy()
-    pts = [p.copy()]
-    half = 5.0 / mm
-    u = np.arange(-half, half + 0.5, 0.5)
-    prior = np.exp(-0.5 * (u / (0.6 * half)) ** 2)
+    pts = [tip.astype(float).copy()]
     h, w = bone.shape
     for _ in range(int(length_px / STEP_PX)):
-        p = p + d * STEP_PX
+        p = pts[-1] + d * STEP_PX
         if not (0 <= p[0] < w and 0 <= p[1] < h) or np.hypot(*(p - centre)) < 0.3 * radius:
             break  # past the MCP joints: the palm centre lies among the metacarpals
-        across = np.array([-d[1], d[0]])
-        vals = ndimage.map_coordinates(bone, [p[1] + u * across[1], p[0] + u * across[0]], order=1,
-                                       cval=0.0)  # dark beyond the edge: a finger cut by it is not followed along it
-        k = int(np.argmax(vals * prior))
-        p = p + across * u[k] * 0.5  # damped: the line is followed, not jumped to
-        pts.append(p.copy())
-        if len(pts) > 3:
-            dn = pts[-1] - pts[-4]
-            dn /= np.linalg.norm(dn)
-            d = 0.6 * d + 0.4 * dn
-            d /= np.linalg.norm(d)
+        d = _follow_step(bone, pts, p, d, mm)
     pts = np.array(pts)
     if len(pts) < 2:
         return pts
