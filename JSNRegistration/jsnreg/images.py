@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime
 import inspect
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,26 +201,40 @@ def save_dicom_dataset(ds, path) -> None:
         ds.save_as(path, write_like_original=False)
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A PNG file of a 2-D grey or (rows, cols, 3) RGB array of uint8 or uint16 (big-endian in the
+    file, as PNG wants): signature, IHDR, one IDAT, IEND. Rows go unfiltered into zlib at level 1:
+    on a hand's 84 review panels that was the fastest encoding and no larger than filtered rows
+    at level 3 (4.08 vs 4.69 MB), and zlib releases the GIL, so threads encode in parallel."""
+    pixels = np.asarray(pixels)
+    rows, cols = pixels.shape[:2]
+    colour = 2 if pixels.ndim == 3 else 0
+    stored = np.ascontiguousarray(pixels, dtype=">u2" if pixels.dtype == np.uint16 else np.uint8)
+    scanlines = np.zeros((rows, 1 + stored[0].nbytes), np.uint8)  # each row: filter byte 0, then the row
+    scanlines[:, 1:] = stored.view(np.uint8).reshape(rows, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", cols, rows, 8 * stored.itemsize, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1))
+            + chunk(b"IEND", b""))
+
+
 def write_png(path, pixels: np.ndarray, bits: int = 8) -> None:
     """Write a PNG atomically: [0, 1] intensities as 8- or 16-bit grey, a 2-D uint8 array as 8-bit
     grey, or (rows, cols, 3) uint8 RGB (bits ignored for uint8)."""
-    import SimpleITK as sitk
-
     if Path(path).suffix.lower() != ".png":
         raise InputError(f"{path}: a PNG file name must end in .png")
     pixels = np.asarray(pixels)
-    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
-        image = sitk.GetImageFromArray(pixels, isVector=True)
-    elif pixels.ndim == 2 and pixels.dtype == np.uint8:
-        image = sitk.GetImageFromArray(pixels)
-    else:
+    rgb = pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8
+    if not (rgb or (pixels.ndim == 2 and pixels.dtype == np.uint8)):
         if bits not in (8, 16):
             raise InputError(f"PNG bits must be 8 or 16, got {bits}")
         dtype = np.uint8 if bits == 8 else np.uint16
-        stored = np.rint(_check_pixels01(pixels) * (2 ** bits - 1)).astype(dtype)
-        image = sitk.GetImageFromArray(stored)
-    # zlib level 3: half the time of the default for files ~5 % larger (84 per-joint PNGs of a hand).
-    _atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp, useCompression=True, compressionLevel=3))
+        pixels = np.rint(_check_pixels01(pixels) * (2 ** bits - 1)).astype(dtype)
+    data = png_bytes(pixels)
+    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _is_dicom(path: Path) -> bool:
