@@ -40,6 +40,18 @@ def test_summary_counts_mismatches_flags_and_uninformative_pairs():
     assert s["sd_over_crb"] == pytest.approx(np.std([0.1, -0.2, 0.9], ddof=1) / 0.05)
 
 
+def test_summary_compares_the_error_with_the_methods_own_predicted_sd():
+    errors, predicted = [0.03, -0.05, 0.01, 0.04], [0.04, 0.04, 0.02, np.inf]
+    records = [{"refined_error_px": e, "refined_flagged": False, "refined_seconds": 0.1, "spacing_mm": 0.1,
+                "noise_sigma": 0.01, "crb_jsn_px": 0.01, "refined_sd_jsn_px": p} for e, p in zip(errors, predicted)]
+    s = bench.summarise(records, "refined")
+    # The pair without a finite prediction is left out of both sides of the ratio.
+    assert s["sd_over_predicted"] == pytest.approx(np.std(errors[:3], ddof=1) / np.sqrt(np.mean(np.square(predicted[:3]))))
+    assert s["median_predicted_sd_px"] == pytest.approx(0.04)
+    without = [{k: v for k, v in r.items() if k != "refined_sd_jsn_px"} for r in records]
+    assert bench.summarise(without, "refined")["sd_over_predicted"] is None
+
+
 def test_small_run_writes_every_output(tmp_path):
     result = bench.run(tmp_path, n_pairs=4, seed=1, log=lambda *a: None)
     for name in ("bench.json", "pairs.json", "sweep.csv", "sweep.png"):

@@ -196,6 +196,10 @@ def summarise(records: list[dict], method: str) -> dict:
     crb = np.array([np.inf if r["crb_jsn_px"] is None else r["crb_jsn_px"] for r in records])
     informative = np.isfinite(crb)  # the bound is taken over the pairs that hold information
     at_001 = informative & (np.abs(np.log(sigma / 0.01)) < np.log(1.25))  # sigma within 0.008-0.0125
+    # The method's own predicted SD (refined methods): error SD / RMS predicted near 1 = the error is
+    # what the pair's noise allows this estimator, and the confidence's main signal is honest.
+    predicted = np.array([r.get(f"{method}_sd_jsn_px", np.nan) for r in records], dtype=float)
+    has_pred = np.isfinite(predicted)
     return {
         "n": len(records),
         "error_px": stats(err_px),
@@ -208,6 +212,9 @@ def summarise(records: list[dict], method: str) -> dict:
         "sd_over_crb": float(err_px[informative].std(ddof=1) / np.sqrt(np.mean(crb[informative] ** 2)))
         if informative.sum() > 1 else None,
         "pairs_without_information": int((~informative).sum()),
+        "median_predicted_sd_px": float(np.median(predicted[has_pred])) if has_pred.any() else None,
+        "sd_over_predicted": float(err_px[has_pred].std(ddof=1) / np.sqrt(np.mean(predicted[has_pred] ** 2)))
+        if has_pred.sum() > 1 else None,
         "at_sigma_0.01": {
             "n": int(at_001.sum()),
             "sd_mm": float(err_mm[at_001].std(ddof=1)) if at_001.sum() > 2 else None,
@@ -541,14 +548,15 @@ def format_real(result: dict) -> str:
     lines = [f"pairs from {result['split']} hands; mm at the nominal ROI spacing "
              f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing)",
              f"{'set':10} {'shape':6} {'method':17} {'n':>4} {'SD px':>6} {'SD mm':>7} {'max px':>6} "
-             f"{'>0.5px':>7} {'recall':>6} {'good fl.':>8} {'ms/pair':>8}"]
+             f"{'>0.5px':>7} {'recall':>6} {'good fl.':>8} {'ms/pair':>8} {'pred. SD':>8} {'SD/pred.':>8}"]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for row in result["table"]:
         for m, s in row["methods"].items():
             lines.append(f"{row['set']:10} {row['shape']:6} {m:17} {s['n']:4d} {s['error_px']['sd']:6.3f} "
                          f"{s['error_mm']['sd']:7.4f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:7.1%} "
                          f"{fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
-                         f"{1000 * s['median_seconds']:8.1f}")
+                         f"{1000 * s['median_seconds']:8.1f} {fmt(s.get('median_predicted_sd_px'), '8.3f')} "
+                         f"{fmt(s.get('sd_over_predicted'), '8.2f')}")
     lines.append(format_timing(result["timing_per_size"]))
     if result.get("consistency"):
         lines.append(format_consistency(result["consistency"]))
