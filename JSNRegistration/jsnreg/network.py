@@ -29,10 +29,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .errors import InputError
-from .transforms import BoneMotion, compose, map_points, roi_centre
+from .transforms import BoneMotion, compose, linear_reader, map_points, roi_centre
 
 NET_PX = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -71,8 +70,10 @@ def _grid_points(shape: tuple[int, int], step: float) -> tuple[np.ndarray, np.nd
 
 
 def _resample(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    # Linear is enough here (the grid is coarser than the ROI).
-    return ndimage.map_coordinates(np.asarray(image, np.float32), [y, x], order=1, mode="nearest")
+    # Linear is enough here (the grid is coarser than the ROI); read as map_coordinates would, at a
+    # quarter of its time (float32 in and out, as before).
+    read = linear_reader(x.ravel(), y.ravel(), image.shape)
+    return read(np.asarray(image, np.float32)).astype(np.float32).reshape(y.shape)
 
 
 def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .transforms import BoneMotion, roi_centre
+from .transforms import BoneMotion, linear_reader, roi_centre
 
 # Gaussian sigma per level, coarse to fine. The coarsest level makes long moves cheaply (every
 # 4th pixel), so a start 8 px off still lands (generated pairs, noise 0.02) at no cost to a good one.
@@ -108,23 +108,6 @@ def _spline(image: np.ndarray) -> np.ndarray:
 
 def _at(coeffs: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(coeffs, [y, x], order=3, prefilter=False, mode="mirror")
-
-
-def _linear_reader(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]):
-    """Bilinear reads at (x, y) px of any image of `shape`, edge values beyond it (as
-    map_coordinates order 1, mode "nearest"): the weights are made once for the several images
-    read at the same points each iteration, at a third of the time."""
-    rows, cols = shape
-    x, y = np.clip(x, 0, cols - 1), np.clip(y, 0, rows - 1)
-    x0, y0 = np.minimum(x.astype(np.intp), cols - 2), np.minimum(y.astype(np.intp), rows - 2)
-    fx, fy = x - x0, y - y0
-    i = y0 * cols + x0
-    w = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
-
-    def read(image: np.ndarray) -> np.ndarray:
-        f = image.ravel()
-        return w[0] * f[i] + w[1] * f[i + 1] + w[2] * f[i + cols] + w[3] * f[i + cols + 1]
-    return read
 
 
 def _median(a: np.ndarray) -> float:
@@ -276,6 +259,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         in_region = [(region >= MIN_WEIGHT) & sel for region in regions]
         pixels = [np.nonzero(r & usable_f) for r in in_region]
         bone_of = np.concatenate([np.full(len(yy), k) for k, (yy, _) in enumerate(pixels)])
+        ends = np.cumsum([len(yy) for yy, _ in pixels])
+        spans = [slice(end - len(yy), end) for end, (yy, _) in zip(ends, pixels)]  # each bone's pixels
         yy = np.concatenate([p[0] for p in pixels])
         xx = np.concatenate([p[1] for p in pixels])
         prior = np.concatenate([region[p].astype(np.float64) for region, p in zip(regions, pixels)])
@@ -298,7 +283,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             if clipped_m is not None:
                 inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
             mv = _at(coeff_m, qx, qy)
-            linear = _linear_reader(qx, qy, fixed.shape)
+            linear = linear_reader(qx, qy, fixed.shape)
             if fit_blur:
                 lv = linear(lap)
                 mv = mv - 0.5 * tau * lv
@@ -311,8 +296,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 res += basis @ soft
             robust = np.zeros_like(res)
             sds = []
-            for k in range(n_bones):
-                mine = bone_of == k
+            for mine in spans:
                 robust[mine], sd = _tukey(res[mine], inside[mine].astype(float))
                 sds.append(sd)
             residual_sd = float(np.median(sds))
@@ -320,11 +304,10 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
             jac = np.zeros((len(res), n_geo + 3 + fit_blur + n_soft))
             jac[:, 0] = slope * (mx * rx + my * ry) / radius
-            rows_k = np.arange(len(res))
-            jac[rows_k, 1 + 3 * bone_of] = slope * (-mx * ry + my * rx) / radius
-            jac[rows_k, 2 + 3 * bone_of] = slope * mx
-            jac[rows_k, 3 + 3 * bone_of] = slope * my
-            jac[:, n_geo:n_geo + 3] = np.stack([np.ones_like(mv), mv, mv * mv], axis=1)
+            turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
+            for k, mine in enumerate(spans):
+                jac[mine, 1 + 3 * k], jac[mine, 2 + 3 * k], jac[mine, 3 + 3 * k] = turn[mine], along_x[mine], along_y[mine]
+            jac[:, n_geo], jac[:, n_geo + 1], jac[:, n_geo + 2] = 1.0, mv, mv * mv
             if fit_blur:
                 jac[:, n_geo + 3] = -0.5 * slope * lv
             if n_soft:
@@ -348,8 +331,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         if level < len(levels):
             continue  # what the fit kept is read on the last level only
         kept = []
-        for k in range(n_bones):
-            mine = bone_of == k
+        for k, mine in enumerate(spans):
             n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
             n_region = max(int(np.count_nonzero(in_region[k])), 1)
             kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / n_region,
