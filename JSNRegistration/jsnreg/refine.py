@@ -266,17 +266,17 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         prior = np.concatenate([region[p].astype(np.float64) for region, p in zip(regions, pixels)])
         u, v = xx - cx, yy - cy
         fv = f[yy, xx]
-        if n_soft:  # its basis per pixel, on this bone's two columns only
-            basis = np.zeros((len(yy), n_soft))
+        if n_soft:  # its basis per pixel (parameter x pixel), on this bone's two parameters only
+            basis = np.zeros((n_soft, len(yy)))
             slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
-            basis[np.arange(len(yy)), 2 * bone_of] = slope_x
-            basis[np.arange(len(yy)), 2 * bone_of + 1] = slope_x * v / radius
+            basis[2 * bone_of, np.arange(len(yy))] = slope_x
+            basis[2 * bone_of + 1, np.arange(len(yy))] = slope_x * v / radius
         converged = False
         for it in range(max_iter):
             total_iter += 1
             s = np.exp(geo[0] / radius)
-            th = geo[1::3][bone_of] / radius
-            c, sn = np.cos(th), np.sin(th)
+            th = geo[1::3] / radius
+            c, sn = np.cos(th)[bone_of], np.sin(th)[bone_of]
             rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
             qx, qy = cx + rx + geo[2::3][bone_of], cy + ry + geo[3::3][bone_of]
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
@@ -293,28 +293,29 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             slope = tone[1] + 2.0 * tone[2] * mv  # P'(m)
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
             if n_soft:
-                res += basis @ soft
+                res += soft @ basis
             robust = np.zeros_like(res)
             sds = []
             for mine in spans:
                 robust[mine], sd = _tukey(res[mine], inside[mine].astype(float))
                 sds.append(sd)
-            residual_sd = float(np.median(sds))
+            residual_sd = _median(np.array(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            jac = np.zeros((len(res), n_geo + 3 + fit_blur + n_soft))
-            jac[:, 0] = slope * (mx * rx + my * ry) / radius
+            # Parameter x pixel, so that each parameter's derivatives are written contiguously.
+            jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(res)))
+            jac[0] = slope * (mx * rx + my * ry) / radius
             turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
             for k, mine in enumerate(spans):
-                jac[mine, 1 + 3 * k], jac[mine, 2 + 3 * k], jac[mine, 3 + 3 * k] = turn[mine], along_x[mine], along_y[mine]
-            jac[:, n_geo], jac[:, n_geo + 1], jac[:, n_geo + 2] = 1.0, mv, mv * mv
+                jac[1 + 3 * k, mine], jac[2 + 3 * k, mine], jac[3 + 3 * k, mine] = turn[mine], along_x[mine], along_y[mine]
+            jac[n_geo], jac[n_geo + 1], jac[n_geo + 2] = 1.0, mv, mv * mv
             if fit_blur:
-                jac[:, n_geo + 3] = -0.5 * slope * lv
+                jac[n_geo + 3] = -0.5 * slope * lv
             if n_soft:
-                jac[:, -n_soft:] = basis
-            jw = jac * w[:, None]
-            h = jac.T @ jw
-            g = jw.T @ res
+                jac[-n_soft:] = basis
+            jw = jac * w
+            h = jw @ jac.T
+            g = jw @ res
             try:
                 step = -np.linalg.solve(h + 1e-9 * np.eye(len(h)) * np.trace(h), g)
             except np.linalg.LinAlgError:
