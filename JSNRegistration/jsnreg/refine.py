@@ -157,9 +157,22 @@ def _level_vars_px2(sigma_px: float, blur_px2: float) -> tuple[float, float]:
     return sigma_px ** 2 + max(blur_px2, 0.0), sigma_px ** 2 + max(-blur_px2, 0.0)
 
 
+def _gradient(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.gradient of a 2-D image (central differences, one-sided at the edges), the same numbers
+    at about half its time (it is taken for every level of every fit)."""
+    gy, gx = np.empty_like(image), np.empty_like(image)
+    np.subtract(image[2:], image[:-2], out=gy[1:-1])
+    gy[1:-1] /= 2.0
+    gy[0], gy[-1] = image[1] - image[0], image[-1] - image[-2]
+    np.subtract(image[:, 2:], image[:, :-2], out=gx[:, 1:-1])
+    gx[:, 1:-1] /= 2.0
+    gx[:, 0], gx[:, -1] = image[:, 1] - image[:, 0], image[:, -1] - image[:, -2]
+    return gy, gx
+
+
 def edge_energy(image: np.ndarray) -> np.ndarray:
     """Squared gradient magnitude, smoothed: where an image carries position."""
-    gy, gx = np.gradient(image)
+    gy, gx = _gradient(image)
     return ndimage.gaussian_filter(gx * gx + gy * gy, EDGE_SMOOTH_PX)
 
 
@@ -167,7 +180,7 @@ class FitImage:
     """One image as the refinement reads it, each derived copy (smoothed levels, their gradients,
     spline coefficients and Laplacians, the clip mask, the edge energy) made on first use and kept:
     the forward fits from two starts and the backward fit (the pair swapped) of one joint read the
-    same copies of the same two images (about a third of a joint's refinement time)."""
+    same copies of the same two images."""
 
     def __init__(self, image: np.ndarray):
         self.pixels = np.asarray(image, dtype=np.float64)
@@ -184,7 +197,7 @@ class FitImage:
 
     def gradient(self, var_px2: float) -> tuple[np.ndarray, np.ndarray]:
         """(d/drow, d/dcol) of the smoothed copy."""
-        return self._memo(("gradient", var_px2), lambda: tuple(np.gradient(self.smoothed(var_px2))))
+        return self._memo(("gradient", var_px2), lambda: _gradient(self.smoothed(var_px2)))
 
     def spline(self, var_px2: float) -> np.ndarray:
         return self._memo(("spline", var_px2), lambda: _spline(self.smoothed(var_px2)))
