@@ -225,7 +225,8 @@ def _conv3x3_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: i
     """ReLU of the 3x3 convolution, zero padding 1, of x (C, H, W) with weight (O, C * 9) ordered
     (C, row, col) as torch's (O, C, 3, 3) flattened, plus bias (O,): one matrix product over the
     nine shifts, gathered by a single copy of a strided view of the padded input (a fifth faster
-    than nine slice copies; the same product, so the same numbers)."""
+    than nine slice copies; the same product, so the same numbers). The view is made by
+    np.ndarray, not as_strided: 2 instead of 12 us, 63 times a joint."""
     c, rows, cols = x.shape
     if stride == 1:
         # The padded input flattened per channel (one spare row): tap (i, j) of output (r, q) is
@@ -236,14 +237,13 @@ def _conv3x3_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: i
         padded[:, 1:rows + 1, 1:cols + 1] = x
         sc, _, s1 = padded.strides
         out_r, out_c = rows, width
-        taps = np.lib.stride_tricks.as_strided(padded, (c, 3, 3, rows * width), (sc, width * s1, s1, s1))
+        taps = np.ndarray((c, 3, 3, rows * width), np.float32, padded, 0, (sc, width * s1, s1, s1))
     else:
         out_r, out_c = (rows - 1) // stride + 1, (cols - 1) // stride + 1
         padded = np.zeros((c, rows + 2, cols + 2), np.float32)
         padded[:, 1:-1, 1:-1] = x
         sc, sr, s1 = padded.strides
-        taps = np.lib.stride_tricks.as_strided(padded, (c, 3, 3, out_r, out_c),
-                                               (sc, sr, s1, stride * sr, stride * s1))
+        taps = np.ndarray((c, 3, 3, out_r, out_c), np.float32, padded, 0, (sc, sr, s1, stride * sr, stride * s1))
     out = weight @ taps.reshape(c * 9, out_r * out_c)
     out += bias[:, None]
     np.maximum(out, 0.0, out=out)
@@ -305,12 +305,14 @@ class Network:
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        upper, lower = params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
+        coarse = _GridView(fixed, upper_mask, self.padded)
+        upper, lower = params_to_motions(self.net(coarse.input(moving)), fixed.shape)
         stages = [(self.fine, 1, FINE_PASSES), (self.precise, PRECISE_ZOOM, PRECISE_PASSES)]
         for net, zoom, passes in stages:
             if net is None:
                 break
-            view = _GridView(fixed, upper_mask, zoom=zoom)
+            # The fine stage reads the coarse stage's grid (when both use the padded encoding).
+            view = coarse if zoom == 1 and self.padded else _GridView(fixed, upper_mask, zoom=zoom)
             for _ in range(passes):
                 r_upper, r_lower = params_to_motions(net(view.input(moving, (upper, lower))), fixed.shape, zoom)
                 upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
