@@ -284,6 +284,13 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
             basis[2 * bone_of, np.arange(len(yy))] = slope_x
             basis[2 * bone_of + 1, np.arange(len(yy))] = slope_x * v / radius
+        # The Jacobian (parameter x pixel) and its weighted copy, reused by every iteration of the
+        # level: each bone's rows stay 0 on the other bones' pixels.
+        jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(yy)))
+        jw = np.empty_like(jac)
+        if n_soft:
+            jac[-n_soft:] = basis
+        jac[n_geo] = 1.0
         converged = False
         for it in range(max_iter):
             total_iter += 1
@@ -310,23 +317,19 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             robust = np.zeros_like(res)
             sds = []
             for mine in spans:
-                robust[mine], sd = _tukey(res[mine], inside[mine].astype(float))
+                robust[mine], sd = _tukey(res[mine], inside[mine])
                 sds.append(sd)
             residual_sd = _median(np.array(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            # Parameter x pixel, so that each parameter's derivatives are written contiguously.
-            jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(res)))
             jac[0] = slope * (mx * rx + my * ry) / radius
             turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
             for k, mine in enumerate(spans):
                 jac[1 + 3 * k, mine], jac[2 + 3 * k, mine], jac[3 + 3 * k, mine] = turn[mine], along_x[mine], along_y[mine]
-            jac[n_geo], jac[n_geo + 1], jac[n_geo + 2] = 1.0, mv, mv * mv
+            jac[n_geo + 1], jac[n_geo + 2] = mv, mv * mv
             if fit_blur:
                 jac[n_geo + 3] = -0.5 * slope * lv
-            if n_soft:
-                jac[-n_soft:] = basis
-            jw = jac * w
+            np.multiply(jac, w, out=jw)
             h = jw @ jac.T
             g = jw @ res
             try:
