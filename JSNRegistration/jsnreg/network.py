@@ -29,10 +29,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .errors import InputError
-from .transforms import BoneMotion, compose, map_points, roi_centre
+from .transforms import BoneMotion, compose, linear_reader, map_points, roi_centre
 
 NET_PX = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -71,8 +70,10 @@ def _grid_points(shape: tuple[int, int], step: float) -> tuple[np.ndarray, np.nd
 
 
 def _resample(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    # Linear is enough here (the grid is coarser than the ROI).
-    return ndimage.map_coordinates(np.asarray(image, np.float32), [y, x], order=1, mode="nearest")
+    # Linear is enough here (the grid is coarser than the ROI); read as map_coordinates would, at a
+    # quarter of its time (float32 in and out, as before).
+    read = linear_reader(x.ravel(), y.ravel(), image.shape)
+    return read(np.asarray(image, np.float32)).astype(np.float32).reshape(y.shape)
 
 
 def _normalise(image: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -220,19 +221,33 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
         raise InputError(f"network weights {path} cannot be read: {exc}") from None
 
 
-def _conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
-    """3x3 convolution, zero padding 1, of x (C, H, W) with weight (O, C * 9) ordered (C, row, col)
-    as torch's (O, C, 3, 3) flattened, plus bias (O,): one matrix product over the nine shifts."""
+def _conv3x3_relu(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """ReLU of the 3x3 convolution, zero padding 1, of x (C, H, W) with weight (O, C * 9) ordered
+    (C, row, col) as torch's (O, C, 3, 3) flattened, plus bias (O,): one matrix product over the
+    nine shifts, gathered by a single copy of a strided view of the padded input (a fifth faster
+    than nine slice copies; the same product, so the same numbers). The view is made by
+    np.ndarray, not as_strided: 2 instead of 12 us, 63 times a joint."""
     c, rows, cols = x.shape
-    out_r, out_c = (rows - 1) // stride + 1, (cols - 1) // stride + 1
-    padded = np.zeros((c, rows + 2, cols + 2), np.float32)
-    padded[:, 1:-1, 1:-1] = x
-    # Filled in place (a third faster than np.pad + np.stack: the network runs three times a joint).
-    shifts = np.empty((c, 9, out_r, out_c), np.float32)
-    for k in range(9):
-        i, j = divmod(k, 3)
-        shifts[:, k] = padded[:, i:i + rows:stride, j:j + cols:stride]
-    return (weight @ shifts.reshape(c * 9, out_r * out_c) + bias[:, None]).reshape(-1, out_r, out_c)
+    if stride == 1:
+        # The padded input flattened per channel (one spare row): tap (i, j) of output (r, q) is
+        # element (r + i) * width + q + j, so the taps of an output grid `width` wide are one view;
+        # its two extra columns per row are dropped.
+        width = cols + 2
+        padded = np.zeros((c, rows + 3, width), np.float32)
+        padded[:, 1:rows + 1, 1:cols + 1] = x
+        sc, _, s1 = padded.strides
+        out_r, out_c = rows, width
+        taps = np.ndarray((c, 3, 3, rows * width), np.float32, padded, 0, (sc, width * s1, s1, s1))
+    else:
+        out_r, out_c = (rows - 1) // stride + 1, (cols - 1) // stride + 1
+        padded = np.zeros((c, rows + 2, cols + 2), np.float32)
+        padded[:, 1:-1, 1:-1] = x
+        sc, sr, s1 = padded.strides
+        taps = np.ndarray((c, 3, 3, out_r, out_c), np.float32, padded, 0, (sc, sr, s1, stride * sr, stride * s1))
+    out = weight @ taps.reshape(c * 9, out_r * out_c)
+    out += bias[:, None]
+    np.maximum(out, 0.0, out=out)
+    return out.reshape(-1, out_r, out_c)[:, :, :cols if stride == 1 else out_c]
 
 
 class NumpyNet:
@@ -256,7 +271,7 @@ class NumpyNet:
         """(3, NET_PX, NET_PX) input -> (8,) raw outputs."""
         h = np.asarray(x, dtype=np.float32)
         for w, b, stride in self.convs:
-            h = np.maximum(_conv3x3(h, w, b, stride), 0.0)
+            h = _conv3x3_relu(h, w, b, stride)
         (w1, b1), (w2, b2) = self.head
         return w2 @ np.maximum(w1 @ h.ravel() + b1, 0.0) + b2
 
@@ -290,12 +305,14 @@ class Network:
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
-        upper, lower = params_to_motions(self.net(network_input(fixed, moving, upper_mask, self.padded)), fixed.shape)
+        coarse = _GridView(fixed, upper_mask, self.padded)
+        upper, lower = params_to_motions(self.net(coarse.input(moving)), fixed.shape)
         stages = [(self.fine, 1, FINE_PASSES), (self.precise, PRECISE_ZOOM, PRECISE_PASSES)]
         for net, zoom, passes in stages:
             if net is None:
                 break
-            view = _GridView(fixed, upper_mask, zoom=zoom)
+            # The fine stage reads the coarse stage's grid (when both use the padded encoding).
+            view = coarse if zoom == 1 and self.padded else _GridView(fixed, upper_mask, zoom=zoom)
             for _ in range(passes):
                 r_upper, r_lower = params_to_motions(net(view.input(moving, (upper, lower))), fixed.shape, zoom)
                 upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .transforms import BoneMotion, roi_centre
+from .transforms import BoneMotion, linear_reader, roi_centre
 
 # Gaussian sigma per level, coarse to fine. The coarsest level makes long moves cheaply (every
 # 4th pixel), so a start 8 px off still lands (generated pairs, noise 0.02) at no cost to a good one.
@@ -110,23 +110,6 @@ def _at(coeffs: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(coeffs, [y, x], order=3, prefilter=False, mode="mirror")
 
 
-def _linear_reader(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]):
-    """Bilinear reads at (x, y) px of any image of `shape`, edge values beyond it (as
-    map_coordinates order 1, mode "nearest"): the weights are made once for the several images
-    read at the same points each iteration, at a third of the time."""
-    rows, cols = shape
-    x, y = np.clip(x, 0, cols - 1), np.clip(y, 0, rows - 1)
-    x0, y0 = np.minimum(x.astype(np.intp), cols - 2), np.minimum(y.astype(np.intp), rows - 2)
-    fx, fy = x - x0, y - y0
-    i = y0 * cols + x0
-    w = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
-
-    def read(image: np.ndarray) -> np.ndarray:
-        f = image.ravel()
-        return w[0] * f[i] + w[1] * f[i + 1] + w[2] * f[i + cols] + w[3] * f[i + cols + 1]
-    return read
-
-
 def _median(a: np.ndarray) -> float:
     """np.median of a 1-D array without its generic machinery (called a few dozen times a joint)."""
     k = a.size // 2
@@ -168,27 +151,74 @@ def _fit_tone(mv: np.ndarray, fv: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(normal, rhs, rcond=None)[0]
 
 
-def _level_images(fixed: np.ndarray, moving: np.ndarray, sigma_px: float, blur_px2: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Both images smoothed by sigma_px, and the sharper one also by the known blur difference."""
-    var_f = sigma_px ** 2 + max(blur_px2, 0.0)
-    var_m = sigma_px ** 2 + max(-blur_px2, 0.0)
-    smooth = lambda image, var: ndimage.gaussian_filter(image, np.sqrt(var)) if var > 1e-6 else image  # noqa: E731
-    return smooth(fixed, var_f), smooth(moving, var_m)
+def _level_vars_px2(sigma_px: float, blur_px2: float) -> tuple[float, float]:
+    """Smoothing variances (px^2) of the fixed and moving images on a level of `sigma_px`: both
+    smoothed by it, and the sharper one also by the known blur difference."""
+    return sigma_px ** 2 + max(blur_px2, 0.0), sigma_px ** 2 + max(-blur_px2, 0.0)
+
+
+def _gradient(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.gradient of a 2-D image (central differences, one-sided at the edges), the same numbers
+    at about half its time (it is taken for every level of every fit)."""
+    gy, gx = np.empty_like(image), np.empty_like(image)
+    np.subtract(image[2:], image[:-2], out=gy[1:-1])
+    gy[1:-1] /= 2.0
+    gy[0], gy[-1] = image[1] - image[0], image[-1] - image[-2]
+    np.subtract(image[:, 2:], image[:, :-2], out=gx[:, 1:-1])
+    gx[:, 1:-1] /= 2.0
+    gx[:, 0], gx[:, -1] = image[:, 1] - image[:, 0], image[:, -1] - image[:, -2]
+    return gy, gx
 
 
 def edge_energy(image: np.ndarray) -> np.ndarray:
     """Squared gradient magnitude, smoothed: where an image carries position."""
-    gy, gx = np.gradient(image)
+    gy, gx = _gradient(image)
     return ndimage.gaussian_filter(gx * gx + gy * gy, EDGE_SMOOTH_PX)
 
 
-def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray], inits: list[BoneMotion],
+class FitImage:
+    """One image as the refinement reads it, each derived copy (smoothed levels, their gradients,
+    spline coefficients and Laplacians, the clip mask, the edge energy) made on first use and kept:
+    the forward fits from two starts and the backward fit (the pair swapped) of one joint read the
+    same copies of the same two images."""
+
+    def __init__(self, image: np.ndarray):
+        self.pixels = np.asarray(image, dtype=np.float64)
+        self._made = {}
+
+    def _memo(self, key, make):
+        if key not in self._made:
+            self._made[key] = make()
+        return self._made[key]
+
+    def smoothed(self, var_px2: float) -> np.ndarray:
+        return self._memo(("smoothed", var_px2), lambda: ndimage.gaussian_filter(self.pixels, np.sqrt(var_px2))
+                          if var_px2 > 1e-6 else self.pixels)
+
+    def gradient(self, var_px2: float) -> tuple[np.ndarray, np.ndarray]:
+        """(d/drow, d/dcol) of the smoothed copy."""
+        return self._memo(("gradient", var_px2), lambda: _gradient(self.smoothed(var_px2)))
+
+    def spline(self, var_px2: float) -> np.ndarray:
+        return self._memo(("spline", var_px2), lambda: _spline(self.smoothed(var_px2)))
+
+    def laplace(self, var_px2: float) -> np.ndarray:
+        return self._memo(("laplace", var_px2), lambda: ndimage.laplace(self.smoothed(var_px2)))
+
+    def clipped(self) -> np.ndarray:
+        return self._memo("clipped", lambda: clipped(self.pixels))
+
+    def edges(self) -> np.ndarray:
+        return self._memo("edges", lambda: edge_energy(self.pixels))
+
+
+def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, regions: list[np.ndarray], inits: list[BoneMotion],
                  max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0,
                  soft_slope: np.ndarray | None = None) -> RefineResult:
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
-    fixed, moving: ROIs of the same shape, intensities in [0, 1]. regions: one per bone, each a
+    fixed, moving: ROIs of the same shape, intensities in [0, 1] (as FitImage: their derived
+    copies shared with other fits of the same images). regions: one per bone, each a
     boolean mask or weights in [0, 1] (below MIN_WEIGHT = not used). The bones share one scale
     (started from the mean of the inits' log scales), the tone curve and the blur difference
     (started from `blur_px2`). `levels` (indices into LEVELS_SMOOTH_PX; default all) can skip
@@ -196,8 +226,8 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the
     refined motions with their predicted precision (none when the finest level is not run).
     """
-    fixed = np.asarray(fixed, dtype=np.float64)
-    moving = np.asarray(moving, dtype=np.float64)
+    fixed_i, moving_i = (im if isinstance(im, FitImage) else FitImage(im) for im in (fixed, moving))
+    fixed = fixed_i.pixels
     rows, cols = fixed.shape
     cx, cy = roi_centre(fixed.shape)
     radius = 0.5 * max(rows, cols)
@@ -215,10 +245,10 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     cov = None
     residual_sd = np.nan
     kept = [(0, 0.0, 0.0, 0.0)] * n_bones
-    usable_f = ~clipped(fixed)
-    clipped_m = clipped(moving)
+    usable_f = ~fixed_i.clipped()
+    clipped_m = moving_i.clipped()
     clipped_m = clipped_m.astype(np.float64) if clipped_m.any() else None
-    edges_f = edge_energy(fixed)
+    edges_f = fixed_i.edges()
     res = inside = prior = None
     levels = [lv for k, lv in enumerate(zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX))
               if levels is None or k in levels]
@@ -228,12 +258,13 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         fit_blur = sigma > 0.0
         if not fit_blur:
             applied_px2, tau = float(np.clip(tau, -MAX_BLUR_PX2, MAX_BLUR_PX2)), 0.0
-        f, m = _level_images(fixed, moving, sigma, applied_px2)
-        gy, gx = np.gradient(m)
+        var_f, var_m = _level_vars_px2(sigma, applied_px2)
+        f = fixed_i.smoothed(var_f)
+        gy, gx = moving_i.gradient(var_m)
         # Only the image itself needs cubic sampling (it sets the residual, hence the optimum); its
         # gradient and Laplacian only steer the steps and are read linearly, at a fifth the time.
-        coeff_m = _spline(m)
-        lap = ndimage.laplace(m) if fit_blur else None
+        coeff_m = moving_i.spline(var_m)
+        lap = moving_i.laplace(var_m) if fit_blur else None
         sel = np.zeros(fixed.shape, dtype=bool)
         sel[::stride, ::stride] = True
         if stride == 1 and fixed.size > FINE_MAX_PIXELS:
@@ -241,29 +272,38 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         in_region = [(region >= MIN_WEIGHT) & sel for region in regions]
         pixels = [np.nonzero(r & usable_f) for r in in_region]
         bone_of = np.concatenate([np.full(len(yy), k) for k, (yy, _) in enumerate(pixels)])
+        ends = np.cumsum([len(yy) for yy, _ in pixels])
+        spans = [slice(end - len(yy), end) for end, (yy, _) in zip(ends, pixels)]  # each bone's pixels
         yy = np.concatenate([p[0] for p in pixels])
         xx = np.concatenate([p[1] for p in pixels])
         prior = np.concatenate([region[p].astype(np.float64) for region, p in zip(regions, pixels)])
         u, v = xx - cx, yy - cy
         fv = f[yy, xx]
-        if n_soft:  # its basis per pixel, on this bone's two columns only
-            basis = np.zeros((len(yy), n_soft))
+        if n_soft:  # its basis per pixel (parameter x pixel), on this bone's two parameters only
+            basis = np.zeros((n_soft, len(yy)))
             slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
-            basis[np.arange(len(yy)), 2 * bone_of] = slope_x
-            basis[np.arange(len(yy)), 2 * bone_of + 1] = slope_x * v / radius
+            basis[2 * bone_of, np.arange(len(yy))] = slope_x
+            basis[2 * bone_of + 1, np.arange(len(yy))] = slope_x * v / radius
+        # The Jacobian (parameter x pixel) and its weighted copy, reused by every iteration of the
+        # level: each bone's rows stay 0 on the other bones' pixels.
+        jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(yy)))
+        jw = np.empty_like(jac)
+        if n_soft:
+            jac[-n_soft:] = basis
+        jac[n_geo] = 1.0
         converged = False
         for it in range(max_iter):
             total_iter += 1
             s = np.exp(geo[0] / radius)
-            th = geo[1::3][bone_of] / radius
-            c, sn = np.cos(th), np.sin(th)
+            th = geo[1::3] / radius
+            c, sn = np.cos(th)[bone_of], np.sin(th)[bone_of]
             rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
             qx, qy = cx + rx + geo[2::3][bone_of], cy + ry + geo[3::3][bone_of]
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
             if clipped_m is not None:
                 inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
             mv = _at(coeff_m, qx, qy)
-            linear = _linear_reader(qx, qy, fixed.shape)
+            linear = linear_reader(qx, qy, fixed.shape)
             if fit_blur:
                 lv = linear(lap)
                 mv = mv - 0.5 * tau * lv
@@ -273,30 +313,25 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
             slope = tone[1] + 2.0 * tone[2] * mv  # P'(m)
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
             if n_soft:
-                res += basis @ soft
+                res += soft @ basis
             robust = np.zeros_like(res)
             sds = []
-            for k in range(n_bones):
-                mine = bone_of == k
-                robust[mine], sd = _tukey(res[mine], inside[mine].astype(float))
+            for mine in spans:
+                robust[mine], sd = _tukey(res[mine], inside[mine])
                 sds.append(sd)
-            residual_sd = float(np.median(sds))
+            residual_sd = _median(np.array(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            jac = np.zeros((len(res), n_geo + 3 + fit_blur + n_soft))
-            jac[:, 0] = slope * (mx * rx + my * ry) / radius
-            rows_k = np.arange(len(res))
-            jac[rows_k, 1 + 3 * bone_of] = slope * (-mx * ry + my * rx) / radius
-            jac[rows_k, 2 + 3 * bone_of] = slope * mx
-            jac[rows_k, 3 + 3 * bone_of] = slope * my
-            jac[:, n_geo:n_geo + 3] = np.stack([np.ones_like(mv), mv, mv * mv], axis=1)
+            jac[0] = slope * (mx * rx + my * ry) / radius
+            turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
+            for k, mine in enumerate(spans):
+                jac[1 + 3 * k, mine], jac[2 + 3 * k, mine], jac[3 + 3 * k, mine] = turn[mine], along_x[mine], along_y[mine]
+            jac[n_geo + 1], jac[n_geo + 2] = mv, mv * mv
             if fit_blur:
-                jac[:, n_geo + 3] = -0.5 * slope * lv
-            if n_soft:
-                jac[:, -n_soft:] = basis
-            jw = jac * w[:, None]
-            h = jac.T @ jw
-            g = jw.T @ res
+                jac[n_geo + 3] = -0.5 * slope * lv
+            np.multiply(jac, w, out=jw)
+            h = jw @ jac.T
+            g = jw @ res
             try:
                 step = -np.linalg.solve(h + 1e-9 * np.eye(len(h)) * np.trace(h), g)
             except np.linalg.LinAlgError:
@@ -313,8 +348,7 @@ def refine_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         if level < len(levels):
             continue  # what the fit kept is read on the last level only
         kept = []
-        for k in range(n_bones):
-            mine = bone_of == k
+        for k, mine in enumerate(spans):
             n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
             n_region = max(int(np.count_nonzero(in_region[k])), 1)
             kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / n_region,

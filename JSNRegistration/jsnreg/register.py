@@ -13,7 +13,7 @@ from . import measure, split
 from .errors import InputError
 from .validate import roi_pixels, roi_size_px
 from .network import Network, default_network
-from .refine import LEVELS_STRIDE, RefineResult, refine_bones
+from .refine import LEVELS_STRIDE, FitImage, RefineResult, refine_bones
 from .results import JointResult
 from .starts import search_bones
 from .transforms import BoneMotion, from_matrix, inverse, matrix, roi_centre, warp_to_moving
@@ -48,7 +48,7 @@ def fit_jsn_px(fit: RefineResult) -> float:
     return fit.bones[0].motion.dy_px - fit.bones[1].motion.dy_px
 
 
-def best_of_starts(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray],
+def best_of_starts(fixed: FitImage, moving: FitImage, regions: list[np.ndarray],
                    starts: dict[str, list[BoneMotion]], soft_slope: np.ndarray | None = None
                    ) -> tuple[RefineResult, dict]:
     """Refine from each distinct start; keep the lowest robust cost (at a common noise scale).
@@ -75,19 +75,19 @@ def best_of_starts(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarr
     return fits[order[0]], info
 
 
-def backward_fit(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray], fit: RefineResult
-                 ) -> RefineResult:
+def backward_fit(fixed: FitImage, moving: FitImage, regions: list[np.ndarray], fit: RefineResult) -> RefineResult:
     """Register the pair the other way (moving -> fixed) from the inverse of the forward fit, on
     the bones' regions carried into the moving image, on the middle level only (the start is
     already close, and a consistency check needs hundredths of a pixel, not thousandths): a cheap,
     largely independent second reading of the same joint."""
     # Carried over only where that level reads them (every LEVELS_STRIDE-th pixel): a quarter of the warps.
     stride = LEVELS_STRIDE[BACKWARD_LEVEL]
-    grid = np.zeros(fixed.shape, bool)
+    shape = fixed.pixels.shape
+    grid = np.zeros(shape, bool)
     grid[::stride, ::stride] = True
     back_regions = [warp_to_moving(np.asarray(r, np.float64), b.motion, order=1, cval=0.0, where=grid)
                     for r, b in zip(regions, fit.bones)]
-    inits = [inverse(b.motion, fixed.shape) for b in fit.bones]
+    inits = [inverse(b.motion, shape) for b in fit.bones]
     return refine_bones(moving, fixed, back_regions, inits, max_iter=BACKWARD_MAX_ITER,
                         levels=(BACKWARD_LEVEL,), blur_px2=-fit.blur_px2)
 
@@ -234,8 +234,9 @@ class Engine:
             likeness = bone_likeness(smoothed, boundary)
             regions = [w * likeness for w in bone_regions(upper_mask, boundary)]
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
-            fit, start_info = best_of_starts(fixed, moving, regions, starts, soft_slope(smoothed, boundary))
-            back = backward_fit(fixed, moving, regions, fit)
+            pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all three fits
+            fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
+            back = backward_fit(*pair, regions, fit)
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
                                                                 self.calibration, px_per_work_px)

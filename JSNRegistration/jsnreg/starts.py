@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .transforms import BoneMotion, roi_centre
+from .transforms import BoneMotion, linear_reader, roi_centre
 
 SEARCH_SIDE_PX = 48  # low-resolution shorter side: a bone's outline still shows, the grid is cheap
 ROTATIONS_DEG = np.arange(-8.0, 8.1, 4.0)  # finger repositioning plus a bone's own turn (parabola between)
@@ -61,20 +61,19 @@ def search_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     pyy, pxx = np.meshgrid(py, px, indexing="ij")
     cx, cy = roi_centre(shape)
     # The rotated moving image, sampled on the padded grid (its edge repeated beyond the ROI);
-    # a shift is then an index offset.
-    rotated = []
-    for deg in ROTATIONS_DEG:
-        t = np.radians(deg)
-        qx = cx + np.cos(t) * (pxx - cx) - np.sin(t) * (pyy - cy)
-        qy = cy + np.sin(t) * (pxx - cx) + np.cos(t) * (pyy - cy)
-        m_pad = ndimage.map_coordinates(m_s, [qy, qx], order=1, mode="nearest")
-        rotated.append((np.fft.rfft2(m_pad), np.fft.rfft2(m_pad ** 2)))
+    # a shift is then an index offset. All rotations in one read and one batch of transforms
+    # (the same numbers as one by one).
+    t = np.radians(ROTATIONS_DEG)[:, None, None]
+    qx = cx + np.cos(t) * (pxx - cx) - np.sin(t) * (pyy - cy)
+    qy = cy + np.sin(t) * (pxx - cx) + np.cos(t) * (pyy - cy)
+    m_pad = linear_reader(qx.ravel(), qy.ravel(), shape)(m_s).reshape(qx.shape)
+    m_spec, m2_spec = np.fft.rfft2(m_pad), np.fft.rfft2(m_pad ** 2)  # (rotation, row, col)
     pad_shape = pxx.shape
     n_off = 2 * reach + 1
 
     def correlate(spectrum: np.ndarray, kernel_spectrum: np.ndarray) -> np.ndarray:
-        """sum_p kernel(p) image(p + offset) for every offset 0..2 reach (no wrap-around)."""
-        return np.fft.irfft2(spectrum * np.conj(kernel_spectrum), s=pad_shape)[:n_off, :n_off]
+        """sum_p kernel(p) image(p + offset) for every offset 0..2 reach (no wrap-around), per rotation."""
+        return np.fft.irfft2(spectrum * np.conj(kernel_spectrum), s=pad_shape)[:, :n_off, :n_off]
 
     offsets = np.arange(-reach, reach + 1)
     out = []
@@ -89,13 +88,11 @@ def search_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         # Weighted NCC for every shift at once: three correlations of the padded moving image.
         k_fc = np.fft.rfft2(fc, s=pad_shape)
         k_w = np.fft.rfft2(w, s=pad_shape)
-        scores = np.empty((len(ROTATIONS_DEG), n_off, n_off))
-        for a, (m_spec, m2_spec) in enumerate(rotated):
-            num = correlate(m_spec, k_fc)
-            s1 = correlate(m_spec, k_w)
-            s2 = correlate(m2_spec, k_w)
-            var_m = np.maximum(s2 - s1 ** 2 / w.sum(), 1e-12)
-            scores[a] = num / np.sqrt(var_f * var_m)
+        num = correlate(m_spec, k_fc)
+        s1 = correlate(m_spec, k_w)
+        s2 = correlate(m2_spec, k_w)
+        var_m = np.maximum(s2 - s1 ** 2 / w.sum(), 1e-12)
+        scores = num / np.sqrt(var_f * var_m)
         a, i, j = np.unravel_index(np.argmax(scores), scores.shape)
         sub = lambda arr, k: _parabola(arr[k - 1], arr[k], arr[k + 1]) if 0 < k < len(arr) - 1 else 0.0  # noqa: E731
         da = sub(scores[:, i, j], a)

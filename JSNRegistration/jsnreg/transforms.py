@@ -89,6 +89,23 @@ def map_points(motion: BoneMotion, xy: np.ndarray, centre_xy: tuple[float, float
     return xy @ m[:2, :2].T + m[:2, 2]
 
 
+def linear_reader(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]):
+    """Bilinear reads at (x, y) px of any image of `shape`, edge values beyond it (as
+    map_coordinates order 1, mode "nearest"): the weights are made once for the several images
+    read at the same points (refinement: each iteration), at a third of the time."""
+    rows, cols = shape
+    x, y = np.clip(x, 0, cols - 1), np.clip(y, 0, rows - 1)
+    x0, y0 = np.minimum(x.astype(np.intp), cols - 2), np.minimum(y.astype(np.intp), rows - 2)
+    fx, fy = x - x0, y - y0
+    i = y0 * cols + x0
+    w = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
+
+    def read(image: np.ndarray) -> np.ndarray:
+        f = image.ravel()
+        return w[0] * f[i] + w[1] * f[i + 1] + w[2] * f[i + cols] + w[3] * f[i + cols + 1]
+    return read
+
+
 def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, order: int = 3,
            cval: float = np.nan) -> np.ndarray:
     """Interpolate `image` at (x, y) pixel positions; cubic B-spline by default.
