@@ -74,23 +74,25 @@ def _gully_cost(roi: np.ndarray, reach_frac: float, centre_weight: float) -> tup
     reach = max(3, int(round(reach_frac * rows)))
     scale = float(np.ptp(roi)) or 1.0
     centre = (rows - 1) / 2.0
-    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (max(roi.shape) / 2.0)
+    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
     return prior - valley_depth(roi, reach), 0.02 * scale
 
 
-def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5) -> np.ndarray:
+def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
+               pull_half_px: float | None = None) -> np.ndarray:
     """Boundary between the upper and lower bone: one row (float, px) per column of the ROI.
 
     reach_frac: how far above/below (fraction of the ROI height) a gully must be bounded by bone.
-    centre_weight: pull towards the middle row, as a fraction of the ROI's intensity range per half
-    of the ROI's longer side of distance (the user centred the ROI on the joint; a wide ROI's joint
-    is not nearer its middle row than a square one's).
+    centre_weight: pull towards the middle row, as a fraction of the ROI's intensity range per
+    `pull_half_px` of distance (default half the ROI's longer side: the user centred the ROI on the
+    joint, and a wide ROI's joint is not nearer its middle row than a square one's).
     """
-    return split_candidates(roi, reach_frac, centre_weight, runner_up=False)[0]
+    return split_candidates(roi, reach_frac, centre_weight, runner_up=False, pull_half_px=pull_half_px)[0]
 
 
 def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
-                     runner_up: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                     runner_up: bool = True, pull_half_px: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """The split (split_rows) and the runner-up joint line: the best gully path kept more than
     RUNNER_UP_EXCLUDE_PX rows from the split in every column, moved to its gap's middle as
     the split is. A child's physis beside the joint space is such a line, and which of the two the
@@ -101,7 +103,7 @@ def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: fl
     reach = max(3, int(round(reach_frac * rows)))
     scale = float(np.ptp(roi)) or 1.0
     centre = (rows - 1) / 2.0
-    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (max(roi.shape) / 2.0)
+    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
     cost = prior - valley_depth(roi, reach)
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
     # Boundaries lie between rows: a row at the middle of the gap counts as upper.
