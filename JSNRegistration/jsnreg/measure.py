@@ -126,10 +126,9 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
             reasons.append(f"{bone} bone: {why}")
     if raw["minima_px"] > AMBIGUOUS_PX and start_info["cost_gap"] < AMBIGUOUS_COST:
         reasons.append(f"ambiguous: two fits of similar cost differ by {raw['minima_px']:.2f} px in JSN")
-    alt = start_info.get("split_alternative", {})
-    if raw["split_alternative_px"] > AMBIGUOUS_PX and alt["cost_gap"] < AMBIGUOUS_COST:
-        reasons.append(f"ambiguous split: the runner-up joint line gives a JSN {raw['split_alternative_px']:.2f} px "
-                       "different")
+    alt_px = raw.get("split_alternative_px", 0.0)  # 0 with a given mask or no runner-up line
+    if alt_px > AMBIGUOUS_PX and start_info["split_alternative"]["cost_gap"] < AMBIGUOUS_COST:
+        reasons.append(f"ambiguous split: the runner-up joint line gives a JSN {alt_px:.2f} px different")
     if raw["edge_share"] < MIN_EDGE_SHARE:
         reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
     if not np.isfinite(raw["sd_jsn_px"]):
