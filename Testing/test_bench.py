@@ -36,6 +36,9 @@ def test_summary_counts_mismatches_flags_and_uninformative_pairs():
     assert s["mismatch_rate_px"] == 0.25
     assert s["mismatches_flagged"] == 1.0
     assert s["good_flagged"] == pytest.approx(1 / 3)
+    assert s["unflagged_mismatch_rate_px"] == 0.0
+    records[0]["network_error_px"] = 0.7  # now one of the two unflagged is beyond 0.5 px
+    assert bench.summarise(records, "network")["unflagged_mismatch_rate_px"] == 0.5
     assert s["pairs_without_information"] == 1
     assert s["sd_over_crb"] == pytest.approx(np.std([0.1, -0.2, 0.9], ddof=1) / 0.05)
 
@@ -81,6 +84,19 @@ def test_real_section_runs_on_a_few_pairs(tmp_path):
         for m in bench.METHODS:
             assert np.isfinite(row["methods"][m]["error_px"]["sd"])
     assert "realistic  wide   network" in bench.format_real(result)
+
+
+def test_real_results_are_summarised_per_source_of_the_hands():
+    rec = lambda image, e: {"set": "realistic", "shape": "square", "image": image, "refined_error_px": e,  # noqa: E731
+                            "refined_flagged": False, "refined_seconds": 0.1, "spacing_mm": 0.17,
+                            "noise_sigma": 0.01, "crb_jsn_px": 0.01}
+    records = [rec("rsna-bone-age/1.png", 0.1), rec("rsna-bone-age/2.png", -0.1),
+               rec("adult-annotated/test_img1_L.png", 0.9), rec("adult-annotated/test_img2_L.png", 0.1),
+               {**rec("", 0.0), "set": "generated"}]
+    rows = {r["source"]: r for r in bench.by_source(records, ("refined",))}
+    assert set(rows) == {"adult", "children"} and rows["adult"]["n"] == rows["children"]["n"] == 2
+    assert rows["adult"]["methods"]["refined"]["unflagged_mismatch_rate_px"] == 0.5
+    assert rows["children"]["methods"]["refined"]["mismatch_rate_px"] == 0.0
 
 
 def test_generated_wide_pairs_keep_the_truth_of_their_centre():

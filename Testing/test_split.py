@@ -61,3 +61,26 @@ def test_split_of_generated_joints_is_near_the_true_middle():
         centre = slice(50, 78)  # columns across the bones (the path is free beside them)
         deviations.append(np.mean(np.abs(split.split_rows(pair.fixed) - true)[centre]))
     assert np.mean(deviations) < 0.5  # px (the darkest row of the gap: 0.9 px)
+
+
+def _joint_with_physis(rows=96, cols=96, gap=(50, 56), physis=(40, 43)):
+    """Two bones with a joint space and, in the upper bone, a thinner band as dark (a physis) with
+    the bright epiphysis between the two."""
+    img, _ = _two_bones(rows, cols, gap)
+    y = np.arange(rows)[:, None] + np.zeros((1, cols))
+    img = np.where((y >= physis[1]) & (y < gap[0]), img + 0.1, img)
+    return np.where((y >= physis[0]) & (y < physis[1]), 0.2, img)
+
+
+def test_runner_up_joint_line_is_the_physis_beside_the_joint_space():
+    img = _joint_with_physis()
+    boundary, runner_up = split.split_candidates(img)
+    assert np.all(np.abs(boundary[10:-10] - 53.0) < 1.5)  # the joint space's middle
+    assert runner_up is not None and np.median(np.abs(runner_up - 41.5)) < 1.5  # the physis's
+
+
+def test_one_joint_line_has_no_runner_up():
+    img, _ = _two_bones()
+    boundary, runner_up = split.split_candidates(img)
+    assert runner_up is None
+    assert np.array_equal(boundary, split.split_rows(img))

@@ -59,6 +59,17 @@ def test_two_minima_of_similar_cost_are_flagged_as_ambiguous(cost_gap, ambiguous
     assert any("ambiguous" in r and "1.20 px" in r for r in reasons) == ambiguous
 
 
+@pytest.mark.parametrize("jsn_diff, cost_gap, ambiguous", [(0.8, 0.005, True), (0.8, -0.1, True),
+                                                          (0.8, 0.2, False), (0.3, -0.1, False)])
+def test_a_runner_up_split_of_other_jsn_and_no_higher_cost_is_an_ambiguous_split(jsn_diff, cost_gap, ambiguous):
+    pair = _pair(28, noise_sigma=0.01)
+    fit = refine_bones(pair.fixed, pair.moving, list(bone_regions(pair.upper_mask, None)), [pair.upper, pair.lower])
+    info = {"minima_px": 0.0, "cost_gap": None, "split_alternative": {"jsn_diff_px": jsn_diff, "cost_gap": cost_gap}}
+    raw = {"minima_px": 0.0, "edge_share": fit.edge_share, "sd_jsn_px": fit.sd_jsn_px, "split_alternative_px": jsn_diff}
+    reasons = measure.hard_reasons(fit, info, raw, pair.fixed.shape)
+    assert any("ambiguous split" in r and f"{jsn_diff:.2f} px" in r for r in reasons) == ambiguous
+
+
 def test_forward_backward_of_an_exact_pair_is_zero(engine):
     pair = _pair(23, noise_sigma=0.01)
     r = engine.register_roi(pair.fixed, pair.fixed, pair.spacing_mm, upper_mask=pair.upper_mask)

@@ -207,6 +207,7 @@ def summarise(records: list[dict], method: str) -> dict:
         "mismatch_rate_px": float(bad.mean()),
         "mismatch_rate_mm": float((np.abs(err_mm) > MISMATCH_MM).mean()),
         "mismatches_flagged": float(flagged[bad].mean()) if bad.any() else None,
+        "unflagged_mismatch_rate_px": float(bad[~flagged].mean()) if (~flagged).any() else 0.0,
         "good_flagged": float(flagged[~bad].mean()) if (~bad).any() else None,
         "median_seconds": float(np.median([r[f"{method}_seconds"] for r in records])),
         "sd_over_crb": float(err_px[informative].std(ddof=1) / np.sqrt(np.mean(crb[informative] ** 2)))
@@ -410,6 +411,13 @@ def format_summary(result: dict) -> str:
             f"{fmt(a['sd_mm'], '10.4f')} {fmt(a['sd_over_crb'], '9.2f')}")
     h = result["hand_10_joints"]
     lines.append(f"10-joint hand end to end: {h['median_seconds']:.2f} s (median of 3, model loaded)")
+    sources = {row["source"] for row in result.get("by_source", [])}
+    if len(sources) > 1:
+        lines.append("by source of the hands (SD px / max px / > 0.5 px / unflagged > 0.5 px):")
+        for row in result["by_source"]:
+            cells = [f"{m} {st['error_px']['sd']:.3f} / {st['error_px']['max_abs']:.2f} / {st['mismatch_rate_px']:.1%}"
+                     f" / {st['unflagged_mismatch_rate_px']:.1%}" for m, st in row["methods"].items()]
+            lines.append(f"  {row['set']:9} {row['shape']:6} {row['source']:8} n {row['n']:3d}: " + "; ".join(cells))
     lines.append(format_timing(result["timing_per_size"]))
     if result.get("consistency"):
         lines.append(format_consistency(result["consistency"]))
@@ -483,6 +491,7 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
                    for key, recs in by_set.items()}
     result = {"split": split, "seed": seed, "n_pairs_per_set": n_pairs,
               "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table, "reliability": reliability,
+              "by_source": by_source(records_all, methods_with(peers)),
               "timing_per_size": size_timing(engine, peers=peers),
               "consistency": consistency(engine, joints) if joints else None}
     (out_dir / "real.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -490,6 +499,23 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
         json.dump(records_all, f)
     log(format_real(result))
     return result
+
+
+def source_of(image: str) -> str:
+    """Where a real pair's hand comes from: "adult" (adult-annotated/, RA patients' films at a nominal
+    0.3 mm/px) or "children" (rsna-bone-age/)."""
+    return "adult" if image.startswith("adult-annotated/") else "children"
+
+
+def by_source(records: list[dict], methods) -> list[dict]:
+    """The real sets' summaries per source of the hands (children, adult), per set and shape: the
+    adult films are the RA patients', never trained or tuned on, and coarser."""
+    groups = {}
+    for r in records:
+        if r["image"]:
+            groups.setdefault((r["set"], r["shape"], source_of(r["image"])), []).append(r)
+    return [{"set": s, "shape": h, "source": src, "n": len(recs), "methods": {m: summarise(recs, m) for m in methods}}
+            for (s, h, src), recs in sorted(groups.items())]
 
 
 def consistency(engine: Engine, joints: list, n_joints: int = 40, shape_name: str = "square", seed: int = 5) -> dict:
@@ -548,15 +574,23 @@ def format_real(result: dict) -> str:
     lines = [f"pairs from {result['split']} hands; mm at the nominal ROI spacing "
              f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing)",
              f"{'set':10} {'shape':6} {'method':17} {'n':>4} {'SD px':>6} {'SD mm':>7} {'max px':>6} "
-             f"{'>0.5px':>7} {'recall':>6} {'good fl.':>8} {'ms/pair':>8} {'pred. SD':>8} {'SD/pred.':>8}"]
+             f"{'>0.5px':>7} {'unfl.>0.5':>9} {'recall':>6} {'good fl.':>8} {'ms/pair':>8} {'pred. SD':>8} {'SD/pred.':>8}"]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for row in result["table"]:
         for m, s in row["methods"].items():
             lines.append(f"{row['set']:10} {row['shape']:6} {m:17} {s['n']:4d} {s['error_px']['sd']:6.3f} "
                          f"{s['error_mm']['sd']:7.4f} {s['error_px']['max_abs']:6.2f} {s['mismatch_rate_px']:7.1%} "
+                         f"{s.get('unflagged_mismatch_rate_px', 0.0):9.1%} "
                          f"{fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
                          f"{1000 * s['median_seconds']:8.1f} {fmt(s.get('median_predicted_sd_px'), '8.3f')} "
                          f"{fmt(s.get('sd_over_predicted'), '8.2f')}")
+    sources = {row["source"] for row in result.get("by_source", [])}
+    if len(sources) > 1:
+        lines.append("by source of the hands (SD px / max px / > 0.5 px / unflagged > 0.5 px):")
+        for row in result["by_source"]:
+            cells = [f"{m} {st['error_px']['sd']:.3f} / {st['error_px']['max_abs']:.2f} / {st['mismatch_rate_px']:.1%}"
+                     f" / {st['unflagged_mismatch_rate_px']:.1%}" for m, st in row["methods"].items()]
+            lines.append(f"  {row['set']:9} {row['shape']:6} {row['source']:8} n {row['n']:3d}: " + "; ".join(cells))
     lines.append(format_timing(result["timing_per_size"]))
     if result.get("consistency"):
         lines.append(format_consistency(result["consistency"]))

@@ -103,8 +103,10 @@ def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px:
         "net_diff_px": abs(jsn - jsn_net_px),
         "inlier_fraction": min(b.inlier_fraction for b in fit.bones),
         "edge_share": fit.edge_share,
+        # the JSN with the split on the runner-up joint line, less the kept one (0: no such line)
+        "split_alternative_px": start_info.get("split_alternative", {}).get("jsn_diff_px") or 0.0,
     }
-    for key in ("sd_jsn_px", "fb_px", "fb_sum_px", "minima_px", "start_px", "net_diff_px"):
+    for key in ("sd_jsn_px", "fb_px", "fb_sum_px", "minima_px", "start_px", "net_diff_px", "split_alternative_px"):
         raw[key] *= px_per_work_px
     log = lambda v: float(np.log10(max(min(v, 1e3), LOG_FLOOR_PX)))  # noqa: E731
     features = {"log_sd_jsn": log(raw["sd_jsn_px"]), "log_fb_px": log(raw["fb_px"]),
@@ -124,6 +126,9 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
             reasons.append(f"{bone} bone: {why}")
     if raw["minima_px"] > AMBIGUOUS_PX and start_info["cost_gap"] < AMBIGUOUS_COST:
         reasons.append(f"ambiguous: two fits of similar cost differ by {raw['minima_px']:.2f} px in JSN")
+    alt_px = raw.get("split_alternative_px", 0.0)  # 0 with a given mask or no runner-up line
+    if alt_px > AMBIGUOUS_PX and start_info["split_alternative"]["cost_gap"] < AMBIGUOUS_COST:
+        reasons.append(f"ambiguous split: the runner-up joint line gives a JSN {alt_px:.2f} px different")
     if raw["edge_share"] < MIN_EDGE_SHARE:
         reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
     if not np.isfinite(raw["sd_jsn_px"]):

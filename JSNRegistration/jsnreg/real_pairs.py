@@ -146,7 +146,9 @@ def _hood_split(hood: np.ndarray) -> np.ndarray:
     from .split import split_rows
 
     top = (HOOD_PX - BAND_ROWS) // 2
-    return split_rows(hood[top:top + BAND_ROWS]) + top
+    # The pull to the middle per half of the band's height, as the pairs were first built with: the
+    # truth of every real pair (and the network's real training data) rests on this split.
+    return split_rows(hood[top:top + BAND_ROWS], pull_half_px=BAND_ROWS / 2.0) + top
 
 
 # Per joint, the annotated joints (proximal, distal) whose line is its finger's axis there.

@@ -104,6 +104,30 @@ def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tu
             near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
 
 
+def fit_regions(smoothed: np.ndarray, upper_mask: np.ndarray, boundary_rows: np.ndarray) -> list[np.ndarray]:
+    """The two bones' fitting weights: their regions (bone_regions) times the bone likeness."""
+    likeness = bone_likeness(smoothed, boundary_rows)
+    return [w * likeness for w in bone_regions(upper_mask, boundary_rows)]
+
+
+def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, runner_up_rows: np.ndarray,
+                      fit: RefineResult) -> dict:
+    """The fit with the split on the runner-up joint line (split.split_candidates), refined from the
+    kept fit on the two finer levels (its minimum lies within a few px; the finest level alone missed
+    one of the real val pairs' wrong splits, all three levels gave the same as two): how far its JSN is from the kept one (px) and how much higher its robust cost is at a
+    common noise scale (`cost_gap`, < 0: the runner-up explains the follow-up better). A physis or
+    another dark line beside the joint space can be as good a split; the bone that the band between
+    the two lines moves with then decides the JSN."""
+    mask = split.upper_mask_from_rows(smoothed.shape, runner_up_rows)
+    if min(mask.mean(), 1 - mask.mean()) < MIN_REGION_FRAC:
+        return {"jsn_diff_px": None, "cost_gap": None}
+    alt_fit = refine_bones(fixed, moving, fit_regions(smoothed, mask, runner_up_rows), [b.motion for b in fit.bones],
+                           levels=(1, 2), soft_slope=soft_slope(smoothed, runner_up_rows))
+    sigma = min(fit.residual_sd, alt_fit.residual_sd)
+    return {"jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
+            "cost_gap": alt_fit.robust_cost(sigma) - fit.robust_cost(sigma)}
+
+
 def soft_slope(smoothed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | None:
     """Per column, the slope across the finger of its soft tissue's level (the joint space) on the
     fixed ROI `smoothed` by LEVEL_SMOOTH_PX, scaled to at most 1: the basis of refine's soft-tissue
@@ -215,8 +239,9 @@ class Engine:
     def _measure(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | None, refine: bool,
                  px_per_work_px: int = 1):
         """Split, starts, refinement and assessment on the working grid."""
+        runner_up = None  # the automatic split's runner-up joint line (rows), if any
         if upper_mask is None:
-            boundary = split.split_rows(fixed)
+            boundary, runner_up = split.split_candidates(fixed, runner_up=refine)
             upper_mask = split.upper_mask_from_rows(fixed.shape, boundary)
             mask_source = "automatic"
         else:
@@ -231,12 +256,13 @@ class Engine:
                                                     "jsn_px": jsn_net * px_per_work_px}}
         if refine:
             smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX)
-            likeness = bone_likeness(smoothed, boundary)
-            regions = [w * likeness for w in bone_regions(upper_mask, boundary)]
+            regions = fit_regions(smoothed, upper_mask, boundary)
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
-            pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all three fits
+            pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all four fits
             fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
             back = backward_fit(*pair, regions, fit)
+            if runner_up is not None:
+                start_info["split_alternative"] = alternative_split(*pair, smoothed, runner_up, fit)
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
                                                                 self.calibration, px_per_work_px)

@@ -19,6 +19,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+RUNNER_UP_EXCLUDE_PX = 3  # the runner-up joint line keeps this far (rows) from the split
+SAME_LINE_PX = 1.5  # a runner-up this close to the split (median, rows) is the same joint line
+
 
 def valley_depth(roi: np.ndarray, reach_px: int, smooth_px: float = 1.5) -> np.ndarray:
     """How much darker each pixel is than the brightest pixels within `reach_px` above AND below.
@@ -65,24 +68,52 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     return path
 
 
-def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5) -> np.ndarray:
+def _gully_cost(roi: np.ndarray, reach_frac: float, centre_weight: float) -> tuple[np.ndarray, float]:
+    """Per-pixel cost of the gully path (low in a deep valley near the middle row) and its step cost."""
+    rows = roi.shape[0]
+    reach = max(3, int(round(reach_frac * rows)))
+    scale = float(np.ptp(roi)) or 1.0
+    centre = (rows - 1) / 2.0
+    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
+    return prior - valley_depth(roi, reach), 0.02 * scale
+
+
+def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
+               pull_half_px: float | None = None) -> np.ndarray:
     """Boundary between the upper and lower bone: one row (float, px) per column of the ROI.
 
     reach_frac: how far above/below (fraction of the ROI height) a gully must be bounded by bone.
     centre_weight: pull towards the middle row, as a fraction of the ROI's intensity range per
-    half-height of distance (the user centred the ROI on the joint).
+    `pull_half_px` of distance (default half the ROI's longer side: the user centred the ROI on the
+    joint, and a wide ROI's joint is not nearer its middle row than a square one's).
     """
+    return split_candidates(roi, reach_frac, centre_weight, runner_up=False, pull_half_px=pull_half_px)[0]
+
+
+def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
+                     runner_up: bool = True, pull_half_px: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The split (split_rows) and the runner-up joint line: the best gully path kept more than
+    RUNNER_UP_EXCLUDE_PX rows from the split in every column, moved to its gap's middle as
+    the split is. A child's physis beside the joint space is such a line, and which of the two the
+    split takes decides which bone the epiphysis between them moves with. The runner-up is None
+    where it ends up in the split's own gap (median distance under SAME_LINE_PX) or is not asked for."""
     roi = np.asarray(roi, dtype=np.float64)
-    rows, cols = roi.shape
+    rows = roi.shape[0]
     reach = max(3, int(round(reach_frac * rows)))
-    depth = valley_depth(roi, reach)
     scale = float(np.ptp(roi)) or 1.0
     centre = (rows - 1) / 2.0
-    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (rows / 2.0)
-    cost = -depth + prior
+    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
+    cost = prior - valley_depth(roi, reach)
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
     # Boundaries lie between rows: a row at the middle of the gap counts as upper.
-    return mid_gap_rows(roi, path) + 0.5
+    boundary = mid_gap_rows(roi, path) + 0.5
+    if not runner_up:
+        return boundary, None
+    split_row = np.clip(np.floor(boundary).astype(int), 0, rows - 1)  # the split's last upper row
+    near = np.abs(np.arange(rows)[:, None] - split_row[None, :]) <= RUNNER_UP_EXCLUDE_PX
+    second = mid_gap_rows(roi, minimal_path(np.where(near, np.inf, cost), max_step=1, step_cost=0.02 * scale)) + 0.5
+    return boundary, (second if np.median(np.abs(second - boundary)) >= SAME_LINE_PX else None)
 
 
 def mid_gap_rows(roi: np.ndarray, gully_rows: np.ndarray, reach_frac: float = 0.15,
