@@ -287,6 +287,31 @@ def test_mcp_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
     assert np.array_equal(_recentred(image, hand, "DIP3", p, t), p)
 
 
+def test_an_mcp_is_moved_along_its_finger_onto_the_darkest_line_and_not_onto_an_edge():
+    from jsnreg.detect_refine import _darkest_along
+
+    mm = 0.4
+    image, t, _ = _finger(0.0, width_mm=7.0, mm=mm)  # joint space 1.2 mm wide at the centre
+    centre = np.array([100.0, 100.0])
+    for off_mm in (-1.2, 0.8):  # in the metacarpal head or the phalanx's base: onto the joint space
+        moved = _darkest_along(image, centre + t * off_mm / mm, t, mm)
+        assert np.hypot(*(moved - centre)) * mm <= 0.15, off_mm
+    # no valley within reach, only the bone's end getting darker towards it: no move
+    p = centre + t * 3.0 / mm
+    assert np.array_equal(_darkest_along(image, p, t, mm), p)
+
+
+def test_bench_splits_the_adult_images_by_patient():
+    from jsnreg.detect_bench import detection_splits
+
+    annotations = {f"adult-annotated/test_img{k}.png": {"split": "test"} for k in ("5_L", "5_R", "1_L", "2_L")}
+    annotations["rsna-bone-age/1.png"] = {"split": "train"}
+    splits = detection_splits(annotations)
+    assert splits["rsna-bone-age/1.png"] == "train"
+    assert splits["adult-annotated/test_img5_L.png"] == splits["adult-annotated/test_img5_R.png"]
+    assert {splits[k] for k in annotations if k.startswith("adult")} <= {"val", "test"}
+
+
 def _traced_mcp3_moved_proximal(hand, mm_off: float):
     """The generated hand's work image, its traced hand with MCP3 started mm_off proximal along its
     finger, and the true MCP3 (work px)."""

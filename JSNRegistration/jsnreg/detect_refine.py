@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .detect import centre_offset
+from .detect import BAND_MM, centre_offset
 
 FILTERS = Path(__file__).parent / "data" / "detect_filters.json"
 R_STEPS = 60.0  # sampling steps per palm radius (0.5-0.75 mm on the RSNA hands)
@@ -44,6 +44,13 @@ MIN_THUMB_PHALANX_RADII = 0.4
 # A metacarpal head is up to 16 mm wide: lines across it reach 8 mm to either side (6 mm: val 143,
 # train 2-fold CV 392; 8 mm: 144, 393; 10 mm: 144, 390, the neighbouring metacarpals coming in).
 MCP_REACH_MM = 8.0
+# An MCP2-5 joint is then moved along its finger onto the darkest line across it within 1.5 mm: the
+# filters, learned on children, leave some adults' MCPs in the metacarpal head, proximal of the joint
+# space (adult val MCP2-5 12 -> 15 of 16 within 2 mm; RSNA val 42 of 48 and train 2-fold CV 393 of 461
+# either way; 1.0 mm: RSNA val 41). The same for PIP lost adult val 6 -> 1 of 16 (the SHS_NET points sit
+# on the middle phalanx's base, 1.3-2 mm distal of the darkest line), for DIP RSNA val 42 -> 40 and
+# train CV 393 -> 385, for MCP1 or IP1 one on the CV.
+SNAP_MM = 1.5
 # The proximal phalanx (MCP to PIP) is 1.41-2.37 times as long as the middle one (PIP to DIP) on the
 # train hands' annotations of fingers 2-5 (median 1.66): a refined MCP beyond that is a dark line other
 # than the joint space (val 2783: a valley 12 mm proximal, beyond the filter's search range).
@@ -149,7 +156,8 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     out of proportion to its finger's PIP and DIP searched for again (val 144 -> 145 of 168, train
     2-fold CV 393 of 461 either way); MCP2-5 joints then on their bones' centre line, PIP joints
     on their finger's axis; a joint found twice, the IP1 of a cut thumb, or one moved farther than
-    MAX_MOVE_RADII from its trace, left out.
+    MAX_MOVE_RADII from its trace, left out; the MCP2-5 kept then moved along their finger onto the
+    joint space's darkest line (SNAP_MM).
     passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
     passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
@@ -163,7 +171,8 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     out = [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
     jumped = (_jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
               | _strayed(out, {**traced, **searched_from}, hand.radius * MAX_MOVE_RADII))
-    return [j for j in out if j[0] not in jumped]
+    return [(name, _darkest_along(image, xy, d, hand.mm) if joint_type(name) == "MCP" else xy, conf)
+            for (name, xy, conf), (_, _, d) in zip(out, joints) if name not in jumped]
 
 
 def _phalanx_ratio(at: dict, digit: str) -> float | None:
@@ -210,6 +219,19 @@ def _recentred(image: np.ndarray, hand, name: str, xy: np.ndarray, distal: np.nd
         return xy
     return xy + np.array([-distal[1], distal[0]]) * centre_offset(image, xy, distal, hand.mm, MCP_REACH_MM)
 
+
+def _darkest_along(image: np.ndarray, xy: np.ndarray, distal: np.ndarray, mm: float,
+                   window_mm: float = SNAP_MM) -> np.ndarray:
+    """xy moved along its finger (distal: unit vector towards the tip) onto the darkest line across it
+    (the mean over BAND_MM either side of the axis, every 0.1 mm) within window_mm; xy itself when
+    that line is at the window's end (a slope, not a valley: the bone's end or a band's edge)."""
+    along = np.arange(-window_mm, window_mm + 1e-6, 0.1) / mm
+    across = np.arange(-BAND_MM, BAND_MM + 0.01, 0.25) / mm
+    normal = np.array([-distal[1], distal[0]])
+    xs = xy[0] + along[:, None] * distal[0] + across[None] * normal[0]
+    ys = xy[1] + along[:, None] * distal[1] + across[None] * normal[1]
+    k = int(np.argmin(ndimage.map_coordinates(image, [ys, xs], order=1, mode="nearest").mean(axis=1)))
+    return xy if k in (0, len(along) - 1) else xy + distal * along[k]
 
 def _cut_thumb(joints: list, radius: float) -> set:
     """{"IP1"} when the refined IP1 lies closer to MCP1 than a thumb's proximal phalanx can be long
