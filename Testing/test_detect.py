@@ -276,14 +276,15 @@ def test_centre_offset_finds_the_bones_axis_across_the_joint_space(degrees):
     assert centre_offset(image, centre + across * 3.0 / mm, t, mm) == 0.0
 
 
-def test_mcp_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
+def test_mcp_and_pip_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
     from jsnreg.detect_refine import _recentred
 
     mm = 0.4
     image, t, across = _finger(15.0, width_mm=7.0, mm=mm)
     hand = type("Hand", (), {"mm": mm})()
     p = np.array([100.0, 100.0]) + across * 2.2 / mm  # 2.2 mm beside the axis: misplaced at 2 mm
-    assert np.hypot(*(_recentred(image, hand, "MCP3", p, t) - [100.0, 100.0])) * mm <= 0.15
+    for name in ("MCP3", "PIP3"):
+        assert np.hypot(*(_recentred(image, hand, name, p, t) - [100.0, 100.0])) * mm <= 0.15, name
     assert np.array_equal(_recentred(image, hand, "DIP3", p, t), p)
 
 
