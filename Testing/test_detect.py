@@ -276,16 +276,17 @@ def test_centre_offset_finds_the_bones_axis_across_the_joint_space(degrees):
     assert centre_offset(image, centre + across * 3.0 / mm, t, mm) == 0.0
 
 
-def test_mcp_and_pip_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
+def test_finger_joints_are_moved_onto_the_bones_axis_and_the_thumbs_are_not():
     from jsnreg.detect_refine import _recentred
 
     mm = 0.4
     image, t, across = _finger(15.0, width_mm=7.0, mm=mm)
     hand = type("Hand", (), {"mm": mm})()
     p = np.array([100.0, 100.0]) + across * 2.2 / mm  # 2.2 mm beside the axis: misplaced at 2 mm
-    for name in ("MCP3", "PIP3"):
+    for name in ("MCP3", "PIP3", "DIP3"):
         assert np.hypot(*(_recentred(image, hand, name, p, t) - [100.0, 100.0])) * mm <= 0.15, name
-    assert np.array_equal(_recentred(image, hand, "DIP3", p, t), p)
+    for name in ("MCP1", "IP1"):
+        assert np.array_equal(_recentred(image, hand, name, p, t), p), name
 
 
 def test_an_mcp_is_moved_along_its_finger_onto_the_darkest_line_and_not_onto_an_edge():

@@ -41,10 +41,12 @@ MIN_NEIGHBOUR_RADII = 0.2
 # hands; a thumb cut by the film's edge before its IP joint (train 2107, IP1 annotated absent) gives
 # 0.26: its IP1 is then the MCP's joint space or the metacarpal's physis, and is left out.
 MIN_THUMB_PHALANX_RADII = 0.4
-# A metacarpal head is up to 16 mm wide: lines across it reach 8 mm to either side (6 mm: val 143,
-# train 2-fold CV 392; 8 mm: 144, 393; 10 mm: 144, 390, the neighbouring metacarpals coming in). The
-# same for a PIP (adult val: 4-7 mm gained none of its 16 PIPs, 8 and 10 mm four; 10 mm: train CV 376).
-MCP_REACH_MM = 8.0
+# How far to either side lines across a joint reach when it is re-centred (mm). A metacarpal head is up
+# to 16 mm wide (MCP, 6 mm: val 143, train 2-fold CV 392; 8 mm: 144, 393; 10 mm: 144, 390, the
+# neighbouring metacarpals coming in); an adult's PIP 10-12 mm at the nominal spacing (adult val: 4-7 mm gained none of its 16
+# PIPs, 8 and 10 mm four; 10 mm: train CV 376); a DIP is narrower (adult val DIP: 5 mm 13, 6 mm 14, 8 mm
+# 13 of 16; train CV 362, 365, 353).
+REACH_MM = {"MCP": 8.0, "PIP": 8.0, "DIP": 6.0}
 # An MCP2-5 joint is then moved along its finger onto the darkest line across it within 1.5 mm: the
 # filters, learned on children, leave some adults' MCPs in the metacarpal head, proximal of the joint
 # space (adult val MCP2-5 12 -> 15 of 16 within 2 mm; RSNA val 42 of 48 and train 2-fold CV 393 of 461
@@ -155,10 +157,10 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     then once more, in the direction the refined joints of its finger give, by the second pass's
     filters (real hands: 2-fold CV 0.809 -> 0.824 against the first pass's filters twice); an MCP2-5
     out of proportion to its finger's PIP and DIP searched for again (val 144 -> 145 of 168, train
-    2-fold CV 393 of 461 either way); MCP2-5 joints then on their bones' centre line, PIP joints
-    on their finger's axis and then on their bones' centre line; a joint found twice, the IP1 of a
-    cut thumb, or one moved farther than MAX_MOVE_RADII from its trace, left out; the MCP2-5 kept then moved along their finger onto the
-    joint space's darkest line (SNAP_MM).
+    2-fold CV 393 of 461 either way); MCP2-5 and DIP joints then on their bones' centre line, PIP
+    joints on their MCP-DIP line and then on their bones' centre line (_recentred); a joint found
+    twice, the IP1 of a cut thumb, or one moved farther than MAX_MOVE_RADII from its trace, left out;
+    the MCP2-5 kept then moved along their finger onto the joint space's darkest line (SNAP_MM).
     passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
     passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
@@ -167,11 +169,11 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     for spectra in passes:
         out, at, joints = one_pass(image, hand, joints, spectra)
     out, joints, searched_from = _proportioned(image, hand, out, joints, passes)
-    out = [(name, _recentred(image, hand, name, xy, d) if joint_type(name) == "MCP" else xy, conf)
+    out = [(name, _recentred(image, hand, name, xy, d) if joint_type(name) != "PIP" else xy, conf)
            for (name, xy, conf), (_, _, d) in zip(out, joints)]
-    at = {name.split("-")[-1]: xy for name, xy, _ in out}  # a PIP first on its MCP-DIP line, then on its bones'
-    out = [(name, _recentred(image, hand, name, _on_axis(name, xy, at), d) if joint_type(name) == "PIP" else xy, conf)
-           for (name, xy, conf), (_, _, d) in zip(out, joints)]
+    at = {name.split("-")[-1]: xy for name, xy, _ in out}
+    out = [(name, _recentred(image, hand, name, _on_axis(name, xy, at), d) if joint_type(name) == "PIP" else xy,
+            conf) for (name, xy, conf), (_, _, d) in zip(out, joints)]
     jumped = (_jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
               | _strayed(out, {**traced, **searched_from}, hand.radius * MAX_MOVE_RADII))
     return [(name, _darkest_along(image, xy, d, hand.mm) if joint_type(name) == "MCP" else xy, conf)
@@ -213,18 +215,22 @@ def _proportioned(image: np.ndarray, hand, out: list, joints: list, passes: list
 
 
 def _recentred(image: np.ndarray, hand, name: str, xy: np.ndarray, distal: np.ndarray) -> np.ndarray:
-    """An MCP2-5 or PIP joint moved across its finger (distal: its refined finger direction) onto the
-    bones' centre line (jsnreg.detect.centre_offset): the filters, shared by four fingers of different
-    widths, place them well along the finger but loosely across (MCP: val 142 -> 143 of 154 traced
-    joints, train 2-fold CV 391 -> 392 of 461; the same for DIP, IP1 or MCP1 loses 4-18 on the CV).
-    A PIP is re-centred after being put on its MCP-DIP line (its place where no line across finds the
-    bone's edges): adult val PIP2-5 6 -> 10 of 16 within 2 mm, but RSNA val 46 -> 42 of 48 and train
-    CV 393 -> 382 of 461. Of the 29 RSNA joints whose outcome that changes (val and CV), shown blind as
-    two unlabelled markers A/B, the re-centred one sat on the bones' axis in the joint space 22 times,
-    the other once (6 undecided): the RSNA PIP annotations sit beside the axis (see README)."""
-    if joint_type(name) not in ("MCP", "PIP"):
+    """An MCP2-5, PIP or DIP joint moved across its finger (distal: its refined finger direction) onto
+    the bones' centre line (jsnreg.detect.centre_offset, lines reaching REACH_MM): the filters, shared
+    by four fingers of different widths, place them well along the finger but loosely across. A PIP is
+    re-centred after being put on its MCP-DIP line (its place where no line across finds the bone's
+    edges). MCP: val 142 -> 143 of 154 traced joints, train 2-fold CV 391 -> 392 of 461. PIP: adult val
+    6 -> 10 of 16 within 2 mm, RSNA val 46 -> 42 of 48, train CV 393 -> 382. DIP: adult val 11 -> 14 of
+    16, RSNA val 42 -> 41 of 48, train CV 382 -> 365. The RSNA losses are the annotations': of the RSNA
+    joints whose outcome it changes (val and CV), shown blind as two unlabelled markers A/B, the
+    re-centred one sat on the bones' axis in the joint space 22 of 29 times for PIP (the other once, 6
+    undecided) and 20 of 25 for DIP (never the other, 5 undecided). IP1 and MCP1 are not re-centred
+    (MCP1 along its MCP1-IP1 line, reach 6 mm: RSNA val 8 -> 11 of 12, adult val 1 -> 2 of 4, but the
+    blind check put the other point on the axis 6 of 9 times, the re-centred one once)."""
+    kind = joint_type(name)
+    if kind not in REACH_MM:
         return xy
-    return xy + np.array([-distal[1], distal[0]]) * centre_offset(image, xy, distal, hand.mm, MCP_REACH_MM)
+    return xy + np.array([-distal[1], distal[0]]) * centre_offset(image, xy, distal, hand.mm, REACH_MM[kind])
 
 
 def _darkest_along(image: np.ndarray, xy: np.ndarray, distal: np.ndarray, mm: float,
