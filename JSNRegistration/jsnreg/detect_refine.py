@@ -43,9 +43,9 @@ MIN_NEIGHBOUR_RADII = 0.2
 MIN_THUMB_PHALANX_RADII = 0.4
 # How far to either side lines across a joint reach when it is re-centred (mm). A metacarpal head is up
 # to 16 mm wide (MCP, 6 mm: val 143, train 2-fold CV 392; 8 mm: 144, 393; 10 mm: 144, 390, the
-# neighbouring metacarpals coming in); an adult's PIP 10-12 mm at the nominal spacing (adult val: 4-7 mm gained none of its 16
-# PIPs, 8 and 10 mm four; 10 mm: train CV 376); a DIP is narrower (adult val DIP: 5 mm 13, 6 mm 14, 8 mm
-# 13 of 16; train CV 362, 365, 353).
+# neighbouring metacarpals coming in); an adult's PIP 10-12 mm at the nominal spacing (adult val: 4-7 mm
+# gained none of its 16 PIPs, 8 and 10 mm four; 10 mm: train CV 376); a DIP is narrower (adult val DIP:
+# 5 mm 13, 6 mm 14, 8 mm 13 of 16; train CV 362, 365, 353).
 REACH_MM = {"MCP": 8.0, "PIP": 8.0, "DIP": 6.0}
 # An MCP2-5 joint is then moved along its finger onto the darkest line across it within 1.5 mm: the
 # filters, learned on children, leave some adults' MCPs in the metacarpal head, proximal of the joint
