@@ -59,7 +59,8 @@ def adult_splits(names) -> dict:
 def split_of(file) -> str:
     """"train" | "val" | "test" for a path relative to the real-hands folder (e.g. rsna-bone-age/1437.png).
 
-    Adult and any other non-RSNA images are test (another population). An RSNA file takes its split
+    Adult and any other non-RSNA images are test (another population; detection alone splits the adult
+    images by patient, adult_splits). An RSNA file takes its split
     from the annotations, else from the rule applied to the folder's listing; KeyError when unknown.
     """
     file = Path(file).as_posix()
