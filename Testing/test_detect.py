@@ -276,15 +276,42 @@ def test_centre_offset_finds_the_bones_axis_across_the_joint_space(degrees):
     assert centre_offset(image, centre + across * 3.0 / mm, t, mm) == 0.0
 
 
-def test_mcp_joints_are_moved_onto_the_bones_axis_and_the_others_are_not():
+def test_finger_joints_are_moved_onto_the_bones_axis_and_the_thumbs_are_not():
     from jsnreg.detect_refine import _recentred
 
     mm = 0.4
     image, t, across = _finger(15.0, width_mm=7.0, mm=mm)
     hand = type("Hand", (), {"mm": mm})()
     p = np.array([100.0, 100.0]) + across * 2.2 / mm  # 2.2 mm beside the axis: misplaced at 2 mm
-    assert np.hypot(*(_recentred(image, hand, "MCP3", p, t) - [100.0, 100.0])) * mm <= 0.15
-    assert np.array_equal(_recentred(image, hand, "DIP3", p, t), p)
+    for name in ("MCP3", "PIP3", "DIP3"):
+        assert np.hypot(*(_recentred(image, hand, name, p, t) - [100.0, 100.0])) * mm <= 0.15, name
+    for name in ("MCP1", "IP1"):
+        assert np.array_equal(_recentred(image, hand, name, p, t), p), name
+
+
+def test_an_mcp_is_moved_along_its_finger_onto_the_darkest_line_and_not_onto_an_edge():
+    from jsnreg.detect_refine import _darkest_along
+
+    mm = 0.4
+    image, t, _ = _finger(0.0, width_mm=7.0, mm=mm)  # joint space 1.2 mm wide at the centre
+    centre = np.array([100.0, 100.0])
+    for off_mm in (-1.2, 0.8):  # in the metacarpal head or the phalanx's base: onto the joint space
+        moved = _darkest_along(image, centre + t * off_mm / mm, t, mm)
+        assert np.hypot(*(moved - centre)) * mm <= 0.15, off_mm
+    # no valley within reach, only the bone's end getting darker towards it: no move
+    p = centre + t * 3.0 / mm
+    assert np.array_equal(_darkest_along(image, p, t, mm), p)
+
+
+def test_bench_splits_the_adult_images_by_patient():
+    from jsnreg.detect_bench import detection_splits
+
+    annotations = {f"adult-annotated/test_img{k}.png": {"split": "test"} for k in ("5_L", "5_R", "1_L", "2_L")}
+    annotations["rsna-bone-age/1.png"] = {"split": "train"}
+    splits = detection_splits(annotations)
+    assert splits["rsna-bone-age/1.png"] == "train"
+    assert splits["adult-annotated/test_img5_L.png"] == splits["adult-annotated/test_img5_R.png"]
+    assert {splits[k] for k in annotations if k.startswith("adult")} <= {"val", "test"}
 
 
 def _traced_mcp3_moved_proximal(hand, mm_off: float):

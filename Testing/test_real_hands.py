@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from jsnreg.joints import STANDARD_JOINTS
-from jsnreg.real_hands import load_annotations, real_hands_dir, rsna_splits, split_of
+from jsnreg.real_hands import adult_patient, adult_splits, load_annotations, real_hands_dir, rsna_splits, split_of
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,20 @@ def test_split_rule_by_sha256_of_the_file_name(annotations):
         if key.startswith("rsna-bone-age/"):
             assert entry["split"] == rule[key.split("/", 1)[1]], key
     assert all(split_of(f"rsna-bone-age/{n}") == rule[n] for n in names)
+
+
+def test_adult_detection_split_by_patient_sha256(annotations):
+    names = sorted(k.split("/", 1)[1] for k in annotations["images"] if k.startswith("adult-annotated/"))
+    assert adult_patient("test_img5_L.png") == adult_patient("test_img5_R.png") == "test_img5"
+    assert adult_patient("test_img1.png") == "test_img1"
+    rule = adult_splits(names)
+    assert rule == adult_splits(list(reversed(names)))  # the order given does not matter
+    patients = sorted({adult_patient(n) for n in names}, key=lambda p: hashlib.sha256(p.encode()).hexdigest())
+    for n in names:  # both hands of one patient on one side of the split; the first three patients val
+        assert rule[n] == ("val" if adult_patient(n) in patients[:3] else "test"), n
+    if len(patients) == 6:
+        assert {n for n, s in rule.items() if s == "val"} == {"test_img2_L.png", "test_img4_L.png",
+                                                              "test_img5_L.png", "test_img5_R.png"}
 
 
 def test_every_joint_inside_its_image(annotations):

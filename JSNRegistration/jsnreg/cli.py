@@ -598,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "slow; needs the [peers] extra)")
     b.add_argument("--detect", action="store_true", help="joint detection on annotated real hands instead "
                    "(and variants of them: mirrored, rotated, two hands, a finger removed)")
-    b.add_argument("--splits", default="test,val", help="with --detect: which RSNA splits (default test,val)")
+    b.add_argument("--splits", default="test,val", help="with --detect: which splits (RSNA by the annotations, adult by patient; default test,val)")
     b.add_argument("--annotations", help="with --detect: the annotations file (default: the package's)")
     b.add_argument("--no-variants", action="store_true", help="with --detect: the images only")
     b.add_argument("--tolerance-mm", type=float, default=2.0, help="with --detect: found = within this distance")

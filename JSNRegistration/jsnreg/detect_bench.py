@@ -23,7 +23,7 @@ import numpy as np
 from . import detect_refine
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
-from .real_hands import ANNOTATIONS, real_hands_dir
+from .real_hands import ADULT_DIR, ANNOTATIONS, adult_splits, real_hands_dir
 
 TOLERANCE_MM = 2.0
 OUTCOMES = ("found", "misplaced", "misnamed", "invented", "missed")
@@ -128,14 +128,22 @@ def without_finger(pixels: np.ndarray, truth: dict, digit: int) -> tuple[np.ndar
     return out, {n: p for n, p in truth.items() if n not in names}, set(names)
 
 
-def _images(folder: Path, annotations: dict):
+def detection_splits(annotations: dict) -> dict:
+    """{image: split} for detection: RSNA hands by their annotation, adult ones by patient
+    (jsnreg.real_hands.adult_splits)."""
+    adult = adult_splits([rel for rel in annotations if rel.startswith(ADULT_DIR + "/")])
+    return {rel: adult.get(rel, entry["split"]) for rel, entry in annotations.items()}
+
+
+def _images(folder: Path, annotations: dict, splits):
     from .images import read_radiograph
 
-    for rel, entry in annotations.items():
-        source = "adult" if rel.startswith("adult") else f"rsna {entry['split']}"
+    for rel, split in detection_splits(annotations).items():
+        entry = annotations[rel]
         path = folder / rel
-        if not path.is_file():
+        if split not in splits or not path.is_file():
             continue
+        source = f"{'adult' if rel.startswith(ADULT_DIR + '/') else 'rsna'} {split}"
         image = read_radiograph(path, spacing_mm=float(entry["spacing_mm_nominal"]))
         yield rel, source, image.pixels, image.spacing_mm, entry
 
@@ -155,9 +163,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         for name, outcome in outcomes:
             table[joint_type(name)][outcome] += 1
 
-    for rel, source, pixels, spacing, entry in _images(folder, annotations):
-        if entry["split"] not in splits:
-            continue
+    for rel, source, pixels, spacing, entry in _images(folder, annotations, splits):
         truth, absent = scored(entry)
         tol = tolerance_mm / spacing
         t0 = time.perf_counter()
@@ -172,11 +178,11 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         if taken:  # points the blind re-check took from the detector say nothing about it
             add(f"{source}, independent", score(detected, {n: p for n, p in truth.items() if n not in taken},
                                                absent, tol))
-        elif source != "adult":
+        elif not source.startswith("adult"):
             add(f"{source}, independent", outcomes)
         rows.append({"image": rel, "source": source, "variant": "",
                      "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
-        if not variants or source == "adult":
+        if not variants or source.startswith("adult"):
             continue
         made = [("mirrored", *mirrored(pixels, truth), set()),
                 ("rotated +30", *rotated(pixels, truth, 30.0), set()),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .detect import centre_offset
+from .detect import BAND_MM, centre_offset
 
 FILTERS = Path(__file__).parent / "data" / "detect_filters.json"
 R_STEPS = 60.0  # sampling steps per palm radius (0.5-0.75 mm on the RSNA hands)
@@ -41,9 +41,19 @@ MIN_NEIGHBOUR_RADII = 0.2
 # hands; a thumb cut by the film's edge before its IP joint (train 2107, IP1 annotated absent) gives
 # 0.26: its IP1 is then the MCP's joint space or the metacarpal's physis, and is left out.
 MIN_THUMB_PHALANX_RADII = 0.4
-# A metacarpal head is up to 16 mm wide: lines across it reach 8 mm to either side (6 mm: val 143,
-# train 2-fold CV 392; 8 mm: 144, 393; 10 mm: 144, 390, the neighbouring metacarpals coming in).
-MCP_REACH_MM = 8.0
+# How far to either side lines across a joint reach when it is re-centred (mm). A metacarpal head is up
+# to 16 mm wide (MCP, 6 mm: val 143, train 2-fold CV 392; 8 mm: 144, 393; 10 mm: 144, 390, the
+# neighbouring metacarpals coming in); an adult's PIP 10-12 mm at the nominal spacing (adult val: 4-7 mm
+# gained none of its 16 PIPs, 8 and 10 mm four; 10 mm: train CV 376); a DIP is narrower (adult val DIP:
+# 5 mm 13, 6 mm 14, 8 mm 13 of 16; train CV 362, 365, 353).
+REACH_MM = {"MCP": 8.0, "PIP": 8.0, "DIP": 6.0}
+# An MCP2-5 joint is then moved along its finger onto the darkest line across it within 1.5 mm: the
+# filters, learned on children, leave some adults' MCPs in the metacarpal head, proximal of the joint
+# space (adult val MCP2-5 12 -> 15 of 16 within 2 mm; RSNA val 42 of 48 and train 2-fold CV 393 of 461
+# either way; 1.0 mm: RSNA val 41). The same for PIP lost adult val 6 -> 1 of 16 (the SHS_NET points sit
+# on the middle phalanx's base, 1.3-2 mm distal of the darkest line), for DIP RSNA val 42 -> 40 and
+# train CV 393 -> 385, for MCP1 or IP1 one on the CV.
+SNAP_MM = 1.5
 # The proximal phalanx (MCP to PIP) is 1.41-2.37 times as long as the middle one (PIP to DIP) on the
 # train hands' annotations of fingers 2-5 (median 1.66): a refined MCP beyond that is a dark line other
 # than the joint space (val 2783: a valley 12 mm proximal, beyond the filter's search range).
@@ -147,9 +157,10 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     then once more, in the direction the refined joints of its finger give, by the second pass's
     filters (real hands: 2-fold CV 0.809 -> 0.824 against the first pass's filters twice); an MCP2-5
     out of proportion to its finger's PIP and DIP searched for again (val 144 -> 145 of 168, train
-    2-fold CV 393 of 461 either way); MCP2-5 joints then on their bones' centre line, PIP joints
-    on their finger's axis; a joint found twice, the IP1 of a cut thumb, or one moved farther than
-    MAX_MOVE_RADII from its trace, left out.
+    2-fold CV 393 of 461 either way); MCP2-5 and DIP joints then on their bones' centre line, PIP
+    joints on their MCP-DIP line and then on their bones' centre line (_recentred); a joint found
+    twice, the IP1 of a cut thumb, or one moved farther than MAX_MOVE_RADII from its trace, left out;
+    the MCP2-5 kept then moved along their finger onto the joint space's darkest line (SNAP_MM).
     passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
     passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
@@ -158,12 +169,15 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     for spectra in passes:
         out, at, joints = one_pass(image, hand, joints, spectra)
     out, joints, searched_from = _proportioned(image, hand, out, joints, passes)
-    out = [(name, _recentred(image, hand, name, xy, d), conf) for (name, xy, conf), (_, _, d) in zip(out, joints)]
+    out = [(name, _recentred(image, hand, name, xy, d) if joint_type(name) != "PIP" else xy, conf)
+           for (name, xy, conf), (_, _, d) in zip(out, joints)]
     at = {name.split("-")[-1]: xy for name, xy, _ in out}
-    out = [(name, _on_axis(name, xy, at), conf) for name, xy, conf in out]
+    out = [(name, _recentred(image, hand, name, _on_axis(name, xy, at), d) if joint_type(name) == "PIP" else xy,
+            conf) for (name, xy, conf), (_, _, d) in zip(out, joints)]
     jumped = (_jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
               | _strayed(out, {**traced, **searched_from}, hand.radius * MAX_MOVE_RADII))
-    return [j for j in out if j[0] not in jumped]
+    return [(name, _darkest_along(image, xy, d, hand.mm) if joint_type(name) == "MCP" else xy, conf)
+            for (name, xy, conf), (_, _, d) in zip(out, joints) if name not in jumped]
 
 
 def _phalanx_ratio(at: dict, digit: str) -> float | None:
@@ -201,15 +215,36 @@ def _proportioned(image: np.ndarray, hand, out: list, joints: list, passes: list
 
 
 def _recentred(image: np.ndarray, hand, name: str, xy: np.ndarray, distal: np.ndarray) -> np.ndarray:
-    """An MCP2-5 joint moved across its finger (distal: its refined finger direction) onto the bones'
-    centre line (jsnreg.detect.centre_offset): the MCP filter, shared by four fingers of different
-    widths, places it well along the finger but loosely across (real hands: val 142 -> 143 of 154
-    traced joints, train 2-fold CV 391 -> 392 of 461; the same for DIP, IP1 or MCP1 loses 4-18
-    on the CV: there the filters stay nearer the annotated points than the centre line does)."""
-    if joint_type(name) != "MCP":
+    """An MCP2-5, PIP or DIP joint moved across its finger (distal: its refined finger direction) onto
+    the bones' centre line (jsnreg.detect.centre_offset, lines reaching REACH_MM): the filters, shared
+    by four fingers of different widths, place them well along the finger but loosely across. A PIP is
+    re-centred after being put on its MCP-DIP line (its place where no line across finds the bone's
+    edges). MCP: val 142 -> 143 of 154 traced joints, train 2-fold CV 391 -> 392 of 461. PIP: adult val
+    6 -> 10 of 16 within 2 mm, RSNA val 46 -> 42 of 48, train CV 393 -> 382. DIP: adult val 11 -> 14 of
+    16, RSNA val 42 -> 41 of 48, train CV 382 -> 365. The RSNA losses are the annotations': of the RSNA
+    joints whose outcome it changes (val and CV), shown blind as two unlabelled markers A/B, the
+    re-centred one sat on the bones' axis in the joint space 22 of 29 times for PIP (the other once, 6
+    undecided) and 20 of 25 for DIP (never the other, 5 undecided). IP1 and MCP1 are not re-centred
+    (MCP1 along its MCP1-IP1 line, reach 6 mm: RSNA val 8 -> 11 of 12, adult val 1 -> 2 of 4, but the
+    blind check put the other point on the axis 6 of 9 times, the re-centred one once)."""
+    kind = joint_type(name)
+    if kind not in REACH_MM:
         return xy
-    return xy + np.array([-distal[1], distal[0]]) * centre_offset(image, xy, distal, hand.mm, MCP_REACH_MM)
+    return xy + np.array([-distal[1], distal[0]]) * centre_offset(image, xy, distal, hand.mm, REACH_MM[kind])
 
+
+def _darkest_along(image: np.ndarray, xy: np.ndarray, distal: np.ndarray, mm: float,
+                   window_mm: float = SNAP_MM) -> np.ndarray:
+    """xy moved along its finger (distal: unit vector towards the tip) onto the darkest line across it
+    (the mean over BAND_MM either side of the axis, every 0.1 mm) within window_mm; xy itself when
+    that line is at the window's end (a slope, not a valley: the bone's end or a band's edge)."""
+    along = np.arange(-window_mm, window_mm + 1e-6, 0.1) / mm
+    across = np.arange(-BAND_MM, BAND_MM + 0.01, 0.25) / mm
+    normal = np.array([-distal[1], distal[0]])
+    xs = xy[0] + along[:, None] * distal[0] + across[None] * normal[0]
+    ys = xy[1] + along[:, None] * distal[1] + across[None] * normal[1]
+    k = int(np.argmin(ndimage.map_coordinates(image, [ys, xs], order=1, mode="nearest").mean(axis=1)))
+    return xy if k in (0, len(along) - 1) else xy + distal * along[k]
 
 def _cut_thumb(joints: list, radius: float) -> set:
     """{"IP1"} when the refined IP1 lies closer to MCP1 than a thumb's proximal phalanx can be long

@@ -12,6 +12,8 @@ from pathlib import Path
 ANNOTATIONS = Path(__file__).parent / "data" / "real_hands_joints.json"
 RSNA_DIR = "rsna-bone-age"
 RSNA_COUNTS = {"train": 36, "val": 12, "test": 12}  # by sha256 rank of the file name
+ADULT_DIR = "adult-annotated"
+ADULT_VAL_PATIENTS = 3  # of the 6 adult patients (8 images): by sha256 rank of the patient id
 
 
 def real_hands_folder() -> Path:
@@ -38,10 +40,27 @@ def rsna_splits(names) -> dict:
     return {n: "train" if i < first_val else "val" if i < first_test else "test" for i, n in enumerate(ranked)}
 
 
+def adult_patient(name: str) -> str:
+    """The patient of an adult image: its file name without the hand's side (test_img5_L.png -> test_img5)."""
+    stem = Path(name).stem
+    return stem.rsplit("_", 1)[0] if stem.endswith(("_L", "_R")) else stem
+
+
+def adult_splits(names) -> dict:
+    """The adult images' detection split, by patient (both hands of one patient on the same side):
+    patient ids sorted by sha256; the first ADULT_VAL_PATIENTS "val" (detection may be tuned on them),
+    the rest "test". The registration benchmarks keep every adult image as test (their annotation's
+    split): nothing there is chosen on adult joints."""
+    patients = sorted({adult_patient(n) for n in names}, key=lambda p: hashlib.sha256(p.encode()).hexdigest())
+    val = set(patients[:ADULT_VAL_PATIENTS])
+    return {n: "val" if adult_patient(n) in val else "test" for n in names}
+
+
 def split_of(file) -> str:
     """"train" | "val" | "test" for a path relative to the real-hands folder (e.g. rsna-bone-age/1437.png).
 
-    Adult and any other non-RSNA images are test (another population). An RSNA file takes its split
+    Adult and any other non-RSNA images are test (another population; detection alone splits the adult
+    images by patient, adult_splits). An RSNA file takes its split
     from the annotations, else from the rule applied to the folder's listing; KeyError when unknown.
     """
     file = Path(file).as_posix()
