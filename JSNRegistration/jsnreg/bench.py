@@ -411,13 +411,6 @@ def format_summary(result: dict) -> str:
             f"{fmt(a['sd_mm'], '10.4f')} {fmt(a['sd_over_crb'], '9.2f')}")
     h = result["hand_10_joints"]
     lines.append(f"10-joint hand end to end: {h['median_seconds']:.2f} s (median of 3, model loaded)")
-    sources = {row["source"] for row in result.get("by_source", [])}
-    if len(sources) > 1:
-        lines.append("by source of the hands (SD px / max px / > 0.5 px / unflagged > 0.5 px):")
-        for row in result["by_source"]:
-            cells = [f"{m} {st['error_px']['sd']:.3f} / {st['error_px']['max_abs']:.2f} / {st['mismatch_rate_px']:.1%}"
-                     f" / {st['unflagged_mismatch_rate_px']:.1%}" for m, st in row["methods"].items()]
-            lines.append(f"  {row['set']:9} {row['shape']:6} {row['source']:8} n {row['n']:3d}: " + "; ".join(cells))
     lines.append(format_timing(result["timing_per_size"]))
     if result.get("consistency"):
         lines.append(format_consistency(result["consistency"]))
