@@ -210,6 +210,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
                 detected, refused = [], f"refused: {exc}"
             outcomes = score(detected, vtruth, absent | removed, tol)
             add(f"variants: {label}", outcomes)
+            confidence.setdefault(f"variants: {label}", []).extend(judged(detected, vtruth, absent | removed, tol))
             rows.append({"image": rel, "source": "variants", "variant": label,
                          "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
     ms = 1000 * float(np.median(times)) if times else float("nan")
