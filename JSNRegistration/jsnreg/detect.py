@@ -17,7 +17,9 @@ Steps, all on a copy reduced to about WORK_MM per pixel:
    image's right when the fingers point up); the other fingers are named in order from the thumb,
    with a gap twice the usual spacing read as a missing finger;
 6. refinement (jsnreg.detect_refine): each joint moved to the peak of a correlation filter learned
-   on annotated real hands, in the finger's frame at the palm's scale.
+   on annotated real hands, in the finger's frame at the palm's scale;
+7. confidence (jsnreg.detect_confidence): the probability that the joint is within 2 mm and named
+   right, from what the refinement saw (the filter peak's strength, how far it moved the joint, ...).
 
 Spacing only sets the working resolution; lengths are then measured against the palm's radius,
 so a nominal spacing that is somewhat off does no harm.
@@ -47,8 +49,9 @@ FRACTION_SD = {1: 0.07, 2: 0.025, 3: 0.025, 4: 0.025, 5: 0.025}
 @dataclass
 class DetectedJoint:
     """A joint found on the image: name ("MCP2", or "L-MCP2" with two hands), centre (x = column,
-    y = row, px of the input), a confidence in [0, 1] and the hand's side from its anatomy
-    ("L" or "R", PA view)."""
+    y = row, px of the input), its confidence (the estimated probability that it is within 2 mm of
+    the joint's centre and named right, jsnreg.detect_confidence) and the hand's side from its
+    anatomy ("L" or "R", PA view)."""
 
     name: str
     x: float

@@ -141,14 +141,14 @@ def _chord(name: str, at: dict) -> np.ndarray | None:
 
 def one_pass(image: np.ndarray, hand, joints: list, spectra: dict) -> tuple[list, dict, list]:
     """joints [(name, (x, y) work px, distal)] each moved to its filter's peak: [(name, (x, y),
-    {"peak", "psr", "second": move's})], {bare name: (x, y)} and the joints for a next
+    {"psr", "second": move's})], {bare name: (x, y)} and the joints for a next
     pass (in the direction the moved joints of the finger give)."""
     step = hand.radius / R_STEPS
     out, at = [], {}
     for name, centre, distal in joints:
-        (a, c), peak, psr, second = move(region(image, centre, distal, hand.side, step), spectra[joint_type(name)])
+        (a, c), _, psr, second = move(region(image, centre, distal, hand.side, step), spectra[joint_type(name)])
         xy = centre + (a * distal + c * thumbward(distal, hand.side)) * step
-        out.append((name, xy, {"peak": peak, "psr": psr, "second": second}))
+        out.append((name, xy, {"psr": psr, "second": second}))
         at[name.split("-")[-1]] = xy
     chords = [_chord(name, at) for name, _, _ in out]
     return out, at, [(name, xy, d if chord is None else chord)
