@@ -36,7 +36,8 @@ NEWER_NAMES = {
 NEWER_MODULES = {"tomllib", "zoneinfo._tzpath"}
 NEWER_KEYWORDS = {"dataclass": {"slots", "kw_only", "match_args", "weakref_slot"}, "zip": {"strict"}}
 TORCH_FREE_CORE = ["errors", "images", "joints", "job", "worker", "results", "transforms", "split", "rois",
-                   "refine", "synthetic", "figures", "measure", "cli", "detect", "real_hands"]
+                   "refine", "synthetic", "figures", "measure", "cli", "detect", "detect_refine", "detect_confidence",
+                   "real_hands"]
 
 
 def _is_type_expr(node) -> bool:

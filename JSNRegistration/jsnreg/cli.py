@@ -455,7 +455,8 @@ def cmd_detect(args) -> int:
     print(f"{'joint':8} {'x px':>8} {'y px':>8} {'conf':>5}")
     for j in found:
         print(f"{j.name:8} {j.x:8.1f} {j.y:8.1f} {j.confidence:5.2f}")
-    print(f"{len(found)} joints detected in {ms:.0f} ms (spacing {image.spacing_mm:g} mm/px)")
+    print(f"{len(found)} joints detected in {ms:.0f} ms (spacing {image.spacing_mm:g} mm/px); conf: the estimated "
+          f"probability that the joint is within 2 mm of its centre and named right")
     if args.json:
         _write_json(Path(args.json), {
             "software": f"jsnreg {__version__}", "image": str(args.image), "spacing_mm": image.spacing_mm,

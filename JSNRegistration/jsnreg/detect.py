@@ -17,7 +17,9 @@ Steps, all on a copy reduced to about WORK_MM per pixel:
    image's right when the fingers point up); the other fingers are named in order from the thumb,
    with a gap twice the usual spacing read as a missing finger;
 6. refinement (jsnreg.detect_refine): each joint moved to the peak of a correlation filter learned
-   on annotated real hands, in the finger's frame at the palm's scale.
+   on annotated real hands, in the finger's frame at the palm's scale;
+7. confidence (jsnreg.detect_confidence): the probability that the joint is within 2 mm and named
+   right, from what the refinement saw (the filter peak's strength, how far it moved the joint, ...).
 
 Spacing only sets the working resolution; lengths are then measured against the palm's radius,
 so a nominal spacing that is somewhat off does no harm.
@@ -47,8 +49,9 @@ FRACTION_SD = {1: 0.07, 2: 0.025, 3: 0.025, 4: 0.025, 5: 0.025}
 @dataclass
 class DetectedJoint:
     """A joint found on the image: name ("MCP2", or "L-MCP2" with two hands), centre (x = column,
-    y = row, px of the input), a confidence in [0, 1] and the hand's side from its anatomy
-    ("L" or "R", PA view)."""
+    y = row, px of the input), its confidence (the estimated probability that it is within 2 mm of
+    the joint's centre and named right, jsnreg.detect_confidence) and the hand's side from its
+    anatomy ("L" or "R", PA view)."""
 
     name: str
     x: float
@@ -63,7 +66,7 @@ class _Finger:
     angle: float  # of the tip as seen from the palm centre
     axis: np.ndarray | None = None  # (n, 2) traced points from the tip, 1 step apart
     digit: int = 0
-    joints: list | None = None  # [(name, s_px, confidence)]
+    joints: list | None = None  # [(name, s_px, valley depth / median depth)]
 
 
 def _otsu3_low(values: np.ndarray) -> float:
@@ -398,7 +401,7 @@ def _valleys(profile: np.ndarray, mm: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: float):
-    """Valleys named as the finger's joints: [(name, axis position, confidence)]."""
+    """Valleys named as the finger's joints: [(name, axis position, depth / the profile's median valley depth)]."""
     pos, depth = _valleys(profile, mm)
     if len(pos) == 0:
         return []
@@ -420,7 +423,7 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
     if best is None:
         return []  # fewer valleys than the finger has joints
     names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
-    return [(nm, float(pos[k]), float(min(1.0, depth[k] / (2 * scale)))) for nm, k in zip(names, best)]
+    return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names, best)]
 
 
 def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndarray:
@@ -461,7 +464,8 @@ def _at(axis: np.ndarray, s: float) -> np.ndarray:
 
 @dataclass
 class _Hand:
-    """One hand's joints before refinement, in work px: [(name, (x, y), distal unit vector, confidence)];
+    """One hand's joints before refinement, in work px: [(name, (x, y), distal unit vector, valley depth
+    ratio)];
     radius: the palm's (work px); mm: the work pixel size."""
 
     side: str
@@ -511,8 +515,8 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
                 continue
             reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
             axis = f.axis[:reach]
-            for name, s, conf in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
-                found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), conf))
+            for name, s, depth in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
+                found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), depth))
         hands.append(_Hand(side, lean, radius, mm, found))
     if not hands:
         raise InputError("no hand found: no outline with three to five fingers")
@@ -527,11 +531,23 @@ def _distal(axis: np.ndarray, s: float) -> np.ndarray:
 
 
 def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[DetectedJoint]:
-    """The finger joints of the one or two hands on a PA radiograph (see the module docstring).
+    """The finger joints of the one or two hands on a PA radiograph (see the module docstring), each
+    with its confidence: the estimated probability that it lies within 2 mm of the joint's centre
+    and is named right (jsnreg.detect_confidence, from the signals the refinement leaves).
 
     pixels: (rows, cols) array, bone bright; spacing_mm: mm per pixel (a nominal value will do);
     names: only these joints (e.g. ["MCP2", "PIP2"]; with two hands "L-MCP2" or the bare name for
     both). Raises InputError when the image is not a hand."""
+    from .detect_confidence import joint_confidence
+
+    found = detections(pixels, spacing_mm, names)
+    return [DetectedJoint(name, x, y, joint_confidence(signals), side) for name, x, y, signals, side in found]
+
+
+def detections(pixels: np.ndarray, spacing_mm: float, names=None, passes=None) -> list[tuple]:
+    """detect_joints' joints before their confidence: [(name, x, y, signals, side)] (px of the input;
+    signals: jsnreg.detect_refine._signals), in detect_joints' order. passes: the refinement's filters
+    (default the shipped ones; the confidence's fit uses filters learned without the hand)."""
     from .detect_refine import refine
 
     fine, mm, factor, hands = _hands(pixels, spacing_mm)
@@ -541,11 +557,11 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
         weaker.side = "R" if weaker.side == "L" else "L"
     out = []
     for hand in hands:
-        for name, (x, y), conf in refine(fine, hand):
+        for name, (x, y), signals in refine(fine, hand, passes):
             full = f"{hand.side}-{name}" if two else name
             if names is None or full in names or name in names:
-                out.append(DetectedJoint(full, float((x + 0.5) * factor - 0.5), float((y + 0.5) * factor - 0.5),
-                                         conf, hand.side))
+                out.append((full, float((x + 0.5) * factor - 0.5), float((y + 0.5) * factor - 0.5), signals,
+                            hand.side))
     order = {n: k for k, n in enumerate(STANDARD_JOINTS)}
-    out.sort(key=lambda j: (j.name[:2] if two else "", order.get(j.name.split("-")[-1], 99)))
+    out.sort(key=lambda j: (j[0][:2] if two else "", order.get(j[0].split("-")[-1], 99)))
     return out

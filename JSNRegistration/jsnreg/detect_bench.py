@@ -7,6 +7,8 @@ Scoring per image, at the image's nominal spacing (TOLERANCE_MM = 2 mm):
 - misplaced: a detection whose name is annotated but farther than 2 mm from it (and not misnamed);
 - invented: a detection of a joint the annotation marks absent (a joint that is not there);
 - missed: an annotated joint no detection of its name or position accounts for.
+Each detection's confidence is set against whether it was found (right) or misplaced, misnamed or
+invented (wrong), per source: AUC, Brier score and the share right per confidence bin.
 Rows "<source>, independent" leave out the points the annotations' blind re-check took from the
 detector itself (each image's "from_detector" list): only they measure the detector independently.
 The real images stay in the shared data folder; nothing made from them is written.
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import detect_confidence as dc
 from . import detect_refine
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
@@ -49,26 +52,36 @@ def scored(entry: dict) -> tuple[dict, set]:
 
 def score(detected: list[DetectedJoint], truth: dict, absent: set, tol_px: float) -> list[tuple[str, str]]:
     """(joint name, outcome) for every annotated joint and every detection (see the module doc)."""
-    out, accounted = [], set()
-    for d in detected:
-        xy = np.array([d.x, d.y])
-        near = {n: float(np.hypot(*(xy - p))) for n, p in truth.items()}
-        close = [n for n, r in near.items() if r <= tol_px]
-        if d.name in close:
-            out.append((d.name, "found"))
-            accounted.add(d.name)
-        elif close:
-            n = min(close, key=near.get)
-            out.append((n, "misnamed"))
-            accounted.add(n)
-        elif d.name in truth:
-            out.append((d.name, "misplaced"))
-            accounted.add(d.name)
-        elif d.name.split("-")[-1] in absent or d.name in absent:
-            out.append((d.name, "invented"))
-        # a detection of a joint the annotation neither places nor calls absent is not scored
+    out = [o for o in (outcome(d.name, np.array([d.x, d.y]), truth, absent, tol_px) for d in detected) if o]
+    accounted = {n for n, o in out}
     out += [(n, "missed") for n in truth if n not in accounted]
     return out
+
+
+def judged(detected: list[DetectedJoint], truth: dict, absent: set, tol_px: float) -> list[tuple[float, bool]]:
+    """(confidence, right) of every scored detection: right when found (within tol_px, named right)."""
+    out = []
+    for d in detected:
+        o = outcome(d.name, np.array([d.x, d.y]), truth, absent, tol_px)
+        if o is not None:
+            out.append((d.confidence, o[1] == "found"))
+    return out
+
+
+def outcome(name: str, xy: np.ndarray, truth: dict, absent: set, tol_px: float) -> tuple[str, str] | None:
+    """(annotated joint name, outcome) of one detection; None for a detection of a joint the annotation
+    neither places nor calls absent (not scored)."""
+    near = {n: float(np.hypot(*(xy - p))) for n, p in truth.items()}
+    close = [n for n, r in near.items() if r <= tol_px]
+    if name in close:
+        return name, "found"
+    if close:
+        return min(close, key=near.get), "misnamed"
+    if name in truth:
+        return name, "misplaced"
+    if name.split("-")[-1] in absent or name in absent:
+        return name, "invented"
+    return None
 
 
 def mirrored(pixels: np.ndarray, truth: dict) -> tuple[np.ndarray, dict]:
@@ -156,7 +169,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
     if folder is None:
         raise InputError("the real-hands folder is not there (set JSNREG_REAL_HANDS or place ../shared/data)")
     annotations = load_annotations(annotations_path)
-    counts, times, rows = {}, [], []
+    counts, times, rows, confidence = {}, [], [], {}
 
     def add(source, outcomes):
         table = counts.setdefault(source, {t: dict.fromkeys(OUTCOMES, 0) for t in TYPES})
@@ -174,6 +187,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         times.append(time.perf_counter() - t0)
         outcomes = score(detected, truth, absent, tol)
         add(source, outcomes)
+        confidence.setdefault(source, []).extend(judged(detected, truth, absent, tol))
         taken = set(entry.get("from_detector", []))
         if taken:  # points the blind re-check took from the detector say nothing about it
             add(f"{source}, independent", score(detected, {n: p for n, p in truth.items() if n not in taken},
@@ -196,6 +210,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
                 detected, refused = [], f"refused: {exc}"
             outcomes = score(detected, vtruth, absent | removed, tol)
             add(f"variants: {label}", outcomes)
+            confidence.setdefault(f"variants: {label}", []).extend(judged(detected, vtruth, absent | removed, tol))
             rows.append({"image": rel, "source": "variants", "variant": label,
                          "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
     ms = 1000 * float(np.median(times)) if times else float("nan")
@@ -203,14 +218,32 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
     print(format_table(counts))
     print(f"detection time: median {ms:.0f} ms per hand, max {1000 * max(times, default=0):.0f} ms "
           f"({len(times)} original images; variants not timed)")
+    reliability = {}
+    for source, pairs in confidence.items():
+        p, y = np.array([c for c, _ in pairs]), np.array([r for _, r in pairs], float)
+        print(reliability_line(f"confidence, {source}", p, y))
+        reliability[source] = {"joints": len(p), "right": int(y.sum()), "auc": dc.auc(p, y),
+                               "brier": float(np.mean((p - y) ** 2)) if len(p) else float("nan"),
+                               "bins": dc.reliability(p, y)}
     for r in rows:
         if r["wrong"]:
             print(f"  {r['image']} {r['variant']}: {', '.join(r['wrong'])}")
-    result = {"counts": counts, "tolerance_mm": tolerance_mm, "ms_per_hand_median": ms, "images": rows}
+    result = {"counts": counts, "tolerance_mm": tolerance_mm, "ms_per_hand_median": ms,
+              "confidence": reliability, "images": rows}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "detect_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def reliability_line(label: str, p: np.ndarray, y: np.ndarray) -> str:
+    """One line: the detections' confidence against how many were right (AUC, Brier score, and per
+    confidence bin: joints, mean confidence / share right)."""
+    if not len(p):
+        return f"{label}: no scored detections"
+    bins = " | ".join(f"{lo:.2f}-{hi:.2f}: {n} {m:.2f}/{r:.2f}" for lo, hi, n, m, r in dc.reliability(p, y))
+    return (f"{label}: {len(p)} joints, AUC {dc.auc(p, y):.2f}, Brier {float(np.mean((p - y) ** 2)):.3f}; "
+            f"bins (joints mean/right) {bins}")
 
 
 def format_table(counts: dict) -> str:

@@ -102,10 +102,12 @@ def _filters() -> list:
     return load_filters()
 
 
-def move(r: np.ndarray, spectrum: np.ndarray) -> tuple[tuple, float, float]:
+def move(r: np.ndarray, spectrum: np.ndarray) -> tuple[tuple, float, float, float]:
     """The best joint position in a region (steps along, across from its centre), the response
-    there (of the region's maximum) and its peak-to-sidelobe ratio (Bolme et al.: the peak above
-    the rest of the search window, in its SDs; low where nothing joint-like is there)."""
+    there (of the region's maximum), its peak-to-sidelobe ratio (Bolme et al.: the peak above
+    the rest of the search window, in its SDs; low where nothing joint-like is there) and the
+    second-best place's score over the best's (beyond 5 steps from it: near 1 when two dark lines
+    compete)."""
     response = np.fft.ifft2(np.fft.fft2(r) * spectrum).real
     response /= max(float(response.max()), 1e-9)
     da = np.arange(-SEARCH[0], SEARCH[0] + 1)[:, None]
@@ -116,7 +118,8 @@ def move(r: np.ndarray, spectrum: np.ndarray) -> tuple[tuple, float, float]:
     rest = np.ones(window.shape, bool)
     rest[max(a - 5, 0):a + 6, max(c - 5, 0):c + 6] = False
     psr = (window[a, c] - window[rest].mean()) / (window[rest].std() + 1e-9)
-    return (a - SEARCH[0], c - SEARCH[1]), float(window[a, c]), float(psr)
+    second = float(score[rest].max() / max(score[a, c], 1e-9))
+    return (a - SEARCH[0], c - SEARCH[1]), float(window[a, c]), float(psr), second
 
 
 # The joints whose line gives a joint's finger direction (proximal, distal) after a first pass; MCP1
@@ -138,14 +141,14 @@ def _chord(name: str, at: dict) -> np.ndarray | None:
 
 def one_pass(image: np.ndarray, hand, joints: list, spectra: dict) -> tuple[list, dict, list]:
     """joints [(name, (x, y) work px, distal)] each moved to its filter's peak: [(name, (x, y),
-    confidence)], {bare name: (x, y)} and the joints for a next pass (in the direction the moved
-    joints of the finger give)."""
+    {"psr", "second": move's})], {bare name: (x, y)} and the joints for a next
+    pass (in the direction the moved joints of the finger give)."""
     step = hand.radius / R_STEPS
     out, at = [], {}
     for name, centre, distal in joints:
-        (a, c), peak, _ = move(region(image, centre, distal, hand.side, step), spectra[joint_type(name)])
+        (a, c), _, psr, second = move(region(image, centre, distal, hand.side, step), spectra[joint_type(name)])
         xy = centre + (a * distal + c * thumbward(distal, hand.side)) * step
-        out.append((name, xy, float(np.clip(peak, 0, 1))))
+        out.append((name, xy, {"psr": psr, "second": second}))
         at[name.split("-")[-1]] = xy
     chords = [_chord(name, at) for name, _, _ in out]
     return out, at, [(name, xy, d if chord is None else chord)
@@ -153,7 +156,7 @@ def one_pass(image: np.ndarray, hand, joints: list, spectra: dict) -> tuple[list
 
 
 def refine(image: np.ndarray, hand, passes=None) -> list:
-    """[(name, (x, y) work px, confidence)] of a hand's traced joints, each moved to its filter's peak;
+    """[(name, (x, y) work px, signals)] of a hand's traced joints, each moved to its filter's peak;
     then once more, in the direction the refined joints of its finger give, by the second pass's
     filters (real hands: 2-fold CV 0.809 -> 0.824 against the first pass's filters twice); an MCP2-5
     out of proportion to its finger's PIP and DIP searched for again (val 144 -> 145 of 168, train
@@ -161,7 +164,8 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     joints on their MCP-DIP line and then on their bones' centre line (_recentred); a joint found
     twice, the IP1 of a cut thumb, or one moved farther than MAX_MOVE_RADII from its trace, left out;
     the MCP2-5 kept then moved along their finger onto the joint space's darkest line (SNAP_MM).
-    passes: per pass {joint type: filter spectrum} (default the shipped filters)."""
+    signals: what the joint's confidence is judged from (_signals). passes: per pass {joint type:
+    filter spectrum} (default the shipped filters)."""
     passes = _filters() if passes is None else passes
     joints = [(name, np.asarray(centre, float), distal) for name, centre, distal, _ in hand.joints
               if joint_type(name) != "IP1" or _ip1_psr(image, hand, centre, distal, passes[0]) >= MIN_IP1_PSR]
@@ -169,15 +173,39 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     for spectra in passes:
         out, at, joints = one_pass(image, hand, joints, spectra)
     out, joints, searched_from = _proportioned(image, hand, out, joints, passes)
-    out = [(name, _recentred(image, hand, name, xy, d) if joint_type(name) != "PIP" else xy, conf)
-           for (name, xy, conf), (_, _, d) in zip(out, joints)]
+    filtered = {name: xy for name, xy, _ in out}
+    out = [(name, _recentred(image, hand, name, xy, d) if joint_type(name) != "PIP" else xy, found)
+           for (name, xy, found), (_, _, d) in zip(out, joints)]
     at = {name.split("-")[-1]: xy for name, xy, _ in out}
     out = [(name, _recentred(image, hand, name, _on_axis(name, xy, at), d) if joint_type(name) == "PIP" else xy,
-            conf) for (name, xy, conf), (_, _, d) in zip(out, joints)]
+            found) for (name, xy, found), (_, _, d) in zip(out, joints)]
+    starts = {**traced, **searched_from}
     jumped = (_jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
-              | _strayed(out, {**traced, **searched_from}, hand.radius * MAX_MOVE_RADII))
-    return [(name, _darkest_along(image, xy, d, hand.mm) if joint_type(name) == "MCP" else xy, conf)
-            for (name, xy, conf), (_, _, d) in zip(out, joints) if name not in jumped]
+              | _strayed(out, starts, hand.radius * MAX_MOVE_RADII))
+    kept = [(name, _darkest_along(image, xy, d, hand.mm) if joint_type(name) == "MCP" else xy, found)
+            for (name, xy, found), (_, _, d) in zip(out, joints) if name not in jumped]
+    at = {name: xy for name, xy, _ in kept}
+    depth = {name: ratio for name, _, _, ratio in hand.joints}
+    return [(name, xy, _signals(name, xy, found, at, starts[name], filtered[name], depth[name], name in searched_from,
+                                hand))
+            for name, xy, found in kept]
+
+
+def _signals(name: str, xy: np.ndarray, found: dict, at: dict, start: np.ndarray, filtered: np.ndarray,
+             depth_ratio: float, searched: bool, hand) -> dict:
+    """What a refined joint at xy is judged from (jsnreg.detect_confidence): its type; the last filter
+    pass's peak-to-sidelobe ratio and second-best place (found: move's); how far the refinement moved it
+    from where its search started (palm radii); whether an MCP was searched for again by the phalanges'
+    proportion; its finger's phalanx ratio (fingers 2-5 with all three joints kept, else None); the
+    traced valley's depth over the profile's median valley depth; the palm radius (mm at the given
+    spacing); how far the re-centring and the darkest-line move took it from the filters' point
+    (filtered, mm)."""
+    digit = name[-1]
+    return {"type": joint_type(name), "psr": found["psr"], "second": found["second"],
+            "move_radii": float(np.linalg.norm(xy - start) / hand.radius), "researched": bool(searched),
+            "phalanx_ratio": _phalanx_ratio(at, digit) if digit in "2345" else None,
+            "depth_ratio": float(depth_ratio), "radius_mm": float(hand.radius * hand.mm),
+            "recentred_mm": float(np.linalg.norm(xy - filtered) * hand.mm)}
 
 
 def _phalanx_ratio(at: dict, digit: str) -> float | None:
