@@ -66,7 +66,7 @@ class BoneFit:
     n_pixels: int
     inlier_fraction: float  # share of the usable pixels the robust weights kept
     usable_fraction: float  # share of the region's pixels not clipped (saturated) in either image
-    edge_share: float = 1.0  # share of the region's gradient energy (its edges) on usable pixels
+    edge_share: float = 1.0  # share of the region's gradient energy (its edges) on usable pixels (NaN: not computed)
 
 
 @dataclass
@@ -214,7 +214,7 @@ class FitImage:
 
 def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, regions: list[np.ndarray], inits: list[BoneMotion],
                  max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0,
-                 soft_slope: np.ndarray | None = None) -> RefineResult:
+                 soft_slope: np.ndarray | None = None, edge_shares: bool = True) -> RefineResult:
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1] (as FitImage: their derived
@@ -225,6 +225,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     levels, e.g. for a start known to be close. `soft_slope` (per column of `fixed`, at most 1 in
     magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the
     refined motions with their predicted precision (none when the finest level is not run).
+    edge_shares=False leaves each bone's edge share NaN (a reading that does not use it, such as
+    the backward fit, spares the edge map and the mapping of its pixels).
     """
     fixed_i, moving_i = (im if isinstance(im, FitImage) else FitImage(im) for im in (fixed, moving))
     fixed = fixed_i.pixels
@@ -248,7 +250,6 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     usable_f = ~fixed_i.clipped()
     clipped_m = moving_i.clipped()
     clipped_m = clipped_m.astype(np.float64) if clipped_m.any() else None
-    edges_f = fixed_i.edges()
     res = inside = prior = None
     levels = [lv for k, lv in enumerate(zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX))
               if levels is None or k in levels]
@@ -288,6 +289,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # level: each bone's rows stay 0 on the other bones' pixels.
         jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(yy)))
         jw = np.empty_like(jac)
+        ridge = 1e-9 * np.eye(len(jac))
         if n_soft:
             jac[-n_soft:] = basis
         jac[n_geo] = 1.0
@@ -333,7 +335,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             h = jw @ jac.T
             g = jw @ res
             try:
-                step = -np.linalg.solve(h + 1e-9 * np.eye(len(h)) * np.trace(h), g)
+                step = -np.linalg.solve(h + ridge * np.trace(h), g)
             except np.linalg.LinAlgError:
                 break
             geo += step[:n_geo]
@@ -347,12 +349,14 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 break
         if level < len(levels):
             continue  # what the fit kept is read on the last level only
+        edges_f = fixed_i.edges() if edge_shares else None
         kept = []
         for k, mine in enumerate(spans):
             n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
             n_region = max(int(np.count_nonzero(in_region[k])), 1)
             kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / n_region,
-                         _usable_edge_share(edges_f, in_region[k], usable_f, clipped_m, geo, k, radius)))
+                         _usable_edge_share(edges_f, in_region[k], usable_f, clipped_m, geo, k, radius)
+                         if edge_shares else np.nan))
         if not fit_blur and min(k[0] for k in kept) > 6:
             try:
                 cov = np.linalg.inv(h)[:n_geo, :n_geo] * residual_sd ** 2 * (len(w) / max(w.sum(), 1.0))
