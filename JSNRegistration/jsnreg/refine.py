@@ -285,14 +285,20 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
             basis[2 * bone_of, np.arange(len(yy))] = slope_x
             basis[2 * bone_of + 1, np.arange(len(yy))] = slope_x * v / radius
-        # The Jacobian (parameter x pixel) and its weighted copy, reused by every iteration of the
-        # level: each bone's rows stay 0 on the other bones' pixels.
-        jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(yy)))
-        jw = np.empty_like(jac)
-        ridge = 1e-9 * np.eye(len(jac))
-        if n_soft:
-            jac[-n_soft:] = basis
-        jac[n_geo] = 1.0
+        # Each bone's Jacobian (its parameters x its pixels), reused by every iteration of the level:
+        # the shared scale, its rotation and shift, the shared tone curve (and blur), its soft-tissue
+        # pair. The normal equations add the bones' blocks: nothing is spent on the zeros a bone's
+        # parameters have on the other bones' pixels (a third of the products, and the large ones).
+        n_par = n_geo + 3 + fit_blur + n_soft
+        own = [np.array([0, 1 + 3 * k, 2 + 3 * k, 3 + 3 * k, *range(n_geo, n_geo + 3 + fit_blur),
+                         *range(n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 2 * (n_soft > 0))])
+               for k in range(n_bones)]
+        blocks = [np.empty((len(par), mine.stop - mine.start)) for par, mine in zip(own, spans)]
+        for k, (block, mine) in enumerate(zip(blocks, spans)):
+            block[4] = 1.0
+            if n_soft:
+                block[-2:] = basis[2 * k:2 * k + 2, mine]
+        ridge = 1e-9 * np.eye(n_par)
         converged = False
         for it in range(max_iter):
             total_iter += 1
@@ -324,16 +330,19 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             residual_sd = _median(np.array(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            jac[0] = slope * (mx * rx + my * ry) / radius
+            d_scale = slope * (mx * rx + my * ry) / radius
             turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
-            for k, mine in enumerate(spans):
-                jac[1 + 3 * k, mine], jac[2 + 3 * k, mine], jac[3 + 3 * k, mine] = turn[mine], along_x[mine], along_y[mine]
-            jac[n_geo + 1], jac[n_geo + 2] = mv, mv * mv
-            if fit_blur:
-                jac[n_geo + 3] = -0.5 * slope * lv
-            np.multiply(jac, w, out=jw)
-            h = jw @ jac.T
-            g = jw @ res
+            mv2 = mv * mv
+            d_blur = -0.5 * slope * lv if fit_blur else None
+            h, g = np.zeros((n_par, n_par)), np.zeros(n_par)
+            for par, block, mine in zip(own, blocks, spans):
+                block[:4] = d_scale[mine], turn[mine], along_x[mine], along_y[mine]
+                block[5:7] = mv[mine], mv2[mine]
+                if fit_blur:
+                    block[7] = d_blur[mine]
+                weighted = block * w[mine]
+                h[np.ix_(par, par)] += weighted @ block.T
+                g[par] += weighted @ res[mine]
             try:
                 step = -np.linalg.solve(h + ridge * np.trace(h), g)
             except np.linalg.LinAlgError:
