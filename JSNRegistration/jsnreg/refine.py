@@ -283,8 +283,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         if n_soft:  # its basis per pixel (parameter x pixel), on this bone's two parameters only
             basis = np.zeros((n_soft, len(yy)))
             slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
-            basis[2 * bone_of, np.arange(len(yy))] = slope_x
-            basis[2 * bone_of + 1, np.arange(len(yy))] = slope_x * v / radius
+            along_v = slope_x * v / radius
+            for k, mine in enumerate(spans):
+                basis[2 * k, mine], basis[2 * k + 1, mine] = slope_x[mine], along_v[mine]
         # Each bone's Jacobian (its parameters x its pixels), reused by every iteration of the level:
         # the shared scale, its rotation and shift, the shared tone curve (and blur), its soft-tissue
         # pair. The normal equations add the bones' blocks: nothing is spent on the zeros a bone's
