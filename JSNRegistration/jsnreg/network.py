@@ -317,7 +317,7 @@ class Network:
             view = coarse if zoom == 1 and self.padded else _GridView(fixed, upper_mask, zoom=zoom)
             for _ in range(passes):
                 r_upper, r_lower = params_to_motions(net(view.input(moving, (upper, lower))), fixed.shape, zoom)
-                upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
+                upper, lower = compose(r_upper, upper), compose(r_lower, lower)
         return upper, lower
 
 
