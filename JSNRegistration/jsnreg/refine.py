@@ -66,7 +66,7 @@ class BoneFit:
     n_pixels: int
     inlier_fraction: float  # share of the usable pixels the robust weights kept
     usable_fraction: float  # share of the region's pixels not clipped (saturated) in either image
-    edge_share: float = 1.0  # share of the region's gradient energy (its edges) on usable pixels (NaN: not computed)
+    edge_share: float = 1.0  # share of the region's gradient energy (its edges) on usable pixels; NaN: not computed
 
 
 @dataclass
@@ -291,8 +291,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # pair. The normal equations add the bones' blocks: nothing is spent on the zeros a bone's
         # parameters have on the other bones' pixels (a third of the products, and the large ones).
         n_par = n_geo + 3 + fit_blur + n_soft
-        own = [np.array([0, 1 + 3 * k, 2 + 3 * k, 3 + 3 * k, *range(n_geo, n_geo + 3 + fit_blur),
-                         *range(n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 2 * (n_soft > 0))])
+        shared = list(range(n_geo, n_geo + 3 + fit_blur))  # tone curve (and blur difference)
+        own = [np.array([0, 1 + 3 * k, 2 + 3 * k, 3 + 3 * k, *shared,
+                         *([n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 1] if n_soft else [])])
                for k in range(n_bones)]
         blocks = [np.empty((len(par), mine.stop - mine.start)) for par, mine in zip(own, spans)]
         for k, (block, mine) in enumerate(zip(blocks, spans)):
