@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jsnreg.transforms import BoneMotion, from_matrix, map_points, matrix, roi_centre, warp_to_fixed, warp_to_moving
+from jsnreg.transforms import (BoneMotion, compose, from_matrix, map_points, matrix, roi_centre, warp_to_fixed,
+                               warp_to_moving)
 
 
 def test_centre_moves_by_dx_dy_whatever_scale_and_rotation():
@@ -42,3 +43,15 @@ def test_moving_image_of_a_bone_shifted_down_has_positive_dy():
     img[10, 20] = 1.0
     moved = warp_to_moving(img, BoneMotion(dy_px=3.0), order=1, cval=0.0)
     assert np.unravel_index(np.argmax(moved), moved.shape) == (13, 20)
+
+
+def test_compose_is_the_product_of_the_motions_matrices_about_any_centre():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        first, then = (BoneMotion(*rng.uniform([0.9, -0.5, -10, -10], [1.1, 0.5, 10, 10])) for _ in range(2))
+        for centre in ((63.5, 63.5), (79.5, 39.5), (0.0, 0.0)):
+            expected = from_matrix(matrix(then, centre) @ matrix(first, centre), centre)
+            np.testing.assert_allclose(compose(first, then).as_tuple(), expected.as_tuple(), atol=1e-12)
+    # rotations add, wrapped into (-pi, pi] as the matrices give them
+    turned = compose(BoneMotion(dtheta_rad=3.0), BoneMotion(dtheta_rad=0.5))
+    assert abs(turned.dtheta_rad - (3.5 - 2 * np.pi)) < 1e-12

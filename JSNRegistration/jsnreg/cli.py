@@ -15,7 +15,7 @@ from pathlib import Path
 # multiplies a large matrix. A user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from . import __version__, validate  # noqa: E402
+from . import __version__, heap, validate  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 _LOADED = time.perf_counter(), time.process_time()  # this module imported (for `--timings`)
@@ -708,6 +708,7 @@ def run() -> int:
     whole-hand run's 3 s (the same finalisers still run at exit)."""
     import gc
 
+    heap.keep_freed_memory()
     code = main()
     gc.freeze()
     return code

@@ -93,13 +93,14 @@ class _GridView:
         self.centre = roi_centre(fixed.shape)
         self.fixed = _normalise(_resample(fixed, self.y, self.x), self.inside)
         self.mask = np.where(self.inside, self.upper * 2.0 - 1.0, 0.0)
+        self.xy = np.stack([self.x.ravel(), self.y.ravel()], axis=1)
+        self.on_upper = (self.upper.ravel() > 0.5)[:, None]  # which bone's estimate moves a grid point
 
     def input(self, moving: np.ndarray, motions: tuple[BoneMotion, BoneMotion] | None = None) -> np.ndarray:
         my, mx = self.y, self.x
         if motions is not None:
-            xy = np.stack([self.x.ravel(), self.y.ravel()], axis=1)
-            q = np.where((self.upper.ravel() > 0.5)[:, None], map_points(motions[0], xy, self.centre),
-                         map_points(motions[1], xy, self.centre))
+            q = np.where(self.on_upper, map_points(motions[0], self.xy, self.centre),
+                         map_points(motions[1], self.xy, self.centre))
             mx, my = q[:, 0].reshape(self.x.shape), q[:, 1].reshape(self.y.shape)
         m = _normalise(_resample(moving, my, mx), self.inside)
         return np.stack([self.fixed, m, self.mask]).astype(np.float32)
@@ -305,6 +306,7 @@ class Network:
     def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
                 ) -> tuple[BoneMotion, BoneMotion]:
         """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
+        moving = np.asarray(moving, np.float32)  # as each pass reads it (_resample), converted once
         coarse = _GridView(fixed, upper_mask, self.padded)
         upper, lower = params_to_motions(self.net(coarse.input(moving)), fixed.shape)
         stages = [(self.fine, 1, FINE_PASSES), (self.precise, PRECISE_ZOOM, PRECISE_PASSES)]
@@ -315,7 +317,7 @@ class Network:
             view = coarse if zoom == 1 and self.padded else _GridView(fixed, upper_mask, zoom=zoom)
             for _ in range(passes):
                 r_upper, r_lower = params_to_motions(net(view.input(moving, (upper, lower))), fixed.shape, zoom)
-                upper, lower = compose(r_upper, upper, fixed.shape), compose(r_lower, lower, fixed.shape)
+                upper, lower = compose(r_upper, upper), compose(r_lower, lower)
         return upper, lower
 
 

@@ -66,7 +66,7 @@ class BoneFit:
     n_pixels: int
     inlier_fraction: float  # share of the usable pixels the robust weights kept
     usable_fraction: float  # share of the region's pixels not clipped (saturated) in either image
-    edge_share: float = 1.0  # share of the region's gradient energy (its edges) on usable pixels
+    edge_share: float = 1.0  # share of the region's gradient energy (its edges) on usable pixels; NaN: not computed
 
 
 @dataclass
@@ -214,7 +214,7 @@ class FitImage:
 
 def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, regions: list[np.ndarray], inits: list[BoneMotion],
                  max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0,
-                 soft_slope: np.ndarray | None = None) -> RefineResult:
+                 soft_slope: np.ndarray | None = None, edge_shares: bool = True) -> RefineResult:
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1] (as FitImage: their derived
@@ -225,6 +225,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     levels, e.g. for a start known to be close. `soft_slope` (per column of `fixed`, at most 1 in
     magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the
     refined motions with their predicted precision (none when the finest level is not run).
+    edge_shares=False leaves each bone's edge share NaN (a reading that does not use it, such as
+    the backward fit, spares the edge map and the mapping of its pixels).
     """
     fixed_i, moving_i = (im if isinstance(im, FitImage) else FitImage(im) for im in (fixed, moving))
     fixed = fixed_i.pixels
@@ -248,7 +250,6 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     usable_f = ~fixed_i.clipped()
     clipped_m = moving_i.clipped()
     clipped_m = clipped_m.astype(np.float64) if clipped_m.any() else None
-    edges_f = fixed_i.edges()
     res = inside = prior = None
     levels = [lv for k, lv in enumerate(zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX))
               if levels is None or k in levels]
@@ -282,15 +283,24 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         if n_soft:  # its basis per pixel (parameter x pixel), on this bone's two parameters only
             basis = np.zeros((n_soft, len(yy)))
             slope_x = np.asarray(soft_slope, dtype=np.float64)[xx]
-            basis[2 * bone_of, np.arange(len(yy))] = slope_x
-            basis[2 * bone_of + 1, np.arange(len(yy))] = slope_x * v / radius
-        # The Jacobian (parameter x pixel) and its weighted copy, reused by every iteration of the
-        # level: each bone's rows stay 0 on the other bones' pixels.
-        jac = np.zeros((n_geo + 3 + fit_blur + n_soft, len(yy)))
-        jw = np.empty_like(jac)
-        if n_soft:
-            jac[-n_soft:] = basis
-        jac[n_geo] = 1.0
+            along_v = slope_x * v / radius
+            for k, mine in enumerate(spans):
+                basis[2 * k, mine], basis[2 * k + 1, mine] = slope_x[mine], along_v[mine]
+        # Each bone's Jacobian (its parameters x its pixels), reused by every iteration of the level:
+        # the shared scale, its rotation and shift, the shared tone curve (and blur), its soft-tissue
+        # pair. The normal equations add the bones' blocks: nothing is spent on the zeros a bone's
+        # parameters have on the other bones' pixels (a third of the products, and the large ones).
+        n_par = n_geo + 3 + fit_blur + n_soft
+        shared = list(range(n_geo, n_geo + 3 + fit_blur))  # tone curve (and blur difference)
+        own = [np.array([0, 1 + 3 * k, 2 + 3 * k, 3 + 3 * k, *shared,
+                         *([n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 1] if n_soft else [])])
+               for k in range(n_bones)]
+        blocks = [np.empty((len(par), mine.stop - mine.start)) for par, mine in zip(own, spans)]
+        for k, (block, mine) in enumerate(zip(blocks, spans)):
+            block[4] = 1.0
+            if n_soft:
+                block[-2:] = basis[2 * k:2 * k + 2, mine]
+        ridge = 1e-9 * np.eye(n_par)
         converged = False
         for it in range(max_iter):
             total_iter += 1
@@ -322,18 +332,21 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             residual_sd = _median(np.array(sds))
             w = robust * inside * prior
             # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            jac[0] = slope * (mx * rx + my * ry) / radius
+            d_scale = slope * (mx * rx + my * ry) / radius
             turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
-            for k, mine in enumerate(spans):
-                jac[1 + 3 * k, mine], jac[2 + 3 * k, mine], jac[3 + 3 * k, mine] = turn[mine], along_x[mine], along_y[mine]
-            jac[n_geo + 1], jac[n_geo + 2] = mv, mv * mv
-            if fit_blur:
-                jac[n_geo + 3] = -0.5 * slope * lv
-            np.multiply(jac, w, out=jw)
-            h = jw @ jac.T
-            g = jw @ res
+            mv2 = mv * mv
+            d_blur = -0.5 * slope * lv if fit_blur else None
+            h, g = np.zeros((n_par, n_par)), np.zeros(n_par)
+            for par, block, mine in zip(own, blocks, spans):
+                block[:4] = d_scale[mine], turn[mine], along_x[mine], along_y[mine]
+                block[5:7] = mv[mine], mv2[mine]
+                if fit_blur:
+                    block[7] = d_blur[mine]
+                weighted = block * w[mine]
+                h[np.ix_(par, par)] += weighted @ block.T
+                g[par] += weighted @ res[mine]
             try:
-                step = -np.linalg.solve(h + 1e-9 * np.eye(len(h)) * np.trace(h), g)
+                step = -np.linalg.solve(h + ridge * np.trace(h), g)
             except np.linalg.LinAlgError:
                 break
             geo += step[:n_geo]
@@ -347,12 +360,14 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 break
         if level < len(levels):
             continue  # what the fit kept is read on the last level only
+        edges_f = fixed_i.edges() if edge_shares else None
         kept = []
         for k, mine in enumerate(spans):
             n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
             n_region = max(int(np.count_nonzero(in_region[k])), 1)
             kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / n_region,
-                         _usable_edge_share(edges_f, in_region[k], usable_f, clipped_m, geo, k, radius)))
+                         _usable_edge_share(edges_f, in_region[k], usable_f, clipped_m, geo, k, radius)
+                         if edge_shares else np.nan))
         if not fit_blur and min(k[0] for k in kept) > 6:
             try:
                 cov = np.linalg.inv(h)[:n_geo, :n_geo] * residual_sd ** 2 * (len(w) / max(w.sum(), 1.0))

@@ -79,7 +79,8 @@ def backward_fit(fixed: FitImage, moving: FitImage, regions: list[np.ndarray], f
     """Register the pair the other way (moving -> fixed) from the inverse of the forward fit, on
     the bones' regions carried into the moving image, on the middle level only (the start is
     already close, and a consistency check needs hundredths of a pixel, not thousandths): a cheap,
-    largely independent second reading of the same joint."""
+    largely independent second reading of the same joint (its edge shares, which nothing reads,
+    are left out)."""
     # Carried over only where that level reads them (every LEVELS_STRIDE-th pixel): a quarter of the warps.
     stride = LEVELS_STRIDE[BACKWARD_LEVEL]
     shape = fixed.pixels.shape
@@ -89,7 +90,7 @@ def backward_fit(fixed: FitImage, moving: FitImage, regions: list[np.ndarray], f
                     for r, b in zip(regions, fit.bones)]
     inits = [inverse(b.motion, shape) for b in fit.bones]
     return refine_bones(moving, fixed, back_regions, inits, max_iter=BACKWARD_MAX_ITER,
-                        levels=(BACKWARD_LEVEL,), blur_px2=-fit.blur_px2)
+                        levels=(BACKWARD_LEVEL,), blur_px2=-fit.blur_px2, edge_shares=False)
 
 
 def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -32,11 +32,11 @@ def valley_depth(roi: np.ndarray, reach_px: int, smooth_px: float = 1.5) -> np.n
     img = ndimage.gaussian_filter(np.asarray(roi, dtype=np.float64), smooth_px)
     pad = np.pad(img, ((reach_px, reach_px), (0, 0)), mode="edge")
     rows = img.shape[0]
-    above = np.full_like(img, -np.inf)
-    below = np.full_like(img, -np.inf)
-    for d in range(1, reach_px + 1):
-        above = np.maximum(above, pad[reach_px - d:reach_px - d + rows])
-        below = np.maximum(below, pad[reach_px + d:reach_px + d + rows])
+    # Running maxima over reach_px rows of the padded copy (window k covers rows k - h ..
+    # k - h + reach_px - 1): the `reach_px` rows just above row y start at padded row y, those
+    # just below at y + reach_px + 1.
+    run, h = ndimage.maximum_filter1d(pad, reach_px, axis=0), reach_px // 2
+    above, below = run[h:h + rows], run[reach_px + 1 + h:reach_px + 1 + h + rows]
     return np.minimum(above, below) - img
 
 
@@ -55,12 +55,13 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     # of one padded buffer, made once and refilled per column.
     padded = np.full(rows + 2 * max_step, np.inf)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * max_step + 1)
+    cand = np.empty(windows.shape)
     for x in range(1, cols):
         padded[max_step:max_step + rows] = acc
-        cand = windows + penalty
-        step = np.argmin(cand, axis=1)  # the first of equal ones wins
-        back[:, x] = idx + step - max_step
+        np.add(windows, penalty, out=cand)
+        back[:, x] = step = cand.argmin(axis=1)  # the first of equal ones wins
         acc = cand[idx, step] + cost[:, x]
+    back += idx[:, None] - max_step  # window offsets -> rows
     path = np.empty(cols, dtype=np.int64)
     path[-1] = int(np.argmin(acc))
     for x in range(cols - 1, 0, -1):

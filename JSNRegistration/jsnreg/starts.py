@@ -36,6 +36,19 @@ def _low_res_points(shape: tuple[int, int], factor: float, pad: int):
     return gx, gy, (n_rows, n_cols)
 
 
+def _fft_len(n: int) -> int:
+    """The smallest length >= n with no prime factor above 7: where an FFT is fast (58 px: a
+    factor 29, twice the time of 60)."""
+    while True:
+        m = n
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def _parabola(minus: float, mid: float, plus: float) -> float:
     """Offset (-0.5..0.5) of the peak of a parabola through three equally spaced samples."""
     denom = minus - 2 * mid + plus
@@ -67,13 +80,15 @@ def search_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
     qx = cx + np.cos(t) * (pxx - cx) - np.sin(t) * (pyy - cy)
     qy = cy + np.sin(t) * (pxx - cx) + np.cos(t) * (pyy - cy)
     m_pad = linear_reader(qx.ravel(), qy.ravel(), shape)(m_s).reshape(qx.shape)
-    m_spec, m2_spec = np.fft.rfft2(m_pad), np.fft.rfft2(m_pad ** 2)  # (rotation, row, col)
-    pad_shape = pxx.shape
+    # Transforms zero-padded to a fast length: the kernel (the unpadded grid) at an offset up to
+    # 2 reach still ends within the padded image, so nothing wraps round.
+    fft_shape = tuple(_fft_len(n) for n in pxx.shape)
+    m_spec, m2_spec = np.fft.rfft2(m_pad, s=fft_shape), np.fft.rfft2(m_pad ** 2, s=fft_shape)  # (rotation, row, col)
     n_off = 2 * reach + 1
 
     def correlate(spectrum: np.ndarray, kernel_spectrum: np.ndarray) -> np.ndarray:
         """sum_p kernel(p) image(p + offset) for every offset 0..2 reach (no wrap-around), per rotation."""
-        return np.fft.irfft2(spectrum * np.conj(kernel_spectrum), s=pad_shape)[:, :n_off, :n_off]
+        return np.fft.irfft2(spectrum * np.conj(kernel_spectrum), s=fft_shape)[:, :n_off, :n_off]
 
     offsets = np.arange(-reach, reach + 1)
     out = []
@@ -86,8 +101,8 @@ def search_bones(fixed: np.ndarray, moving: np.ndarray, regions: list[np.ndarray
         fc = (f_low - np.sum(w * f_low) / w.sum()) * w
         var_f = np.sum(fc * (f_low - np.sum(w * f_low) / w.sum()))
         # Weighted NCC for every shift at once: three correlations of the padded moving image.
-        k_fc = np.fft.rfft2(fc, s=pad_shape)
-        k_w = np.fft.rfft2(w, s=pad_shape)
+        k_fc = np.fft.rfft2(fc, s=fft_shape)
+        k_w = np.fft.rfft2(w, s=fft_shape)
         num = correlate(m_spec, k_fc)
         s1 = correlate(m_spec, k_w)
         s2 = correlate(m2_spec, k_w)

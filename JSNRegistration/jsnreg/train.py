@@ -74,7 +74,7 @@ def _encode_one(pair, residual_rng: np.random.Generator | None, stage: str = "co
         return network_input(pair.fixed, pair.moving, pair.upper_mask), motions_to_params(pair.upper, pair.lower, shape)
     ranges, zoom, _ = STAGES[stage]
     rest = [_residual(residual_rng, ranges) for _ in range(2)]
-    estimate = tuple(compose(inverse(r, shape), t, shape) for r, t in zip(rest, (pair.upper, pair.lower)))
+    estimate = tuple(compose(inverse(r, shape), t) for r, t in zip(rest, (pair.upper, pair.lower)))
     return (network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate, zoom=zoom),
             motions_to_params(*rest, shape, zoom))
 

@@ -106,4 +106,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
 
 
 if __name__ == "__main__":
+    from .heap import keep_freed_memory
+
+    keep_freed_memory()
     sys.exit(main())
