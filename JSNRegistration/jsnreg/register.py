@@ -115,10 +115,11 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, r
                       fit: RefineResult) -> dict:
     """The fit with the split on the runner-up joint line (split.split_candidates), refined from the
     kept fit on the two finer levels (its minimum lies within a few px; the finest level alone missed
-    one of the real val pairs' wrong splits, all three levels gave the same as two): how far its JSN is from the kept one (px) and how much higher its robust cost is at a
-    common noise scale (`cost_gap`, < 0: the runner-up explains the follow-up better). A physis or
-    another dark line beside the joint space can be as good a split; the bone that the band between
-    the two lines moves with then decides the JSN."""
+    one of the real val pairs' wrong splits, all three levels gave the same as two): how far its JSN
+    is from the kept one (px) and how much higher its robust cost is at a common noise scale
+    (`cost_gap`, < 0: the runner-up explains the follow-up better). A physis or another dark line
+    beside the joint space can be as good a split; the bone that the band between the two lines
+    moves with then decides the JSN."""
     mask = split.upper_mask_from_rows(smoothed.shape, runner_up_rows)
     if min(mask.mean(), 1 - mask.mean()) < MIN_REGION_FRAC:
         return {"jsn_diff_px": None, "cost_gap": None}

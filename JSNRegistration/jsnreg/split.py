@@ -69,16 +69,6 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     return path
 
 
-def _gully_cost(roi: np.ndarray, reach_frac: float, centre_weight: float) -> tuple[np.ndarray, float]:
-    """Per-pixel cost of the gully path (low in a deep valley near the middle row) and its step cost."""
-    rows = roi.shape[0]
-    reach = max(3, int(round(reach_frac * rows)))
-    scale = float(np.ptp(roi)) or 1.0
-    centre = (rows - 1) / 2.0
-    prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
-    return prior - valley_depth(roi, reach), 0.02 * scale
-
-
 def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
                pull_half_px: float | None = None) -> np.ndarray:
     """Boundary between the upper and lower bone: one row (float, px) per column of the ROI.
