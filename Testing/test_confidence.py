@@ -73,3 +73,17 @@ def test_the_flag_names_the_signal_that_raises_the_error_scale():
     features["log_sd_jsn"] += 3 * cal.scale[cm.FEATURES.index("log_sd_jsn")]  # far less precise than usual
     features["inlier_fraction"] += 2 * cal.scale[cm.FEATURES.index("inlier_fraction")]  # a better fit than usual
     assert cal.weakest_signal(features) == "log_sd_jsn"
+
+
+def test_a_result_is_flagged_exactly_below_the_flag_confidence():
+    """The flag reason quotes the threshold as a confidence: flagged <=> confidence below it."""
+    cal = cm.load()
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(200):
+        features = dict(zip(cm.FEATURES, cal.mean + cal.scale * rng.normal(0, 2, len(cm.FEATURES))))
+        if abs(cal.confidence(features) - cal.flag_confidence) > 1e-9:
+            assert cal.flagged(features) == (cal.confidence(features) < cal.flag_confidence)
+            seen.add(cal.flagged(features))
+    assert seen == {True, False}  # both sides of the threshold were drawn
+    assert 0.9 < cal.flag_confidence < 1.0

@@ -69,6 +69,12 @@ class Calibration:
     def flagged(self, signals: dict) -> bool:
         return self.error_scale_px(signals) > self.flag_scale_px
 
+    @property
+    def flag_confidence(self) -> float:
+        """The confidence at the flag threshold: a result is flagged below it (about 0.99, so a flagged
+        result's confidence, rounded to two decimals, can still read 0.99)."""
+        return float(1.0 - np.exp(-GOOD_PX / self.flag_scale_px))
+
     def weakest_signal(self, signals: dict) -> str:
         """The feature that raises the predicted error scale most (pulls the confidence down most)."""
         z = (feature_vector(signals) - self.mean) / self.scale

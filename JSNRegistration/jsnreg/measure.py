@@ -147,7 +147,8 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
     confidence = cal.confidence(features)
     reasons = hard_reasons(fit, start_info, raw, shape)
     if cal.flagged(features):
-        reasons.append(f"low confidence {confidence:.2f}: " + SIGNAL_TEXT[cal.weakest_signal(features)].format(**raw))
+        reasons.append(f"confidence {confidence:.3f}, below the flag's {cal.flag_confidence:.3f}: "
+                       + SIGNAL_TEXT[cal.weakest_signal(features)].format(**raw))
     details = {**{k: float(v) for k, v in raw.items()}, "network_refine_diff_px": raw["net_diff_px"],
                "usable_fraction": fit.usable_fraction, "blur_difference_px2": fit.blur_px2,
                "tone_curve": list(fit.tone), "features": features,
