@@ -497,7 +497,9 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
 def source_of(image: str) -> str:
     """Where a real pair's hand comes from: "adult" (adult-annotated/, RA patients' films at a nominal
     0.3 mm/px) or "children" (rsna-bone-age/)."""
-    return "adult" if image.startswith("adult-annotated/") else "children"
+    from .real_hands import ADULT_DIR
+
+    return "adult" if image.startswith(ADULT_DIR + "/") else "children"
 
 
 def by_source(records: list[dict], methods) -> list[dict]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .detect import BAND_MM, centre_offset
+from .detect import _profile, centre_offset
 
 FILTERS = Path(__file__).parent / "data" / "detect_filters.json"
 R_STEPS = 60.0  # sampling steps per palm radius (0.5-0.75 mm on the RSNA hands)
@@ -264,15 +264,12 @@ def _recentred(image: np.ndarray, hand, name: str, xy: np.ndarray, distal: np.nd
 def _darkest_along(image: np.ndarray, xy: np.ndarray, distal: np.ndarray, mm: float,
                    window_mm: float = SNAP_MM) -> np.ndarray:
     """xy moved along its finger (distal: unit vector towards the tip) onto the darkest line across it
-    (the mean over BAND_MM either side of the axis, every 0.1 mm) within window_mm; xy itself when
+    (detect._profile: the mean across a 3 mm band, every 0.1 mm) within window_mm; xy itself when
     that line is at the window's end (a slope, not a valley: the bone's end or a band's edge)."""
     along = np.arange(-window_mm, window_mm + 1e-6, 0.1) / mm
-    across = np.arange(-BAND_MM, BAND_MM + 0.01, 0.25) / mm
-    normal = np.array([-distal[1], distal[0]])
-    xs = xy[0] + along[:, None] * distal[0] + across[None] * normal[0]
-    ys = xy[1] + along[:, None] * distal[1] + across[None] * normal[1]
-    k = int(np.argmin(ndimage.map_coordinates(image, [ys, xs], order=1, mode="nearest").mean(axis=1)))
+    k = int(np.argmin(_profile(image, xy + along[:, None] * distal, mm)))
     return xy if k in (0, len(along) - 1) else xy + distal * along[k]
+
 
 def _cut_thumb(joints: list, radius: float) -> set:
     """{"IP1"} when the refined IP1 lies closer to MCP1 than a thumb's proximal phalanx can be long
