@@ -440,6 +440,10 @@ def test_cli_quantify_detects_when_no_joints_given(case, tmp_path, capsys):
     assert "detected" in (out / "results.csv").read_text()
     session = json.loads((out / "session.json").read_text())
     assert {(j["source"], j["moved"]) for j in session["joints"]} == {("detected", False)}
+    # each joint keeps its detection's confidence, in the results and the session
+    confidences = [j["position"]["detect_confidence"] for j in data["joints"]]
+    assert [j["detect_confidence"] for j in session["joints"]] == confidences
+    assert all(0.0 < c <= 1.0 for c in confidences)
     assert "detected" in (out / "report.html").read_text()
 
 
@@ -486,6 +490,45 @@ def test_session_keeps_source_and_moved_and_old_files_load(case, tmp_path):
     path.write_text(json.dumps(data))
     old = load_session(path)
     assert (old.joints[0].source, old.joints[0].moved) == ("manual", False)
+
+
+def test_a_doubtful_detection_flags_its_measurement_until_moved(case, tmp_path):
+    from jsnreg.joints import DOUBTFUL_DETECTION, JointSpec
+    from jsnreg.quantify import quantify
+    from jsnreg.session import Session, load_session, save_session
+
+    base, follow = read_radiograph(case["baseline"]), read_radiograph(case["followup"])
+    given = {j.name: j for j in load_joints_json(case["joints"])}
+    low = DOUBTFUL_DETECTION - 0.1
+    specs = [JointSpec("MCP2", given["MCP2"].x, given["MCP2"].y, source="detected", detect_confidence=low),
+             JointSpec("MCP3", given["MCP3"].x, given["MCP3"].y, source="detected", moved=True,
+                       detect_confidence=low),
+             JointSpec("PIP2", given["PIP2"].x, given["PIP2"].y, source="detected", detect_confidence=0.9),
+             JointSpec("PIP3", given["PIP3"].x, given["PIP3"].y)]
+    results = {r.name: r for r in quantify(base, follow, specs)}
+    doubtful = results.pop("MCP2")
+    assert doubtful.flagged and f"detected with confidence {low:.2f}" in doubtful.flag_reason
+    assert doubtful.position["detect_confidence"] == low
+    # moved by the user, confident, or placed by hand: no doubt about the place
+    assert not any("placement" in r.flag_reason for r in results.values())
+    assert "detect_confidence" not in results["PIP3"].position
+    path = tmp_path / "s.json"
+    save_session(Session.from_run(case["baseline"], case["followup"], base, follow, specs, None,
+                                  [doubtful, *results.values()]), path)
+    again = [j.spec() for j in load_session(path).joints]
+    assert [s.detect_confidence for s in again] == [low, low, 0.9, None]
+    assert [bool(s.placement_doubt()) for s in again] == [True, False, False, False]
+
+
+def test_joints_file_reads_a_detection_confidence(tmp_path):
+    from jsnreg.joints import joints_from_entries, joints_to_json
+
+    specs = joints_from_entries([{"name": "MCP2", "x": 1, "y": 2, "source": "detected", "detect_confidence": 0.4},
+                                 {"name": "PIP2", "x": 3, "y": 4}])
+    assert [s.detect_confidence for s in specs] == [0.4, None]
+    assert [s.detect_confidence for s in joints_from_entries(joints_to_json(specs)["joints"])] == [0.4, None]
+    with pytest.raises(InputError, match="detect_confidence"):
+        joints_from_entries([{"name": "MCP2", "x": 1, "y": 2, "detect_confidence": 1.5}])
 
 
 def test_bench_scoring_counts_each_outcome():

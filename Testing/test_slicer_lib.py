@@ -482,7 +482,7 @@ def test_detected_joints_land_on_an_anisotropic_volume(tmp_path):
 def test_detected_points_follow_the_detector_and_joint_sources():
     from types import SimpleNamespace
 
-    from JSNRegistrationLib.detection import detected_points, joint_sources
+    from JSNRegistrationLib.detection import detected_points, detected_record, joint_sources
 
     fake = [SimpleNamespace(name="MCP2", x=9.0, y=4.0, confidence=0.8), SimpleNamespace(name="IP1", x=1.0, y=2.0,
                                                                                          confidence=0.3)]
@@ -491,11 +491,19 @@ def test_detected_points_follow_the_detector_and_joint_sources():
     assert np.allclose(points[0]["ijk"], [9.0, (4.0 + 0.5) / 2.5 - 0.5, 0.0]) and points[1]["confidence"] == 0.3
     assert detected_points(np.zeros((5, 5)), 0.1, (1, 1), np.eye(4), detect=lambda px, mm: []) == []
 
-    detected = {"MCP2": [1.0, 2.0, 0.0], "PIP2": [5.0, 5.0, 0.0]}
-    assert joint_sources(["MCP2", "PIP2", "IP1"], [[1.0, 2.0, 0.0], [5.0, 5.3, 0.0], [0, 0, 0]], detected) == [
-        ("detected", False), ("detected", True), ("manual", False)]
-    entries = conversions.joint_entries(["MCP2"], np.array([[3.0, 4.0]]), [("detected", True)])
-    assert entries == [{"name": "MCP2", "x": 3.0, "y": 4.0, "source": "detected", "moved": True}]
+    detected = detected_record([{"name": "MCP2", "ras": (1.0, 2.0, 0.0), "confidence": 0.8},
+                                {"name": "PIP2", "ras": (5.0, 5.0, 0.0), "confidence": 0.3}])
+    assert json.loads(json.dumps(detected)) == detected  # kept as a node attribute
+    points_ras = [[1.0, 2.0, 0.0], [5.0, 5.3, 0.0], [0, 0, 0]]
+    assert joint_sources(["MCP2", "PIP2", "IP1"], points_ras, detected) == [
+        ("detected", False, 0.8), ("detected", True, 0.3), ("manual", False, None)]
+    # a scene saved before the confidences were kept: positions only
+    assert joint_sources(["MCP2"], points_ras[:1], {"MCP2": [1.0, 2.0, 0.0]}) == [("detected", False, None)]
+    entries = conversions.joint_entries(["MCP2", "PIP2"], np.array([[3.0, 4.0], [5.0, 6.0]]),
+                                        [("detected", True, 0.3), ("detected", False, None)])
+    assert entries == [{"name": "MCP2", "x": 3.0, "y": 4.0, "source": "detected", "moved": True,
+                        "detect_confidence": 0.3},
+                       {"name": "PIP2", "x": 5.0, "y": 6.0, "source": "detected", "moved": False}]
     assert "source" not in conversions.joint_entries(["MCP2"], np.array([[3.0, 4.0]]))[0]
 
 

@@ -110,12 +110,14 @@ def joint_xy(points_ras, ras_to_ijk_matrix: np.ndarray, shape_rows_cols: tuple[i
 
 def joint_entries(names: list[str], xy: np.ndarray, sources=None) -> list[dict]:
     """The request's joint list from names and (N, 2) baseline pixel positions, with each joint's
-    (source, moved) when given (detection.joint_sources)."""
+    (source, moved, detection confidence) when given (detection.joint_sources)."""
     if not names:
         raise InputError("no joints placed: click the joints on the baseline radiograph first")
     entries = [{"name": n.strip(), "x": float(x), "y": float(y)} for n, (x, y) in zip(names, xy)]
-    for entry, (source, moved) in zip(entries, sources or []):
+    for entry, (source, moved, confidence) in zip(entries, sources or []):
         entry.update(source=source, moved=moved)
+        if confidence is not None:
+            entry["detect_confidence"] = float(confidence)
     return entries
 
 

@@ -34,15 +34,23 @@ def detected_points(pixels: np.ndarray, spacing_mm: float, zoom_xy, ijk_to_ras_m
 MOVED_TOLERANCE_MM = 0.05  # closer than this to where it was detected = not moved (rounding of positions)
 
 
-def joint_sources(names: list[str], points_ras, detected_ras: dict) -> list[tuple[str, bool]]:
-    """(source, moved) per point for the request: "detected" for a point that still has the name it
-    was detected with, moved when it is no longer where the detector put it; else "manual"."""
+def detected_record(points: list[dict]) -> dict:
+    """What the markups list keeps of a detection: {name: {"ras", "confidence"}} (JSON-able)."""
+    return {p["name"]: {"ras": list(p["ras"]), "confidence": p["confidence"]} for p in points}
+
+
+def joint_sources(names: list[str], points_ras, detected: dict) -> list[tuple[str, bool, float | None]]:
+    """(source, moved, detection confidence) per point for the request: "detected" for a point that
+    still has the name it was detected with, moved when it is no longer where the detector put it;
+    else ("manual", False, None). detected: detected_record's form (or {name: ras}, without confidences)."""
     points_ras = np.atleast_2d(np.asarray(points_ras, dtype=float)) if len(names) else np.zeros((0, 3))
     sources = []
     for name, ras in zip(names, points_ras):
-        if name.strip() in detected_ras:
-            shift_mm = float(np.linalg.norm(ras - np.asarray(detected_ras[name.strip()], dtype=float)))
-            sources.append(("detected", shift_mm > MOVED_TOLERANCE_MM))
-        else:
-            sources.append(("manual", False))
+        entry = detected.get(name.strip())
+        if entry is None:
+            sources.append(("manual", False, None))
+            continue
+        at, confidence = (entry["ras"], entry["confidence"]) if isinstance(entry, dict) else (entry, None)
+        shift_mm = float(np.linalg.norm(ras - np.asarray(at, dtype=float)))
+        sources.append(("detected", shift_mm > MOVED_TOLERANCE_MM, confidence))
     return sources

@@ -19,7 +19,7 @@ from slicer.i18n import tr as _
 
 from . import conversions, display
 from .dependencies import missing_requirements
-from .detection import detected_points, joint_sources
+from .detection import detected_points, detected_record, joint_sources
 from .naming import auto_joint_label
 from .runner import WorkerRunner, measure_arguments, new_run_folder, python_path_with, report_arguments
 
@@ -109,7 +109,7 @@ def detect_joints(baseline_volume, markups_node, spacing_given_mm: float) -> lis
                 count=markups_node.GetNumberOfControlPoints(), name=markups_node.GetName(), found=len(points))):
         return []
     markups_node.RemoveAllControlPoints()
-    markups_node.SetAttribute(DETECTED_ATTRIBUTE, json.dumps({point["name"]: point["ras"] for point in points}))
+    markups_node.SetAttribute(DETECTED_ATTRIBUTE, json.dumps(detected_record(points)))
     for point in points:  # added from here, so auto-naming leaves the detector's names alone
         index = markups_node.AddControlPoint(vtk.vtkVector3d(*point["ras"]), point["name"])
         description = _("detected, confidence {c:.2f}").format(c=point["confidence"])

@@ -349,7 +349,7 @@ def detected_specs(pixels, spacing_mm: float, names=None) -> list:
     if not found:
         raise InputError("no joints detected" + (f" among {', '.join(names)}" if names else "")
                          + ": place them with --joint NAME=X,Y or --joints FILE.json")
-    return [JointSpec(j.name, j.x, j.y, source="detected") for j in found]
+    return [JointSpec(j.name, j.x, j.y, source="detected", detect_confidence=float(j.confidence)) for j in found]
 
 
 def _workers(args) -> int:

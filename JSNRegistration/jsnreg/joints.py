@@ -18,6 +18,9 @@ STANDARD_JOINTS = (
 # The ten joints of the published work: the default set (DIPs stay available).
 DEFAULT_JOINTS = STANDARD_JOINTS[:10]
 JOINT_SOURCES = ("manual", "detected")
+# A detected joint less likely than not within 2 mm of its joint (jsnreg.detect_confidence): its
+# measurement is flagged until a user looks at its place (an ROI off the joint may take a physis).
+DOUBTFUL_DETECTION = 0.5
 
 
 @dataclass
@@ -26,7 +29,8 @@ class JointSpec:
 
     followup_xy, when given, overrides the automatic search for the joint in the follow-up.
     source: "detected" (placed by jsnreg.detect) or "manual" (placed by a user);
-    moved: a detected joint the user then moved.
+    moved: a detected joint the user then moved;
+    detect_confidence: a detected joint's P(within 2 mm and named right), None when not detected.
     """
 
     name: str
@@ -35,10 +39,21 @@ class JointSpec:
     followup_xy: tuple[float, float] | None = None
     source: str = "manual"
     moved: bool = False
+    detect_confidence: float | None = None
 
     def placed(self) -> str:
         """How the joint was placed, as the reports and tables say it."""
         return f"{self.source}, moved" if self.moved else self.source
+
+    def placement_doubt(self) -> str:
+        """Why to look at where the joint is before trusting its measurement ("" when there is no doubt):
+        a detected joint left where the detector put it with a confidence below DOUBTFUL_DETECTION."""
+        if self.source != "detected" or self.moved or self.detect_confidence is None:
+            return ""
+        if self.detect_confidence >= DOUBTFUL_DETECTION:
+            return ""
+        return (f"placement: detected with confidence {self.detect_confidence:.2f}, "
+                f"below {DOUBTFUL_DETECTION:.2f}: check the joint's place")
 
 
 def next_joint_name(taken: list[str] | tuple[str, ...]) -> str:
@@ -67,7 +82,8 @@ def _number(value, what: str) -> float:
 
 
 def joints_from_entries(entries) -> list[JointSpec]:
-    """JointSpecs from JSON entries [{name, x, y, optional followup_x, followup_y, source, moved}];
+    """JointSpecs from JSON entries [{name, x, y, optional followup_x, followup_y, source, moved,
+    detect_confidence}];
     InputError names the bad entry."""
     if not isinstance(entries, list) or not entries:
         raise InputError("'joints' must be a non-empty list of {name, x, y}")
@@ -94,7 +110,10 @@ def joints_from_entries(entries) -> list[JointSpec]:
         moved = e.get("moved", False)
         if not isinstance(moved, bool):
             raise InputError(f"joint {name}: moved must be true or false, got {moved!r}")
-        specs.append(JointSpec(name.strip(), x, y, follow, source, moved))
+        confidence = e.get("detect_confidence")
+        if confidence is not None:
+            confidence = validate.number(confidence, f"joint {name}: detect_confidence", 0.0, 1.0)
+        specs.append(JointSpec(name.strip(), x, y, follow, source, moved, confidence))
     names = [s.name for s in specs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -119,6 +138,8 @@ def joints_to_json(specs: list[JointSpec]) -> dict:
     out = []
     for s in specs:
         e = {"name": s.name, "x": s.x, "y": s.y, "source": s.source, "moved": s.moved}
+        if s.detect_confidence is not None:
+            e["detect_confidence"] = s.detect_confidence
         if s.followup_xy is not None:
             e["followup_x"], e["followup_y"] = s.followup_xy
         out.append(e)

@@ -187,6 +187,12 @@ def _measure_joint(baseline: Radiograph, followup: Radiograph, engine: Engine, s
     result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
                                      refine=settings.refine, name=joint.name)
     result.position = place.to_dict() | {"source": joint.source, "moved": joint.moved}
+    if joint.detect_confidence is not None:
+        result.position["detect_confidence"] = joint.detect_confidence
+    doubt = joint.placement_doubt()
+    if doubt:
+        result.flagged = True
+        result.flag_reason = "; ".join(r for r in (result.flag_reason, doubt) if r)
     return result
 
 

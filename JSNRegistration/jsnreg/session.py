@@ -90,7 +90,8 @@ class JointRecord:
 
     upper_mask: the user's upper-region mask on the baseline ROI (bool array), None = automatic split.
     source: "detected" (jsnreg.detect placed it) or "manual"; moved: a detected joint the user moved
-    (sessions written before these fields load as manual, not moved).
+    (sessions written before these fields load as manual, not moved); detect_confidence: a detected
+    joint's confidence (jsnreg.detect_confidence), None otherwise.
     """
 
     name: str
@@ -101,11 +102,13 @@ class JointRecord:
     upper_mask: np.ndarray | None = None
     source: str = "manual"
     moved: bool = False
+    detect_confidence: float | None = None
 
     def spec(self) -> JointSpec:
         """The joint to measure again: the follow-up position kept only when the user set it."""
         follow = self.followup_xy if self.followup_set_by_user else None
-        return JointSpec(self.name, self.baseline_xy[0], self.baseline_xy[1], follow, self.source, self.moved)
+        return JointSpec(self.name, self.baseline_xy[0], self.baseline_xy[1], follow, self.source, self.moved,
+                         self.detect_confidence)
 
 
 @dataclass
@@ -156,7 +159,8 @@ class Session:
                                        tuple(map(float, follow)) if follow is not None else None,
                                        baseline_set_by_user=j.source == "manual" or j.moved,
                                        followup_set_by_user=j.followup_xy is not None,
-                                       upper_mask=user_masks.get(j.name), source=j.source, moved=j.moved))
+                                       upper_mask=user_masks.get(j.name), source=j.source, moved=j.moved,
+                                       detect_confidence=j.detect_confidence))
         if dataclasses.is_dataclass(settings):
             settings = dataclasses.asdict(settings)
         session = cls(ImageRecord.from_file(baseline_path, baseline.spacing_mm, baseline.meta),
@@ -263,7 +267,7 @@ def to_json(session: Session, session_dir: Path) -> dict:
              "followup_xy": list(j.followup_xy) if j.followup_xy is not None else None,
              "baseline_set_by_user": j.baseline_set_by_user, "followup_set_by_user": j.followup_set_by_user,
              "upper_mask": encode_mask(j.upper_mask) if j.upper_mask is not None else None,
-             "source": j.source, "moved": j.moved}
+             "source": j.source, "moved": j.moved, "detect_confidence": j.detect_confidence}
         joints.append(d)
     return {
         "schema": SCHEMA, "version": VERSION,
@@ -292,7 +296,8 @@ def from_json(data: dict, session_dir: Path) -> Session:
                           tuple(j["followup_xy"]) if j.get("followup_xy") is not None else None,
                           bool(j.get("baseline_set_by_user", True)), bool(j.get("followup_set_by_user", False)),
                           decode_mask(j["upper_mask"]) if j.get("upper_mask") else None,
-                          str(j.get("source", "manual")), bool(j.get("moved", False)))
+                          str(j.get("source", "manual")), bool(j.get("moved", False)),
+                          None if j.get("detect_confidence") is None else float(j["detect_confidence"]))
               for j in data["joints"]]
     return Session(records["baseline"], records["followup"], float(data["spacing_mm"]), joints,
                    dict(data.get("settings", {})), [JointResult.from_dict(r) for r in data["results"]],
@@ -371,6 +376,8 @@ def check_session_json(data: dict) -> None:
         for flag in ("baseline_set_by_user", "followup_set_by_user"):
             if not isinstance(j.get(flag, False), bool):
                 raise InputError(f"joints[{k}].{flag} must be true or false")
+        if j.get("detect_confidence") is not None:
+            validate.number(j["detect_confidence"], f"joints[{k}].detect_confidence", 0.0, 1.0)
     for k, r in enumerate(results):
         what = f"results[{k}]"
         r = _obj(r, what)

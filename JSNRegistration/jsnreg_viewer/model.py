@@ -130,7 +130,8 @@ class Workspace:
         found = detect_joints(self.baseline.pixels, self.baseline.spacing_mm)
         kept = [j for j in self.joints if j.source == "manual" or j.moved]
         taken = {j.name for j in kept}
-        added = [JointSpec(d.name, d.x, d.y, source="detected") for d in found if d.name not in taken]
+        added = [JointSpec(d.name, d.x, d.y, source="detected", detect_confidence=float(d.confidence))
+                 for d in found if d.name not in taken]
         self.joints = kept + added
         for name in list(self.results):
             if name not in taken:

@@ -111,7 +111,9 @@ def measure_pair(task: dict) -> dict:
     except InputError as exc:
         out["rows"] = [{"joint": j["name"], "status": f"failed: {exc}"} for j in task["joints"]]
         return out
-    specs = [JointSpec(j["name"], j["x"], j["y"]) for j in task["joints"]]
+    # Detected joints carry their detection's confidence; a joints file's are manual.
+    specs = [JointSpec(j["name"], j["x"], j["y"], source="detected" if "confidence" in j else "manual",
+                       detect_confidence=j.get("confidence")) for j in task["joints"]]
     try:
         results = quantify(base, follow, specs, settings, engine=engine)
     except InputError:
