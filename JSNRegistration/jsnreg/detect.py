@@ -289,6 +289,12 @@ BASE_GAP_R = 0.5
 ISOLATED_RAD = np.radians(60.0)  # seen from the palm centre, neighbouring fingertips are < 60 deg apart
 MISSING_GAP_R = 0.72
 THUMB_MISSING_INDEX_R = 2.3
+# The thumb's base lies 0.85-1.4 palm radii from the index finger's on the train and val hands; with the
+# thumb cut off by the film's edge (those hands cropped beside the thumb, between MCP1 and IP1) the end
+# fingers' gaps are 0.70 at most, 0.79-0.81 where a hidden ring finger leaves the little finger's apart
+# (train 4476). Below this neither end finger of a hand showing fewer than five is a thumb: the little
+# finger would otherwise be named the thumb and every finger misnamed. Five fingers always include it.
+THUMB_GAP_R = 0.82
 
 
 def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
@@ -299,15 +305,22 @@ def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
     The thumb is the end finger whose base is farther from its neighbour's (the first web space
     is the widest); the others are counted from it, a base gap of about two finger widths being a
     missing finger (never a name given twice). PA view, fingers up: a left hand shows its thumb
-    on the image's right."""
+    on the image's right. When fewer than five fingers show and neither end finger's base gap is a
+    thumb's (THUMB_GAP_R), the thumb
+    is not there (cut by the film's edge) and the end finger whose tip lies farther from the palm
+    centre is the index finger (it is longer than the little finger); the side is then the index
+    finger's."""
     gaps = np.linalg.norm(np.diff(bases, axis=0), axis=1) / radius
-    if gaps[-1] > gaps[0]:
+    has_thumb = len(ordered) == 5 or max(gaps[0], gaps[-1]) >= THUMB_GAP_R
+    reach = [np.linalg.norm(f.tip - centre) for f in (ordered[0], ordered[-1])]
+    if (gaps[-1] > gaps[0]) if has_thumb else (reach[1] > reach[0]):
         ordered.reverse()
         bases = bases[::-1]
         gaps = gaps[::-1]
-    ordered[0].digit = 1
-    digit = 2 + (gaps[0] > THUMB_MISSING_INDEX_R)
-    for f, gap in zip(ordered[1:], np.concatenate([[0.0], gaps[1:]])):
+    ordered[0].digit = 1 if has_thumb else 2
+    digit = ordered[0].digit + 1 + (has_thumb and gaps[0] > THUMB_MISSING_INDEX_R)
+    # the thumb's own gap is not a missing finger's (a missing index finger is THUMB_MISSING_INDEX_R's)
+    for f, gap in zip(ordered[1:], np.concatenate([[0.0], gaps[1:]]) if has_thumb else gaps):
         if gap > MISSING_GAP_R:
             digit += int(max(1, round(gap / BASE_GAP_R) - 1))
         f.digit = digit
