@@ -439,6 +439,55 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
     return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names, best)]
 
 
+def _choose_cut_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: float):
+    """_choose_joints for a finger 2-5 whose outline ends at the film's edge (EDGE_PX): its tip, and
+    maybe its distal joints, lie beyond it, so the axis starts an unknown length (0 to the whole
+    tip-to-MCP length, 1 px steps) short of the tip. Each combination of valleys is scored as
+    _choose_joints scores it at its best such length, with its first 0-1 joints (DIP, then PIP) left
+    out when their expected place is beyond the edge (a left-out joint adds nothing to the depth
+    score). Otherwise the tip-to-joint proportions, counted from the edge, name each joint after
+    the next distal one's (fingers cut between DIP and PIP: 65 misnamed, 18 invented on the train
+    and val hands cropped so)."""
+    pos, depth = _valleys(profile, mm)
+    if len(pos) == 0:
+        return []
+    scale = float(np.median(depth)) + 1e-6
+    fr = JOINT_FRACTIONS[finger.digit]
+    names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
+    fractions = np.array([f for _, f in fr])
+    expect = TIP_TO_MCP_R[finger.digit] * radius
+    short = np.arange(0.0, expect, 1.0)  # the length beyond the edge, px
+    best, best_score = None, -np.inf
+    import itertools
+    for left_out in range(len(fr)):
+        for combo in itertools.combinations(range(len(pos)), len(fr) + 1 - left_out):
+            s = pos[list(combo)]
+            length = s[-1] + short
+            score = float(np.sum(np.log(depth[list(combo)] / scale))) - 0.5 * ((length / expect - 1.0) / TIP_TO_MCP_SD) ** 2
+            for f, sj in zip(fractions[left_out:], s[:-1]):
+                score = score - 0.5 * (((sj + short) / length - f) / FRACTION_SD[finger.digit]) ** 2
+            for f in fractions[:left_out]:
+                score = np.where(f * length < short, score, -np.inf)
+            k = int(np.argmax(score))
+            if score[k] > best_score:
+                best, best_score = (left_out, combo), float(score[k])
+    if best is None:
+        return []
+    left_out, combo = best
+    return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names[left_out:], combo)]
+
+
+# A finger's outline tip this close to the image's border (work px) is the film's edge, not its tip
+# (train and val hands as filmed: one of 194 fingers 2-5 there, val 4375's little finger; 13 of 45
+# thumbs, which keep _choose_joints: their IP1 was found, and a thumb's own proportions spread 3x more).
+EDGE_PX = 1.5
+
+
+def _at_edge(tip: np.ndarray, shape: tuple) -> bool:
+    h, w = shape
+    return min(tip[0], tip[1], w - 1 - tip[0], h - 1 - tip[1]) < EDGE_PX
+
+
 def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndarray:
     """The axis point at s moved across the finger onto the bones' centre line (the traced axis
     lags on curved fingers)."""
@@ -528,7 +577,8 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
                 continue
             reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
             axis = f.axis[:reach]
-            for name, s, depth in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
+            choose = _choose_cut_joints if f.digit > 1 and _at_edge(f.tip, small.shape) else _choose_joints
+            for name, s, depth in choose(f, _profile(fine, axis, mm), radius, mm):
                 found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), depth))
         hands.append(_Hand(side, lean, radius, mm, found))
     if not hands:
