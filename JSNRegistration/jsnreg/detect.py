@@ -289,6 +289,12 @@ BASE_GAP_R = 0.5
 ISOLATED_RAD = np.radians(60.0)  # seen from the palm centre, neighbouring fingertips are < 60 deg apart
 MISSING_GAP_R = 0.72
 THUMB_MISSING_INDEX_R = 2.3
+# The thumb's base lies 0.85-1.4 palm radii from the index finger's on the train and val hands; with the
+# thumb cut off by the film's edge (those hands cropped beside the thumb, between MCP1 and IP1) the end
+# fingers' gaps are 0.70 at most, 0.79-0.81 where a hidden ring finger leaves the little finger's apart
+# (train 4476). Below this neither end finger of a hand showing fewer than five is a thumb: the little
+# finger would otherwise be named the thumb and every finger misnamed. Five fingers always include it.
+THUMB_GAP_R = 0.82
 
 
 def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
@@ -299,15 +305,22 @@ def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
     The thumb is the end finger whose base is farther from its neighbour's (the first web space
     is the widest); the others are counted from it, a base gap of about two finger widths being a
     missing finger (never a name given twice). PA view, fingers up: a left hand shows its thumb
-    on the image's right."""
+    on the image's right. When fewer than five fingers show and neither end finger's base gap is a
+    thumb's (THUMB_GAP_R), the thumb
+    is not there (cut by the film's edge) and the end finger whose tip lies farther from the palm
+    centre is the index finger (it is longer than the little finger); the side is then the index
+    finger's."""
     gaps = np.linalg.norm(np.diff(bases, axis=0), axis=1) / radius
-    if gaps[-1] > gaps[0]:
+    has_thumb = len(ordered) == 5 or max(gaps[0], gaps[-1]) >= THUMB_GAP_R
+    reach = [np.linalg.norm(f.tip - centre) for f in (ordered[0], ordered[-1])]
+    if (gaps[-1] > gaps[0]) if has_thumb else (reach[1] > reach[0]):
         ordered.reverse()
         bases = bases[::-1]
         gaps = gaps[::-1]
-    ordered[0].digit = 1
-    digit = 2 + (gaps[0] > THUMB_MISSING_INDEX_R)
-    for f, gap in zip(ordered[1:], np.concatenate([[0.0], gaps[1:]])):
+    ordered[0].digit = 1 if has_thumb else 2
+    digit = ordered[0].digit + 1 + (has_thumb and gaps[0] > THUMB_MISSING_INDEX_R)
+    # the thumb's own gap is not a missing finger's (a missing index finger is THUMB_MISSING_INDEX_R's)
+    for f, gap in zip(ordered[1:], np.concatenate([[0.0], gaps[1:]]) if has_thumb else gaps):
         if gap > MISSING_GAP_R:
             digit += int(max(1, round(gap / BASE_GAP_R) - 1))
         f.digit = digit
@@ -426,6 +439,60 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
     return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names, best)]
 
 
+def _choose_cut_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: float):
+    """_choose_joints for a finger 2-5 whose outline ends at the film's edge (EDGE_PX): its tip, and
+    maybe its distal joints, lie beyond it, so the axis starts an unknown length (0 to the whole
+    tip-to-MCP length, 1 px steps) short of the tip. Each combination of valleys is scored as
+    _choose_joints scores it at its best such length, with its first 0-1 joints (DIP, then PIP) left
+    out when their expected place is beyond the edge (a left-out joint adds nothing to the depth
+    score). Otherwise the tip-to-joint proportions, counted from the edge, name each joint after
+    the next distal one's (fingers cut between DIP and PIP: 65 misnamed, 18 invented on the train
+    and val hands cropped so). A valley within EDGE_VALLEY_MM of the edge is not a joint space."""
+    pos, depth = _valleys(profile, mm)
+    if len(pos) == 0:
+        return []
+    scale = float(np.median(depth)) + 1e-6
+    near = pos * mm < EDGE_VALLEY_MM
+    pos, depth = pos[~near], depth[~near]
+    fr = JOINT_FRACTIONS[finger.digit]
+    names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
+    fractions = np.array([f for _, f in fr])
+    expect = TIP_TO_MCP_R[finger.digit] * radius
+    short = np.arange(0.0, expect, 1.0)  # the length beyond the edge, px
+    best, best_score = None, -np.inf
+    import itertools
+    for left_out in range(len(fr)):
+        for combo in itertools.combinations(range(len(pos)), len(fr) + 1 - left_out):
+            s = pos[list(combo)]
+            length = s[-1] + short
+            score = float(np.sum(np.log(depth[list(combo)] / scale))) - 0.5 * ((length / expect - 1.0) / TIP_TO_MCP_SD) ** 2
+            for f, sj in zip(fractions[left_out:], s[:-1]):
+                score = score - 0.5 * (((sj + short) / length - f) / FRACTION_SD[finger.digit]) ** 2
+            for f in fractions[:left_out]:
+                score = np.where(f * length < short, score, -np.inf)
+            k = int(np.argmax(score))
+            if score[k] > best_score:
+                best, best_score = (left_out, combo), float(score[k])
+    if best is None:
+        return []
+    left_out, combo = best
+    return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names[left_out:], combo)]
+
+
+# A finger's outline tip this close to the image's border (work px) is the film's edge, not its tip
+# (train and val hands as filmed: one of 194 fingers 2-5 there, val 4375's little finger; 13 of 45
+# thumbs, which keep _choose_joints: 10 of their IP1 found, and a thumb's own proportions spread 3x more).
+EDGE_PX = 1.5
+# A joint space shows bone beyond it: on those cropped hands, of the DIPs chosen on valleys within
+# 1.5 mm of the edge 5 were beyond it and 3 misplaced, none found (from 1.5 mm on, 3 of 7 found).
+EDGE_VALLEY_MM = 1.5
+
+
+def _at_edge(tip: np.ndarray, shape: tuple) -> bool:
+    h, w = shape
+    return min(tip[0], tip[1], w - 1 - tip[0], h - 1 - tip[1]) < EDGE_PX
+
+
 def _centred(bone: np.ndarray, axis: np.ndarray, s: float, mm: float) -> np.ndarray:
     """The axis point at s moved across the finger onto the bones' centre line (the traced axis
     lags on curved fingers)."""
@@ -515,7 +582,8 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
                 continue
             reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
             axis = f.axis[:reach]
-            for name, s, depth in _choose_joints(f, _profile(fine, axis, mm), radius, mm):
+            choose = _choose_cut_joints if f.digit > 1 and _at_edge(f.tip, small.shape) else _choose_joints
+            for name, s, depth in choose(f, _profile(fine, axis, mm), radius, mm):
                 found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), depth))
         hands.append(_Hand(side, lean, radius, mm, found))
     if not hands:

@@ -1,5 +1,6 @@
 """`jsnreg bench --detect`: joint detection against annotated real hands, and on variants made
-from them at run time (rotated, mirrored, two hands on one film, a finger removed).
+from them at run time (rotated, mirrored, two hands on one film, a finger removed, the thumb or the
+fingers cut by the film's edge).
 
 Scoring per image, at the image's nominal spacing (TOLERANCE_MM = 2 mm):
 - found: a detection within 2 mm of the annotated joint of the same name;
@@ -141,6 +142,29 @@ def without_finger(pixels: np.ndarray, truth: dict, digit: int) -> tuple[np.ndar
     return out, {n: p for n, p in truth.items() if n not in names}, set(names)
 
 
+def thumb_cut(pixels: np.ndarray, truth: dict, fraction: float = 0.5) -> tuple[np.ndarray, dict, set]:
+    """The image cropped beside the thumb, as a film whose edge cuts the thumb: the columns beyond
+    fraction of the way from MCP1 to IP1 (across the image) are removed. The joints beyond the
+    edge (IP1 at least) must not be reported; the others keep their names."""
+    mcp, ip = np.asarray(truth["MCP1"], float), np.asarray(truth["IP1"], float)
+    edge = int(round(mcp[0] + fraction * (ip[0] - mcp[0])))
+    start = edge if ip[0] < mcp[0] else 0
+    out = np.ascontiguousarray(pixels[:, start:] if start else pixels[:, :edge])
+    moved = {n: np.asarray(p, float) - np.array([start, 0.0]) for n, p in truth.items()}
+    inside = {n: p for n, p in moved.items() if 0 <= p[0] < out.shape[1]}
+    return out, inside, set(truth) - set(inside)
+
+
+def fingers_cut(pixels: np.ndarray, truth: dict, fraction: float = 0.5) -> tuple[np.ndarray, dict, set]:
+    """The image cropped above the fingers (fingers up), as a film whose top edge cuts them: the
+    rows above fraction of the way from DIP3 to PIP3 are removed. The joints beyond the edge (DIP3
+    at least) must not be reported; the others keep their names."""
+    edge = int(round(truth["DIP3"][1] + fraction * (truth["PIP3"][1] - truth["DIP3"][1])))
+    moved = {n: np.asarray(p, float) - np.array([0.0, edge]) for n, p in truth.items()}
+    inside = {n: p for n, p in moved.items() if p[1] >= 0}
+    return np.ascontiguousarray(pixels[edge:]), inside, set(truth) - set(inside)
+
+
 def detection_splits(annotations: dict) -> dict:
     """{image: split} for detection: RSNA hands by their annotation, adult ones by patient
     (jsnreg.real_hands.adult_splits)."""
@@ -203,6 +227,10 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
                 ("rotated -30", *rotated(pixels, truth, -30.0), set()),
                 ("two hands", *two_hands(pixels, truth), set()),
                 ("no finger 3", *without_finger(pixels, truth, 3))]
+        if "MCP1" in truth and "IP1" in truth:
+            made.append(("thumb cut", *thumb_cut(pixels, truth)))
+        if "DIP3" in truth and "PIP3" in truth:
+            made.append(("fingers cut", *fingers_cut(pixels, truth)))
         for label, img, vtruth, removed in made:
             try:
                 detected, refused = detect_joints(img, spacing), ""

@@ -162,7 +162,8 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
     out of proportion to its finger's PIP and DIP searched for again (val 144 -> 145 of 168, train
     2-fold CV 393 of 461 either way); MCP2-5 and DIP joints then on their bones' centre line, PIP
     joints on their MCP-DIP line and then on their bones' centre line (_recentred); a joint found
-    twice, the IP1 of a cut thumb, or one moved farther than MAX_MOVE_RADII from its trace, left out;
+    twice, the IP1 of a cut thumb, one moved farther than MAX_MOVE_RADII from its trace, or one beyond
+    the image's edge, left out;
     the MCP2-5 kept then moved along their finger onto the joint space's darkest line (SNAP_MM).
     signals: what the joint's confidence is judged from (_signals). passes: per pass {joint type:
     filter spectrum} (default the shipped filters)."""
@@ -181,7 +182,7 @@ def refine(image: np.ndarray, hand, passes=None) -> list:
             found) for (name, xy, found), (_, _, d) in zip(out, joints)]
     starts = {**traced, **searched_from}
     jumped = (_jumped(out, traced, hand.radius * MIN_NEIGHBOUR_RADII) | _cut_thumb(out, hand.radius)
-              | _strayed(out, starts, hand.radius * MAX_MOVE_RADII))
+              | _strayed(out, starts, hand.radius * MAX_MOVE_RADII) | _outside(out, image.shape))
     kept = [(name, _darkest_along(image, xy, d, hand.mm) if joint_type(name) == "MCP" else xy, found)
             for (name, xy, found), (_, _, d) in zip(out, joints) if name not in jumped]
     at = {name: xy for name, xy, _ in kept}
@@ -296,6 +297,16 @@ def _strayed(joints: list, starts: dict, max_px: float) -> set:
     trace, or the phalanges' proportion for an MCP searched again): they took another dark line for
     the joint space, and a wrong position is worse than none."""
     return {name for name, xy, _ in joints if np.linalg.norm(xy - starts[name]) > max_px}
+
+
+def _outside(joints: list, shape: tuple) -> set:
+    """Names of joints the refinement put beyond the image's edge: a thumb cut by the film's edge
+    leaves its IP1 there (the regions are read on past the edge as its last pixels), and a joint
+    the film does not show must not be reported (the train and val hands cropped beside the thumb
+    0.6-1.3 of the way from MCP1 to IP1: of 15 IP1 placed outside, 10 were beyond the edge and 5
+    misplaced, none found; no train or val hand as filmed has a joint placed outside)."""
+    h, w = shape
+    return {name for name, (x, y), _ in joints if not (0 <= x <= w - 1 and 0 <= y <= h - 1)}
 
 
 def _ip1_psr(image: np.ndarray, hand, centre, distal: np.ndarray, spectra: dict) -> float:
