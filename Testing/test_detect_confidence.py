@@ -100,15 +100,16 @@ def test_a_weak_filter_peak_or_a_far_re_centring_lowers_the_confidence():
 
 
 def test_bench_sets_confidence_against_the_outcome():
-    from jsnreg.detect_bench import judged, reliability_line
+    from jsnreg.detect_bench import judged
 
     truth = {"MCP2": np.array([100.0, 100.0]), "PIP2": np.array([100.0, 300.0])}
     detected = [DetectedJoint("MCP2", 105, 100, 0.9), DetectedJoint("PIP2", 100, 200, 0.4),
                 DetectedJoint("DIP5", 500, 500, 0.3), DetectedJoint("DIP4", 700, 700, 0.8)]
     pairs = judged(detected, truth, {"DIP5"}, tol_px=20)
     assert pairs == [(0.9, True), (0.4, False), (0.3, False)]  # DIP4 is not scored
-    line = reliability_line("x", np.array([c for c, _ in pairs]), np.array([r for _, r in pairs], float))
-    assert line.startswith("x: 3 joints, AUC 1.00")
+    text = dc.format_reliability("x", np.array([c for c, _ in pairs]), np.array([r for _, r in pairs], float))
+    assert text.startswith("x: 3 joints, 1 right; AUC 1.000")
+    assert "conf 0.90-0.95:    1 joints, mean 0.900, right 1.000" in text
 
 
 @pytest.mark.skipif(real_hands_dir() is None, reason="real hands not in ../shared/data")

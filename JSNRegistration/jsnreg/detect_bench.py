@@ -249,7 +249,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
     reliability = {}
     for source, pairs in confidence.items():
         p, y = np.array([c for c, _ in pairs]), np.array([r for _, r in pairs], float)
-        print(reliability_line(f"confidence, {source}", p, y))
+        print(dc.format_reliability(f"confidence, {source}", p, y))
         reliability[source] = {"joints": len(p), "right": int(y.sum()), "auc": dc.auc(p, y),
                                "brier": float(np.mean((p - y) ** 2)) if len(p) else float("nan"),
                                "bins": dc.reliability(p, y)}
@@ -262,16 +262,6 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "detect_bench.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def reliability_line(label: str, p: np.ndarray, y: np.ndarray) -> str:
-    """One line: the detections' confidence against how many were right (AUC, Brier score, and per
-    confidence bin: joints, mean confidence / share right)."""
-    if not len(p):
-        return f"{label}: no scored detections"
-    bins = " | ".join(f"{lo:.2f}-{hi:.2f}: {n} {m:.2f}/{r:.2f}" for lo, hi, n, m, r in dc.reliability(p, y))
-    return (f"{label}: {len(p)} joints, AUC {dc.auc(p, y):.2f}, Brier {float(np.mean((p - y) ** 2)):.3f}; "
-            f"bins (joints mean/right) {bins}")
 
 
 def format_table(counts: dict) -> str:
