@@ -91,3 +91,9 @@ def test_quantify_refuses_a_joint_off_the_image(tmp_path, capsys):
                  "--out", str(tmp_path / "out")])
     assert code == 2
     assert "PIP2" in capsys.readouterr().err
+
+
+def test_bench_refuses_an_roi_offset_beyond_4_mm(tmp_path, capsys):
+    assert main(["bench", "--real", "--offset-mm", "9", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "within" in err

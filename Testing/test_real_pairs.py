@@ -140,3 +140,24 @@ def test_real_test_pairs_come_from_test_hands_only(real):
     again = rp.make_real_pairs("test", "realistic", "square", n=6, seed=0)
     assert all(np.array_equal(a.moving, b.moving) and a.upper == b.upper for a, b in zip(pairs, again))
     json.dumps([p.upper.to_dict() for p in pairs])
+
+
+def test_an_roi_offset_along_the_finger_is_the_centred_neighbourhood_moved_with_its_truth(real):
+    """ROI centres 2 mm distal of the joint (12 rows of 0.172 mm, distal up): the neighbourhood's
+    rows are the centred one's 12 rows further up, the split (the truth) 12 rows lower."""
+    key = next(k for k in sorted(real) if real[k]["split"] == "val" and (rp.real_hands_folder() / k).is_file())
+    k = rp.offset_rows(2.0)
+    assert k == 12 and rp.offset_rows(-1.0) == -6
+    centred, moved = rp.image_joints(key, real[key]), rp.image_joints(key, real[key], k)
+    assert [j.name for j in moved] == [j.name for j in centred]
+    for c, m in zip(centred, moved):
+        assert np.array_equal(m.boundary_rows, c.boundary_rows + k)
+        assert np.allclose(m.hood[k:], c.hood[:-k], atol=1e-5)
+        assert not np.allclose(m.hood, c.hood, atol=1e-3)
+
+
+def test_an_offset_beyond_4_mm_is_refused():
+    from jsnreg.errors import InputError
+
+    with pytest.raises(InputError, match="within"):
+        rp.offset_rows(4.5)

@@ -74,13 +74,26 @@ def _joint_with_physis(rows=96, cols=96, gap=(50, 56), physis=(40, 43)):
 
 def test_runner_up_joint_line_is_the_physis_beside_the_joint_space():
     img = _joint_with_physis()
-    boundary, runner_up = split.split_candidates(img)
+    boundary, runner_ups = split.split_candidates(img)
     assert np.all(np.abs(boundary[10:-10] - 53.0) < 1.5)  # the joint space's middle
-    assert runner_up is not None and np.median(np.abs(runner_up - 41.5)) < 1.5  # the physis's
+    assert len(runner_ups) == 1 and np.median(np.abs(runner_ups[0] - 41.5)) < 1.5  # the physis's
 
 
 def test_one_joint_line_has_no_runner_up():
     img, _ = _two_bones()
-    boundary, runner_up = split.split_candidates(img)
-    assert runner_up is None
+    boundary, runner_ups = split.split_candidates(img)
+    assert runner_ups == []
     assert np.array_equal(boundary, split.split_rows(img))
+
+
+def test_a_runner_up_line_is_sought_on_each_side_of_the_split():
+    """The ROI's middle row on a physis (rows 46-48, as with the centre 2 mm distal of the joint):
+    the split takes it; the joint space 12 rows below and a thin dark line in the bone above are
+    both runner-ups (one runner-up overall left one of them unseen)."""
+    img, _ = _two_bones(gap_rows=(58, 64))
+    y = np.arange(96)[:, None] + np.zeros((1, 96))
+    img = np.where((y >= 46) & (y < 49), 0.15, img)
+    img = np.where((y >= 30) & (y < 33), 0.2, img)
+    boundary, runner_ups = split.split_candidates(img)
+    assert np.median(np.abs(boundary - 47.5)) < 1.5
+    assert sorted(round(float(np.median(line))) for line in runner_ups) == [32, 62]

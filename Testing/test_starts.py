@@ -59,15 +59,38 @@ def test_two_minima_of_similar_cost_are_flagged_as_ambiguous(cost_gap, ambiguous
     assert any("ambiguous" in r and "1.20 px" in r for r in reasons) == ambiguous
 
 
-@pytest.mark.parametrize("jsn_diff, cost_gap, ambiguous", [(0.8, 0.005, True), (0.8, -0.1, True),
-                                                          (0.8, 0.2, False), (0.3, -0.1, False)])
-def test_a_runner_up_split_of_other_jsn_and_no_higher_cost_is_an_ambiguous_split(jsn_diff, cost_gap, ambiguous):
+def _split_reasons(alternatives):
     pair = _pair(28, noise_sigma=0.01)
     fit = refine_bones(pair.fixed, pair.moving, list(bone_regions(pair.upper_mask, None)), [pair.upper, pair.lower])
-    info = {"minima_px": 0.0, "cost_gap": None, "split_alternative": {"jsn_diff_px": jsn_diff, "cost_gap": cost_gap}}
-    raw = {"minima_px": 0.0, "edge_share": fit.edge_share, "sd_jsn_px": fit.sd_jsn_px, "split_alternative_px": jsn_diff}
-    reasons = measure.hard_reasons(fit, info, raw, pair.fixed.shape)
-    assert any("ambiguous split" in r and f"{jsn_diff:.2f} px" in r for r in reasons) == ambiguous
+    info = {"minima_px": 0.0, "cost_gap": None, "split_alternatives": alternatives}
+    raw = {"minima_px": 0.0, "edge_share": fit.edge_share, "sd_jsn_px": fit.sd_jsn_px,
+           "split_alternative_px": measure.split_alternative(info).get("jsn_diff_px") or 0.0,
+           "split_band_px": measure.band_moved_px(info)}
+    return [r for r in measure.hard_reasons(fit, info, raw, pair.fixed.shape) if "ambiguous split" in r]
+
+
+@pytest.mark.parametrize("jsn_diff, cost_gap, ambiguous", [(0.8, -0.005, True), (0.8, -0.1, True),
+                                                          (0.8, 0.01, False), (0.3, -0.1, False)])
+def test_a_runner_up_split_of_other_jsn_and_no_higher_cost_is_an_ambiguous_split(jsn_diff, cost_gap, ambiguous):
+    # the band beside the line is its own bone's: only the cost speaks
+    reasons = _split_reasons([{"jsn_diff_px": jsn_diff, "cost_gap": cost_gap, "band_own": 0.01, "band_other": 0.05}])
+    assert any(f"{jsn_diff:.2f} px" in r for r in reasons) == ambiguous
+
+
+def test_of_the_runner_ups_each_side_the_one_of_no_higher_cost_decides():
+    reasons = _split_reasons([{"jsn_diff_px": 2.0, "cost_gap": 0.2, "band_own": 0.01, "band_other": 0.05},
+                              {"jsn_diff_px": 0.8, "cost_gap": -0.01, "band_own": 0.01, "band_other": 0.05}])
+    assert len(reasons) == 1 and "0.80 px" in reasons[0]
+
+
+@pytest.mark.parametrize("band_other, jsn_diff, ambiguous", [(0.005, 0.6, True), (0.0105, 0.6, True),
+                                                             (0.012, 0.6, False), (0.005, 0.3, False)])
+def test_a_band_that_moves_with_the_other_bone_is_an_ambiguous_split_whatever_the_cost(band_other, jsn_diff, ambiguous):
+    """The band between the split and the runner-up line (a child's epiphysis) is fitted about as
+    well or better by the other bone's motion: the split may have given it to the wrong bone, though
+    the runner-up's fit costs more."""
+    reasons = _split_reasons([{"jsn_diff_px": jsn_diff, "cost_gap": 0.05, "band_own": 0.01, "band_other": band_other}])
+    assert any("moves with the other bone" in r and f"{jsn_diff:.2f} px" in r for r in reasons) == ambiguous
 
 
 def test_forward_backward_of_an_exact_pair_is_zero(engine):

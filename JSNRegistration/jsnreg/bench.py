@@ -448,14 +448,18 @@ def real_set_pairs(set_name: str, shape_name: str, split: str, n_pairs: int, see
 
 
 def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: str = "test",
-             n_pairs: int = 200, seed: int = 2026, weights_path: Path | None = None, peers=(), log=print) -> dict:
+             n_pairs: int = 200, seed: int = 2026, weights_path: Path | None = None, peers=(), offset_mm: float = 0.0,
+             log=print) -> dict:
     """Every method on real realistic, real hard and generated pairs, per ROI shape; writes
     real.json and real_pairs.json. Real pairs come from the hands of `split` only (default test;
     tune on val). SD in mm uses the nominal ROI spacing (real_pairs.ROI_SPACING_MM). `peers`:
-    optional peers beside SimpleITK ("elastix": slow, and needs the `peers` extra)."""
-    from .real_pairs import ROI_SPACING_MM, joints_of_split
+    optional peers beside SimpleITK ("elastix": slow, and needs the `peers` extra). `offset_mm`:
+    the real ROIs' centre that far along the finger from the joint (+ distal, whole rows; the
+    truth follows), as a click or a detection a little off places it."""
+    from .real_pairs import ROI_SPACING_MM, joints_of_split, offset_rows
 
-    joints = joints_of_split(split) if any(s != "generated" for s in sets) else None
+    rows = offset_rows(offset_mm)
+    joints = joints_of_split(split, rows) if any(s != "generated" for s in sets) else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = Engine.load(weights_path)
@@ -483,7 +487,7 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
                                             f"{split} pairs, {key.replace('_', ' ')}")
                    for key, recs in by_set.items()}
     result = {"split": split, "seed": seed, "n_pairs_per_set": n_pairs,
-              "roi_spacing_mm_nominal": ROI_SPACING_MM, "table": table, "reliability": reliability,
+              "roi_spacing_mm_nominal": ROI_SPACING_MM, "offset_rows": rows, "offset_mm": rows * ROI_SPACING_MM, "table": table, "reliability": reliability,
               "by_source": by_source(records_all, methods_with(peers)),
               "timing_per_size": size_timing(engine, peers=peers),
               "consistency": consistency(engine, joints) if joints else None}
@@ -567,7 +571,9 @@ def format_timing(rows: list[dict]) -> str:
 def format_real(result: dict) -> str:
     """The real section's table: one line per set, shape and method."""
     lines = [f"pairs from {result['split']} hands; mm at the nominal ROI spacing "
-             f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing)",
+             f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing)"
+             + (f"; real ROI centres {result['offset_rows']} rows ({result['offset_mm']:.2f} mm) "
+                f"{'distal' if result['offset_rows'] > 0 else 'proximal'} of the joint" if result.get("offset_rows") else ""),
              f"{'set':10} {'shape':6} {'method':17} {'n':>4} {'SD px':>6} {'SD mm':>7} {'max px':>6} "
              f"{'>0.5px':>7} {'unfl.>0.5':>9} {'recall':>6} {'good fl.':>8} {'ms/pair':>8} {'pred. SD':>8} {'SD/pred.':>8}"]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731

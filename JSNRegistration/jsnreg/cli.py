@@ -481,7 +481,7 @@ def cmd_bench(args) -> int:
         shapes = ("square", "wide") if args.shape == "both" else (args.shape,)
         sets = REAL_SETS if args.set == "all" else (args.set,)
         run_real(Path(args.out), shapes, sets, split=args.split, n_pairs=args.pairs or 200, seed=args.seed,
-                 weights_path=Path(args.weights) if args.weights else None, peers=peers)
+                 weights_path=Path(args.weights) if args.weights else None, peers=peers, offset_mm=args.offset_mm)
         return 0
     if args.detect:
         from .detect_bench import ANNOTATIONS, run as run_detect
@@ -594,6 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--split", choices=("val", "test"), default="test",
                    help="with --real: whose hands (test by default; tune on val only)")
     b.add_argument("--weights", help="network weights (default: the shipped ones)")
+    b.add_argument("--offset-mm", type=float, default=0.0,
+                   help="with --real: each real ROI's centre this far along the finger from the annotated joint "
+                        "(+ distal, within +-4; whole rows of 0.172 mm), as a click or a detection off the joint; "
+                        "the truth follows")
     b.add_argument("--peer", action="append", choices=("elastix",), default=[],
                    help="with --real: also this peer (elastix: similarity, Mattes MI, cubic B-spline, 3 levels; "
                         "slow; needs the [peers] extra)")

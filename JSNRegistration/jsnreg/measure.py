@@ -8,7 +8,8 @@ coarse search), the disagreement of those starts and of the network with the res
 of pixels the robust weights kept and the share of the bones' edges left unsaturated.
 A joint is flagged when confidence is below the calibrated threshold, or for a hard reason: the
 refinement did not converge, a motion is implausible for a joint between two visits, two minima
-of similar cost give different JSNs (ambiguous), or too few of a bone's edges are unsaturated
+of similar cost give different JSNs (ambiguous), a runner-up joint line's fit does, or the band
+between it and the split moves with the other bone (ambiguous split), or too few of a bone's edges are unsaturated
 for the estimate's error to be bounded.
 """
 
@@ -27,6 +28,19 @@ MAX_SHIFT_FRAC = 0.3  # of the ROI's shorter side
 # AMBIGUOUS_COST (mean Tukey loss, 0..1; a right and a wrong minimum differ by far more).
 AMBIGUOUS_PX = 0.5
 AMBIGUOUS_COST = 0.02
+# A runner-up joint line's fit (one each side of the split) of a JSN this far off marks an ambiguous
+# split where its robust cost is no higher than the kept fit's. The fits cover different regions, so
+# their costs compare less well than two minima's: at 0.02 (as for the minima), with every runner-up
+# line fitted, centred real val ROIs had 3.3 % of good results flagged against 1.7 % with one line
+# (480 pairs); at 0, 1.9 %.
+SPLIT_AMBIGUOUS_COST = 0.0
+# The band between the split and a runner-up line is fitted about as well (up to this ratio) or better
+# by the other bone's motion than by its own (register.band_residuals), and that line's fit moves the
+# JSN more than SPLIT_BAND_PX: the band (a child's epiphysis beside its physis) is likely with the wrong
+# bone. Real val pairs with the ROI centre 2 mm distal (seeds 2026 and 11, 480 pairs, 76 beyond 0.5 px):
+# the cost rule alone left 6 of them unflagged, this rule alone 4, both none.
+BAND_OTHER_RATIO = 1.1
+SPLIT_BAND_PX = 0.4
 # Saturation: clipped pixels carry no position. What counts is the bones' edges (gradient energy),
 # not their pixels: a finger beside clipped air keeps its edges and is measured. Below this share
 # of a bone's edges unsaturated the estimate has too little to stand on.
@@ -86,6 +100,23 @@ def _jsn(upper: BoneMotion, lower: BoneMotion) -> float:
     return upper.dy_px - lower.dy_px
 
 
+def split_alternative(start_info: dict) -> dict:
+    """Of the fits on the runner-up joint lines (register.alternative_split, one per side of the
+    split), the one that puts the split most in doubt: the largest JSN change among those of cost
+    less than SPLIT_AMBIGUOUS_COST above the kept fit's, else the largest ({} without any)."""
+    alts = [a for a in start_info.get("split_alternatives", ()) if a["jsn_diff_px"] is not None]
+    close = [a for a in alts if a["cost_gap"] < SPLIT_AMBIGUOUS_COST]
+    return max(close or alts, key=lambda a: a["jsn_diff_px"], default={})
+
+
+def band_moved_px(start_info: dict) -> float:
+    """The largest JSN change (px of the working grid) of a runner-up line whose band is explained
+    about as well or better by the other bone (register.band_residuals; 0 without any)."""
+    return max((a["jsn_diff_px"] for a in start_info.get("split_alternatives", ())
+                if a["jsn_diff_px"] is not None and a.get("band_other", np.nan) < BAND_OTHER_RATIO * a.get("band_own", np.nan)),
+               default=0.0)
+
+
 def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
             shape: tuple[int, int], px_per_work_px: int = 1) -> dict:
     """The raw diagnostics (px of the ROI, shares) and the confidence model's features of one
@@ -104,9 +135,12 @@ def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px:
         "inlier_fraction": min(b.inlier_fraction for b in fit.bones),
         "edge_share": fit.edge_share,
         # the JSN with the split on the runner-up joint line, less the kept one (0: no such line)
-        "split_alternative_px": start_info.get("split_alternative", {}).get("jsn_diff_px") or 0.0,
+        "split_alternative_px": split_alternative(start_info).get("jsn_diff_px") or 0.0,
+        # the same of a runner-up line whose band between it and the split moves with the other bone
+        "split_band_px": band_moved_px(start_info),
     }
-    for key in ("sd_jsn_px", "fb_px", "fb_sum_px", "minima_px", "start_px", "net_diff_px", "split_alternative_px"):
+    for key in ("sd_jsn_px", "fb_px", "fb_sum_px", "minima_px", "start_px", "net_diff_px", "split_alternative_px",
+                "split_band_px"):
         raw[key] *= px_per_work_px
     log = lambda v: float(np.log10(max(min(v, 1e3), LOG_FLOOR_PX)))  # noqa: E731
     features = {"log_sd_jsn": log(raw["sd_jsn_px"]), "log_fb_px": log(raw["fb_px"]),
@@ -127,8 +161,11 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
     if raw["minima_px"] > AMBIGUOUS_PX and start_info["cost_gap"] < AMBIGUOUS_COST:
         reasons.append(f"ambiguous: two fits of similar cost differ by {raw['minima_px']:.2f} px in JSN")
     alt_px = raw.get("split_alternative_px", 0.0)  # 0 with a given mask or no runner-up line
-    if alt_px > AMBIGUOUS_PX and start_info["split_alternative"]["cost_gap"] < AMBIGUOUS_COST:
+    if alt_px > AMBIGUOUS_PX and split_alternative(start_info)["cost_gap"] < SPLIT_AMBIGUOUS_COST:
         reasons.append(f"ambiguous split: the runner-up joint line gives a JSN {alt_px:.2f} px different")
+    elif raw.get("split_band_px", 0.0) > SPLIT_BAND_PX:
+        reasons.append(f"ambiguous split: the band beside a runner-up joint line moves with the other bone "
+                       f"(that line gives a JSN {raw['split_band_px']:.2f} px different)")
     if raw["edge_share"] < MIN_EDGE_SHARE:
         reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
     if not np.isfinite(raw["sd_jsn_px"]):

@@ -30,6 +30,11 @@ the (moved) finger axis and +-1 px across; true JSN within +-3 px. "hard": each 
 
 Split by patient (the rule in real_hands.py): the annotation file's "split" per image; the adult images are test.
 Neighbourhoods are computed once per image and cached under the temp folder (never the repository).
+
+Off-centre ROIs (a click or a detection a little off the joint): `offset_rows` cuts each neighbourhood
+about a centre moved that many rows along the finger (+ distal), the joint then below the middle; the
+split (and so the truth) is the centred neighbourhood's, moved with it, so an off-centre joint has the
+same truth as a centred one.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ MOTION_SETS = {
 }
 COMMON = dict(magnification=0.03, rot_deg=4.0, shift_px=6.0)  # the finger repositioned
 CACHE_VERSION = 2
+MAX_OFFSET_MM = 4.0  # a wide ROI then keeps 17 of its 80 rows below the joint
 
 
 def annotation_path() -> Path:
@@ -94,14 +100,24 @@ def available() -> bool:
     return real_hands_folder().is_dir() and bool(load_annotations())
 
 
-def joints_of_split(split: str) -> list:
+def offset_rows(offset_mm: float) -> int:
+    """Whole neighbourhood rows of an ROI centre moved `offset_mm` along the finger (+ distal), or
+    InputError beyond MAX_OFFSET_MM."""
+    from .errors import InputError
+
+    if not abs(offset_mm) <= MAX_OFFSET_MM:
+        raise InputError(f"ROI offset {offset_mm} mm: it must be within +-{MAX_OFFSET_MM:g} mm of the joint")
+    return int(round(offset_mm / ROI_SPACING_MM))
+
+
+def joints_of_split(split: str, offset_rows: int = 0) -> list:
     """The annotated real joints of one split, or InputError saying what is missing."""
     from .errors import InputError
 
     if not available():
         raise InputError("no real hand radiographs or annotations found: set JSNREG_REAL_HANDS "
                          "(and JSNREG_REAL_JOINTS) or run from a checkout beside ../shared/data")
-    joints = load_joints(split)
+    joints = load_joints(split, offset_rows=offset_rows)
     if not joints:
         raise InputError(f"no annotated real joints in split {split!r}")
     return joints
@@ -168,7 +184,7 @@ def axis_from_neighbours(points: dict, name: str, absent=()) -> float | None:
     return float(np.arctan2(x1 - x0, -(y1 - y0)))
 
 
-def _image_joints(key: str, entry: dict) -> list[RealJoint]:
+def _image_joints(key: str, entry: dict, offset_rows: int = 0) -> list[RealJoint]:
     from .images import read_radiograph
     from .rois import estimate_axis_angle
 
@@ -187,28 +203,33 @@ def _image_joints(key: str, entry: dict) -> list[RealJoint]:
         if angle is None:
             angle = estimate_axis_angle(pixels, xy, AXIS_RADIUS_MM / spacing)
         hood = _cut_hood(pixels, xy, angle, step)
-        out.append(RealJoint(key, name, entry["split"], hood, _hood_split(hood), angle, spacing))
+        rows = _hood_split(hood)
+        if offset_rows:  # the centre moved distal (up: (sin, -cos)) on the hood's own grid; the split follows
+            d = offset_rows * step
+            hood = _cut_hood(pixels, (xy[0] + np.sin(angle) * d, xy[1] - np.cos(angle) * d), angle, step)
+            rows = rows + offset_rows
+        out.append(RealJoint(key, name, entry["split"], hood, rows, angle, spacing))
     return out
 
 
-def _cache_file(key: str, entry: dict) -> Path:
+def _cache_file(key: str, entry: dict, offset_rows: int = 0) -> Path:
     path = real_hands_folder() / key
     st = path.stat()
-    ident = json.dumps([CACHE_VERSION, key, st.st_size, int(st.st_mtime), entry, HOOD_PX, ROI_SPACING_MM],
-                       sort_keys=True)
+    ident = [CACHE_VERSION, key, st.st_size, int(st.st_mtime), entry, HOOD_PX, ROI_SPACING_MM]
+    ident = json.dumps(ident + [offset_rows] if offset_rows else ident, sort_keys=True)
     name = hashlib.sha1(ident.encode()).hexdigest()[:20]
     return Path(tempfile.gettempdir()) / "jsnreg-real-cache" / f"{name}.npz"
 
 
-def image_joints(key: str, entry: dict) -> list[RealJoint]:
-    """The joints of one image, from the cache when it holds them."""
-    cache = _cache_file(key, entry)
+def image_joints(key: str, entry: dict, offset_rows: int = 0) -> list[RealJoint]:
+    """The joints of one image (ROI centres `offset_rows` distal), from the cache when it holds them."""
+    cache = _cache_file(key, entry, offset_rows)
     if cache.is_file():
         d = np.load(cache, allow_pickle=False)
         names = [str(n) for n in d["names"]]
         return [RealJoint(key, n, entry["split"], d["hoods"][i], d["rows"][i], float(d["angles"][i]),
                           float(entry["spacing_mm_nominal"])) for i, n in enumerate(names)]
-    joints = _image_joints(key, entry)
+    joints = _image_joints(key, entry, offset_rows)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, names=np.array([j.name for j in joints]), hoods=np.stack([j.hood for j in joints]),
@@ -217,8 +238,9 @@ def image_joints(key: str, entry: dict) -> list[RealJoint]:
     return joints
 
 
-def load_joints(splits=("train", "val", "test"), workers: int = 1) -> list[RealJoint]:
-    """All annotated real joints of the images in `splits` (sorted by image, then joint)."""
+def load_joints(splits=("train", "val", "test"), workers: int = 1, offset_rows: int = 0) -> list[RealJoint]:
+    """All annotated real joints of the images in `splits` (sorted by image, then joint), their
+    neighbourhoods centred `offset_rows` distal of the joint."""
     if isinstance(splits, str):
         splits = (splits,)
     ann = load_annotations()
@@ -226,9 +248,9 @@ def load_joints(splits=("train", "val", "test"), workers: int = 1) -> list[RealJ
     if workers > 1 and len(keys) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(image_joints, keys, [ann[k] for k in keys]))
+            parts = list(pool.map(image_joints, keys, [ann[k] for k in keys], [offset_rows] * len(keys)))
     else:
-        parts = [image_joints(k, ann[k]) for k in keys]
+        parts = [image_joints(k, ann[k], offset_rows) for k in keys]
     return [j for part in parts for j in part]
 
 
