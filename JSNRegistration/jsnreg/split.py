@@ -47,8 +47,9 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     costs `step_cost` (keeps the path smooth where the valley is faint).
     """
     rows, cols = cost.shape
-    acc = cost[:, 0].copy()
-    back = np.zeros((rows, cols), dtype=np.int64)
+    by_col = cost.T.copy()  # each column's costs contiguous, as the loop reads them
+    acc = by_col[0].copy()
+    back = np.zeros((cols, rows), dtype=np.int64)  # per column, each row's best predecessor
     idx = np.arange(rows)
     penalty = np.abs(np.arange(-max_step, max_step + 1)) * step_cost
     # Row r's candidates are acc[r - max_step .. r + max_step] (inf beyond the ROI): a window view
@@ -59,13 +60,14 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     for x in range(1, cols):
         padded[max_step:max_step + rows] = acc
         np.add(windows, penalty, out=cand)
-        back[:, x] = step = cand.argmin(axis=1)  # the first of equal ones wins
-        acc = cand[idx, step] + cost[:, x]
-    back += idx[:, None] - max_step  # window offsets -> rows
+        back[x] = step = cand.argmin(axis=1)  # the first of equal ones wins
+        acc = cand[idx, step]
+        acc += by_col[x]
+    back += idx[None, :] - max_step  # window offsets -> rows
     path = np.empty(cols, dtype=np.int64)
     path[-1] = int(np.argmin(acc))
     for x in range(cols - 1, 0, -1):
-        path[x - 1] = back[path[x], x]
+        path[x - 1] = back[x, path[x]]
     return path
 
 
@@ -97,27 +99,35 @@ def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: fl
     prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
     cost = prior - valley_depth(roi, reach)
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
+    grad = row_gradient(roi)  # both lines' gaps read the same gradient
     # Boundaries lie between rows: a row at the middle of the gap counts as upper.
-    boundary = mid_gap_rows(roi, path) + 0.5
+    boundary = mid_gap_rows(roi, path, grad=grad) + 0.5
     if not runner_up:
         return boundary, None
     split_row = np.clip(np.floor(boundary).astype(int), 0, rows - 1)  # the split's last upper row
     near = np.abs(np.arange(rows)[:, None] - split_row[None, :]) <= RUNNER_UP_EXCLUDE_PX
-    second = mid_gap_rows(roi, minimal_path(np.where(near, np.inf, cost), max_step=1, step_cost=0.02 * scale)) + 0.5
+    second_path = minimal_path(np.where(near, np.inf, cost), max_step=1, step_cost=0.02 * scale)
+    second = mid_gap_rows(roi, second_path, grad=grad) + 0.5
     return boundary, (second if np.median(np.abs(second - boundary)) >= SAME_LINE_PX else None)
 
 
+def row_gradient(roi: np.ndarray) -> np.ndarray:
+    """d I / d row of the ROI smoothed by 1 px: where mid_gap_rows finds the bone surfaces."""
+    return ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))
+
+
 def mid_gap_rows(roi: np.ndarray, gully_rows: np.ndarray, reach_frac: float = 0.15,
-                 min_edge_frac: float = 0.2, smooth_cols: int = 9) -> np.ndarray:
+                 min_edge_frac: float = 0.2, smooth_cols: int = 9, grad: np.ndarray | None = None) -> np.ndarray:
     """Per column, the row halfway between the bone surfaces around the gully (float rows).
 
     The surfaces are the steepest intensity fall within `reach_frac` of the ROI height above the
     gully row and the steepest rise below it. Where either is fainter than `min_edge_frac` of the
     ROI's strong edges (no bone in that column) the gully row is kept; a running median over
-    `smooth_cols` columns removes single-column slips.
+    `smooth_cols` columns removes single-column slips. grad: the ROI's row_gradient, if the
+    caller has it.
     """
     rows, cols = roi.shape
-    grad = ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))  # d I / d row
+    grad = row_gradient(roi) if grad is None else grad
     strong = min_edge_frac * float(np.percentile(np.abs(grad), 99))
     reach = max(2, int(round(reach_frac * rows)))
     gully = np.clip(np.asarray(gully_rows, dtype=int), 0, rows - 1)
