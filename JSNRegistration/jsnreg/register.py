@@ -119,14 +119,14 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, s
     one of the real val pairs' wrong splits, all three levels gave the same as two; its edge shares,
     which nothing reads, are left out): how far its JSN is from the kept one (px) and how much
     higher its robust cost is at a common noise scale (`cost_gap`, < 0: the runner-up explains the
-    follow-up better). A physis or another dark line
-    beside the joint space can be as good a split; the bone that the band between the two lines
-    moves with then decides the JSN."""
+    follow-up better). A physis or another dark line beside the joint space can be as good a split;
+    the bone that the band between the two lines moves with then decides the JSN."""
     mask = split.upper_mask_from_rows(smoothed.shape, runner_up_rows)
     if min(mask.mean(), 1 - mask.mean()) < MIN_REGION_FRAC:
         return {"jsn_diff_px": None, "cost_gap": None}
-    alt_fit = refine_bones(fixed, moving, fit_regions(smoothed, spread, mask, runner_up_rows), [b.motion for b in fit.bones],
-                           levels=(1, 2), soft_slope=soft_slope(smoothed, runner_up_rows), edge_shares=False)
+    regions = fit_regions(smoothed, spread, mask, runner_up_rows)
+    alt_fit = refine_bones(fixed, moving, regions, [b.motion for b in fit.bones], levels=(1, 2),
+                           soft_slope=soft_slope(smoothed, runner_up_rows), edge_shares=False)
     sigma = min(fit.residual_sd, alt_fit.residual_sd)
     return {"jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
             "cost_gap": alt_fit.robust_cost(sigma) - fit.robust_cost(sigma)}
