@@ -152,7 +152,8 @@ def soft_slope(smoothed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | 
     return slope / peak if peak > 1e-9 else None
 
 
-LEVEL_SMOOTH_PX = 1.5  # Gaussian SD of the copy on which a column's joint-space level is read
+# Gaussian SD of the copy on which a column's joint-space level is read: the one the split's gully was found on.
+LEVEL_SMOOTH_PX = split.VALLEY_SMOOTH_PX
 SOFT_NEAR_SPLIT_PX = 3.0  # rows either side of the split searched for the joint space's level
 SOFT_SLOPE_SMOOTH_PX = 2.0  # the joint-space level varies slowly across the finger; its noise should not
 
@@ -250,8 +251,9 @@ class Engine:
                  px_per_work_px: int = 1):
         """Split, starts, refinement and assessment on the working grid."""
         runner_up = None  # the automatic split's runner-up joint line (rows), if any
+        smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX) if refine else None
         if upper_mask is None:
-            boundary, runner_up = split.split_candidates(fixed, runner_up=refine)
+            boundary, runner_up = split.split_candidates(fixed, runner_up=refine, smoothed=smoothed)
             upper_mask = split.upper_mask_from_rows(fixed.shape, boundary)
             mask_source = "automatic"
         else:
@@ -265,7 +267,6 @@ class Engine:
         details = {"mask": mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
                                                     "jsn_px": jsn_net * px_per_work_px}}
         if refine:
-            smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX)
             spread = intensity_spread(smoothed)
             regions = fit_regions(smoothed, spread, upper_mask, boundary)
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}

@@ -21,15 +21,18 @@ from scipy import ndimage
 
 RUNNER_UP_EXCLUDE_PX = 3  # the runner-up joint line keeps this far (rows) from the split
 SAME_LINE_PX = 1.5  # a runner-up this close to the split (median, rows) is the same joint line
+VALLEY_SMOOTH_PX = 1.5  # Gaussian SD of the copy the valley depth is read on
 
 
-def valley_depth(roi: np.ndarray, reach_px: int, smooth_px: float = 1.5) -> np.ndarray:
+def valley_depth(roi: np.ndarray, reach_px: int, smooth_px: float = VALLEY_SMOOTH_PX,
+                 smoothed: np.ndarray | None = None) -> np.ndarray:
     """How much darker each pixel is than the brightest pixels within `reach_px` above AND below.
 
     depth(y, x) = min(max_{1<=d<=reach} I(y - d, x), max_{1<=d<=reach} I(y + d, x)) - I(y, x),
-    on the ROI smoothed by a Gaussian of `smooth_px`; positive inside a horizontal gully.
+    on the ROI smoothed by a Gaussian of `smooth_px` (`smoothed`, if the caller has it); positive
+    inside a horizontal gully.
     """
-    img = ndimage.gaussian_filter(np.asarray(roi, dtype=np.float64), smooth_px)
+    img = ndimage.gaussian_filter(np.asarray(roi, dtype=np.float64), smooth_px) if smoothed is None else smoothed
     pad = np.pad(img, ((reach_px, reach_px), (0, 0)), mode="edge")
     rows = img.shape[0]
     # Running maxima over reach_px rows of the padded copy (window k covers rows k - h ..
@@ -84,20 +87,21 @@ def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 
 
 
 def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
-                     runner_up: bool = True, pull_half_px: float | None = None
+                     runner_up: bool = True, pull_half_px: float | None = None, smoothed: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     """The split (split_rows) and the runner-up joint line: the best gully path kept more than
     RUNNER_UP_EXCLUDE_PX rows from the split in every column, moved to its gap's middle as
     the split is. A child's physis beside the joint space is such a line, and which of the two the
     split takes decides which bone the epiphysis between them moves with. The runner-up is None
-    where it ends up in the split's own gap (median distance under SAME_LINE_PX) or is not asked for."""
+    where it ends up in the split's own gap (median distance under SAME_LINE_PX) or is not asked for.
+    smoothed: the ROI smoothed by VALLEY_SMOOTH_PX, if the caller has it."""
     roi = np.asarray(roi, dtype=np.float64)
     rows = roi.shape[0]
     reach = max(3, int(round(reach_frac * rows)))
     scale = float(np.ptp(roi)) or 1.0
     centre = (rows - 1) / 2.0
     prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
-    cost = prior - valley_depth(roi, reach)
+    cost = prior - valley_depth(roi, reach, smoothed=smoothed)
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
     grad = row_gradient(roi)  # both lines' gaps read the same gradient
     # Boundaries lie between rows: a row at the middle of the gap counts as upper.
