@@ -272,8 +272,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             sel[(np.arange(rows)[:, None] + np.arange(cols)[None, :]) % 2 == 1] = False
         in_region = [(region >= MIN_WEIGHT) & sel for region in regions]
         pixels = [np.nonzero(r & usable_f) for r in in_region]
-        bone_of = np.concatenate([np.full(len(yy), k) for k, (yy, _) in enumerate(pixels)])
-        ends = np.cumsum([len(yy) for yy, _ in pixels])
+        counts = [len(yy) for yy, _ in pixels]  # per bone: its parameters repeated over its pixels
+        ends = np.cumsum(counts)
         spans = [slice(end - len(yy), end) for end, (yy, _) in zip(ends, pixels)]  # each bone's pixels
         yy = np.concatenate([p[0] for p in pixels])
         xx = np.concatenate([p[1] for p in pixels])
@@ -296,6 +296,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                          *([n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 1] if n_soft else [])])
                for k in range(n_bones)]
         blocks = [np.empty((len(par), mine.stop - mine.start)) for par, mine in zip(own, spans)]
+        own_h = [np.ix_(par, par) for par in own]  # each bone's entries of the normal matrix
         for k, (block, mine) in enumerate(zip(blocks, spans)):
             block[4] = 1.0
             if n_soft:
@@ -306,9 +307,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             total_iter += 1
             s = np.exp(geo[0] / radius)
             th = geo[1::3] / radius
-            c, sn = np.cos(th)[bone_of], np.sin(th)[bone_of]
+            c, sn = np.repeat(np.cos(th), counts), np.repeat(np.sin(th), counts)
             rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
-            qx, qy = cx + rx + geo[2::3][bone_of], cy + ry + geo[3::3][bone_of]
+            qx, qy = cx + rx + np.repeat(geo[2::3], counts), cy + ry + np.repeat(geo[3::3], counts)
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
             if clipped_m is not None:
                 inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
@@ -331,19 +332,15 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 sds.append(sd)
             residual_sd = _median(np.array(sds))
             w = robust * inside * prior
-            # d q / d params: log-scale and rotation act on the rotated, scaled offset from centre.
-            d_scale = slope * (mx * rx + my * ry) / radius
-            turn, along_x, along_y = slope * (-mx * ry + my * rx) / radius, slope * mx, slope * my
-            mv2 = mv * mv
-            d_blur = -0.5 * slope * lv if fit_blur else None
             h, g = np.zeros((n_par, n_par)), np.zeros(n_par)
-            for par, block, mine in zip(own, blocks, spans):
-                block[:4] = d_scale[mine], turn[mine], along_x[mine], along_y[mine]
-                block[5:7] = mv[mine], mv2[mine]
+            for par, at_h, block, mine in zip(own, own_h, blocks, spans):
+                _geometry_rows(block[:4], slope[mine], mx[mine], my[mine], rx[mine], ry[mine], radius)
+                block[5] = mv[mine]
+                np.multiply(mv[mine], mv[mine], out=block[6])
                 if fit_blur:
-                    block[7] = d_blur[mine]
+                    np.multiply(-0.5 * slope[mine], lv[mine], out=block[7])
                 weighted = block * w[mine]
-                h[np.ix_(par, par)] += weighted @ block.T
+                h[at_h] += weighted @ block.T
                 g[par] += weighted @ res[mine]
             try:
                 step = -np.linalg.solve(h + ridge * np.trace(h), g)
@@ -384,6 +381,25 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         sd_jsn = float(np.sqrt(max(cov[3, 3] + cov[6, 6] - 2 * cov[3, 6], 0.0)))
     return RefineResult(bones, sd_jsn, residual_sd, tuple(float(t) for t in tone),
                         float(applied_px2 + tau), total_iter, converged, res, prior, inside)
+
+
+def _geometry_rows(rows: np.ndarray, slope: np.ndarray, mx: np.ndarray, my: np.ndarray, rx: np.ndarray,
+                   ry: np.ndarray, radius: float) -> None:
+    """The residual's derivatives by log-scale, rotation, dx and dy (each * radius or px) into `rows`
+    (4 x pixels), written in place: slope P'(m), the moving gradient (mx, my) read at the mapped
+    pixels, (rx, ry) their rotated, scaled offsets from the centre, on which log-scale and rotation act."""
+    d_scale, turn, along_x, along_y = rows
+    np.multiply(mx, rx, out=d_scale)
+    d_scale += my * ry
+    d_scale *= slope
+    d_scale /= radius
+    np.multiply(mx, ry, out=turn)
+    np.negative(turn, out=turn)
+    turn += my * rx
+    turn *= slope
+    turn /= radius
+    np.multiply(slope, mx, out=along_x)
+    np.multiply(slope, my, out=along_y)
 
 
 def _usable_edge_share(edges_f: np.ndarray, region: np.ndarray, usable_f: np.ndarray,

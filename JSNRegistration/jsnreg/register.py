@@ -105,26 +105,28 @@ def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tu
             near_joint * (~upper_mask & (dist > SPLIT_MARGIN_PX)))
 
 
-def fit_regions(smoothed: np.ndarray, upper_mask: np.ndarray, boundary_rows: np.ndarray) -> list[np.ndarray]:
+def fit_regions(smoothed: np.ndarray, spread: float, upper_mask: np.ndarray, boundary_rows: np.ndarray
+                ) -> list[np.ndarray]:
     """The two bones' fitting weights: their regions (bone_regions) times the bone likeness."""
-    likeness = bone_likeness(smoothed, boundary_rows)
+    likeness = bone_likeness(smoothed, spread, boundary_rows)
     return [w * likeness for w in bone_regions(upper_mask, boundary_rows)]
 
 
-def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, runner_up_rows: np.ndarray,
-                      fit: RefineResult) -> dict:
+def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, spread: float,
+                      runner_up_rows: np.ndarray, fit: RefineResult) -> dict:
     """The fit with the split on the runner-up joint line (split.split_candidates), refined from the
     kept fit on the two finer levels (its minimum lies within a few px; the finest level alone missed
-    one of the real val pairs' wrong splits, all three levels gave the same as two): how far its JSN
-    is from the kept one (px) and how much higher its robust cost is at a common noise scale
-    (`cost_gap`, < 0: the runner-up explains the follow-up better). A physis or another dark line
-    beside the joint space can be as good a split; the bone that the band between the two lines
-    moves with then decides the JSN."""
+    one of the real val pairs' wrong splits, all three levels gave the same as two; its edge shares,
+    which nothing reads, are left out): how far its JSN is from the kept one (px) and how much
+    higher its robust cost is at a common noise scale (`cost_gap`, < 0: the runner-up explains the
+    follow-up better). A physis or another dark line beside the joint space can be as good a split;
+    the bone that the band between the two lines moves with then decides the JSN."""
     mask = split.upper_mask_from_rows(smoothed.shape, runner_up_rows)
     if min(mask.mean(), 1 - mask.mean()) < MIN_REGION_FRAC:
         return {"jsn_diff_px": None, "cost_gap": None}
-    alt_fit = refine_bones(fixed, moving, fit_regions(smoothed, mask, runner_up_rows), [b.motion for b in fit.bones],
-                           levels=(1, 2), soft_slope=soft_slope(smoothed, runner_up_rows), edge_shares=False)
+    regions = fit_regions(smoothed, spread, mask, runner_up_rows)
+    alt_fit = refine_bones(fixed, moving, regions, [b.motion for b in fit.bones], levels=(1, 2),
+                           soft_slope=soft_slope(smoothed, runner_up_rows), edge_shares=False)
     sigma = min(fit.residual_sd, alt_fit.residual_sd)
     return {"jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
             "cost_gap": alt_fit.robust_cost(sigma) - fit.robust_cost(sigma)}
@@ -137,14 +139,14 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, r
 SPARE_BAND_RATIO = 2.0
 
 
-def split_alternative(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, fit: RefineResult,
+def split_alternative(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, spread: float, fit: RefineResult,
                       boundary_rows: np.ndarray, line_rows: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> dict:
     """A runner-up joint line's band residuals (band_residuals) and, unless its band is clearly its
     own bone's, its fit (alternative_split; else jsn_diff_px and cost_gap None)."""
     band = band_residuals(fixed, moving, fit, boundary_rows, line_rows)
     if band["band_other"] >= SPARE_BAND_RATIO * band["band_own"]:
         return {"jsn_diff_px": None, "cost_gap": None, **band}
-    return {**alternative_split(*pair, smoothed, line_rows, fit), **band}
+    return {**alternative_split(*pair, smoothed, spread, line_rows, fit), **band}
 
 
 def band_residuals(fixed: np.ndarray, moving: np.ndarray, fit: RefineResult, boundary_rows: np.ndarray,
@@ -191,20 +193,27 @@ def soft_slope(smoothed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray | 
     return slope / peak if peak > 1e-9 else None
 
 
-LEVEL_SMOOTH_PX = 1.5  # Gaussian SD of the copy on which a column's joint-space level is read
+# Gaussian SD of the copy on which a column's joint-space level is read: the one the split's gully was found on.
+LEVEL_SMOOTH_PX = split.VALLEY_SMOOTH_PX
 SOFT_NEAR_SPLIT_PX = 3.0  # rows either side of the split searched for the joint space's level
 SOFT_SLOPE_SMOOTH_PX = 2.0  # the joint-space level varies slowly across the finger; its noise should not
 
 
-def bone_likeness(smoothed: np.ndarray, boundary_rows: np.ndarray) -> np.ndarray:
+def intensity_spread(smoothed: np.ndarray) -> float:
+    """The 5-95 % intensity range of the fixed ROI `smoothed` by LEVEL_SMOOTH_PX (at least 1e-3):
+    the scale of bone_likeness, read once for the split and its runner-up."""
+    return max(np.percentile(smoothed, 95) - np.percentile(smoothed, 5), 1e-3)
+
+
+def bone_likeness(smoothed: np.ndarray, spread: float, boundary_rows: np.ndarray) -> np.ndarray:
     """Fitting weight in [SOFT_WEIGHT, 1]: how much brighter than its column's joint space a pixel
-    of the fixed ROI `smoothed` by LEVEL_SMOOTH_PX is. Soft tissue and air beside the finger follow the finger, not each bone; left at full
-    weight they pull both bones' fits towards the common motion (on real validation pairs, realistic
-    motions, square ROIs: JSN error SD 0.085 -> 0.036 px)."""
+    of the fixed ROI `smoothed` by LEVEL_SMOOTH_PX is, in units of its intensity_spread. Soft tissue
+    and air beside the finger follow the finger, not each bone; left at full weight they pull both
+    bones' fits towards the common motion (on real validation pairs, realistic motions, square ROIs:
+    JSN error SD 0.085 -> 0.036 px)."""
     cols = np.arange(smoothed.shape[1])
     rows = np.clip(np.round(np.asarray(boundary_rows) - 0.5).astype(int), 0, smoothed.shape[0] - 1)
     gap = smoothed[rows, cols]
-    spread = max(np.percentile(smoothed, 95) - np.percentile(smoothed, 5), 1e-3)
     return SOFT_WEIGHT + (1 - SOFT_WEIGHT) * np.clip((smoothed - gap[None, :]) / (BONE_STEP * spread) + 0.5, 0.0, 1.0)
 
 
@@ -283,8 +292,9 @@ class Engine:
                  px_per_work_px: int = 1):
         """Split, starts, refinement and assessment on the working grid."""
         runner_ups = []  # the automatic split's runner-up joint lines (rows), if any
+        smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX) if refine else None
         if upper_mask is None:
-            boundary, runner_ups = split.split_candidates(fixed, runner_up=refine)
+            boundary, runner_ups = split.split_candidates(fixed, runner_up=refine, smoothed=smoothed)
             upper_mask = split.upper_mask_from_rows(fixed.shape, boundary)
             mask_source = "automatic"
         else:
@@ -298,14 +308,14 @@ class Engine:
         details = {"mask": mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
                                                     "jsn_px": jsn_net * px_per_work_px}}
         if refine:
-            smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX)
-            regions = fit_regions(smoothed, upper_mask, boundary)
+            spread = intensity_spread(smoothed)
+            regions = fit_regions(smoothed, spread, upper_mask, boundary)
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all four fits
             fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
             back = backward_fit(*pair, regions, fit)
-            start_info["split_alternatives"] = [split_alternative(pair, smoothed, fit, boundary, rows, fixed, moving)
-                                                for rows in runner_ups]
+            start_info["split_alternatives"] = [split_alternative(pair, smoothed, spread, fit, boundary, rows, fixed,
+                                                                  moving) for rows in runner_ups]
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
                                                                 self.calibration, px_per_work_px)

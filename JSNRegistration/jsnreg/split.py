@@ -26,15 +26,18 @@ SAME_LINE_PX = 1.5  # a runner-up this close to the split (median, rows) is the 
 # A runner-up shallower than this share of the split's valley depth is plain bone (a drawn bone's is
 # 0.01; on real val ROIs 13 of 2400 runner-up lines were, none of them one that flagged a result).
 RUNNER_UP_MIN_DEPTH = 0.05
+VALLEY_SMOOTH_PX = 1.5  # Gaussian SD of the copy the valley depth is read on
 
 
-def valley_depth(roi: np.ndarray, reach_px: int, smooth_px: float = 1.5) -> np.ndarray:
+def valley_depth(roi: np.ndarray, reach_px: int, smooth_px: float = VALLEY_SMOOTH_PX,
+                 smoothed: np.ndarray | None = None) -> np.ndarray:
     """How much darker each pixel is than the brightest pixels within `reach_px` above AND below.
 
     depth(y, x) = min(max_{1<=d<=reach} I(y - d, x), max_{1<=d<=reach} I(y + d, x)) - I(y, x),
-    on the ROI smoothed by a Gaussian of `smooth_px`; positive inside a horizontal gully.
+    on the ROI smoothed by a Gaussian of `smooth_px` (`smoothed`, if the caller has it); positive
+    inside a horizontal gully.
     """
-    img = ndimage.gaussian_filter(np.asarray(roi, dtype=np.float64), smooth_px)
+    img = ndimage.gaussian_filter(np.asarray(roi, dtype=np.float64), smooth_px) if smoothed is None else smoothed
     pad = np.pad(img, ((reach_px, reach_px), (0, 0)), mode="edge")
     rows = img.shape[0]
     # Running maxima over reach_px rows of the padded copy (window k covers rows k - h ..
@@ -52,8 +55,9 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     costs `step_cost` (keeps the path smooth where the valley is faint).
     """
     rows, cols = cost.shape
-    acc = cost[:, 0].copy()
-    back = np.zeros((rows, cols), dtype=np.int64)
+    by_col = cost.T.copy()  # each column's costs contiguous, as the loop reads them
+    acc = by_col[0].copy()
+    back = np.zeros((cols, rows), dtype=np.int64)  # per column, each row's best predecessor
     idx = np.arange(rows)
     penalty = np.abs(np.arange(-max_step, max_step + 1)) * step_cost
     # Row r's candidates are acc[r - max_step .. r + max_step] (inf beyond the ROI): a window view
@@ -64,13 +68,14 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     for x in range(1, cols):
         padded[max_step:max_step + rows] = acc
         np.add(windows, penalty, out=cand)
-        back[:, x] = step = cand.argmin(axis=1)  # the first of equal ones wins
-        acc = cand[idx, step] + cost[:, x]
-    back += idx[:, None] - max_step  # window offsets -> rows
+        back[x] = step = cand.argmin(axis=1)  # the first of equal ones wins
+        acc = cand[idx, step]
+        acc += by_col[x]
+    back += idx[None, :] - max_step  # window offsets -> rows
     path = np.empty(cols, dtype=np.int64)
     path[-1] = int(np.argmin(acc))
     for x in range(cols - 1, 0, -1):
-        path[x - 1] = back[path[x], x]
+        path[x - 1] = back[x, path[x]]
     return path
 
 
@@ -87,7 +92,7 @@ def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 
 
 
 def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
-                     runner_up: bool = True, pull_half_px: float | None = None
+                     runner_up: bool = True, pull_half_px: float | None = None, smoothed: np.ndarray | None = None
                      ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The split (split_rows) and the runner-up joint lines: on each side of the split, the best
     gully path kept more than RUNNER_UP_EXCLUDE_PX rows from it in every column, moved to its gap's
@@ -98,18 +103,20 @@ def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: fl
     joint space. A line is left out where it ends up in the split's own gap (median distance under
     SAME_LINE_PX), cannot keep to its side, or is no gully (darker than the bone either side by
     less than RUNNER_UP_MIN_DEPTH of the split's depth, on average over the columns: plain bone);
-    none are sought unless `runner_up`."""
+    none are sought unless `runner_up`. smoothed: the ROI smoothed by VALLEY_SMOOTH_PX, if the
+    caller has it."""
     roi = np.asarray(roi, dtype=np.float64)
     rows, cols = roi.shape
     reach = max(3, int(round(reach_frac * rows)))
     scale = float(np.ptp(roi)) or 1.0
     centre = (rows - 1) / 2.0
     prior = centre_weight * scale * np.abs(np.arange(rows) - centre)[:, None] / (pull_half_px or max(roi.shape) / 2.0)
-    depth = valley_depth(roi, reach)
+    depth = valley_depth(roi, reach, smoothed=smoothed)
     cost = prior - depth
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
+    grad = row_gradient(roi)  # both lines' gaps read the same gradient
     # Boundaries lie between rows: a row at the middle of the gap counts as upper.
-    boundary = mid_gap_rows(roi, path) + 0.5
+    boundary = mid_gap_rows(roi, path, grad=grad) + 0.5
     if not runner_up:
         return boundary, []
     min_depth = RUNNER_UP_MIN_DEPTH * line_depth(depth, boundary)
@@ -121,7 +128,7 @@ def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: fl
         gully = minimal_path(side_cost, max_step=1, step_cost=0.02 * scale)
         if not np.isfinite(side_cost[gully, np.arange(cols)]).all():
             continue
-        line = mid_gap_rows(roi, gully) + 0.5
+        line = mid_gap_rows(roi, gully, grad=grad) + 0.5
         if np.median(np.abs(line - boundary)) >= SAME_LINE_PX and line_depth(depth, line) >= min_depth:
             lines.append(line)
     return boundary, lines
@@ -134,17 +141,23 @@ def line_depth(depth: np.ndarray, boundary_rows: np.ndarray) -> float:
     return float(np.clip(depth[rows, np.arange(depth.shape[1])], 0.0, None).mean())
 
 
+def row_gradient(roi: np.ndarray) -> np.ndarray:
+    """d I / d row of the ROI smoothed by 1 px: where mid_gap_rows finds the bone surfaces."""
+    return ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))
+
+
 def mid_gap_rows(roi: np.ndarray, gully_rows: np.ndarray, reach_frac: float = 0.15,
-                 min_edge_frac: float = 0.2, smooth_cols: int = 9) -> np.ndarray:
+                 min_edge_frac: float = 0.2, smooth_cols: int = 9, grad: np.ndarray | None = None) -> np.ndarray:
     """Per column, the row halfway between the bone surfaces around the gully (float rows).
 
     The surfaces are the steepest intensity fall within `reach_frac` of the ROI height above the
     gully row and the steepest rise below it. Where either is fainter than `min_edge_frac` of the
     ROI's strong edges (no bone in that column) the gully row is kept; a running median over
-    `smooth_cols` columns removes single-column slips.
+    `smooth_cols` columns removes single-column slips. grad: the ROI's row_gradient, if the
+    caller has it.
     """
     rows, cols = roi.shape
-    grad = ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))  # d I / d row
+    grad = row_gradient(roi) if grad is None else grad
     strong = min_edge_frac * float(np.percentile(np.abs(grad), 99))
     reach = max(2, int(round(reach_frac * rows)))
     gully = np.clip(np.asarray(gully_rows, dtype=int), 0, rows - 1)
