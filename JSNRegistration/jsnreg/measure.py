@@ -112,9 +112,9 @@ def split_alternative(start_info: dict) -> dict:
 def band_moved_px(start_info: dict) -> float:
     """The largest JSN change (px of the working grid) of a runner-up line whose band is explained
     about as well or better by the other bone (register.band_residuals; 0 without any)."""
-    return max((a["jsn_diff_px"] for a in start_info.get("split_alternatives", ())
-                if a["jsn_diff_px"] is not None and a.get("band_other", np.nan) < BAND_OTHER_RATIO * a.get("band_own", np.nan)),
-               default=0.0)
+    alts = [a for a in start_info.get("split_alternatives", ()) if a["jsn_diff_px"] is not None]
+    return max((a["jsn_diff_px"] for a in alts
+                if a.get("band_other", np.nan) < BAND_OTHER_RATIO * a.get("band_own", np.nan)), default=0.0)
 
 
 def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,

@@ -139,8 +139,8 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, s
 SPARE_BAND_RATIO = 2.0
 
 
-def split_alternative(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, spread: float, fit: RefineResult,
-                      boundary_rows: np.ndarray, line_rows: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> dict:
+def runner_up_check(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, spread: float, fit: RefineResult,
+                    boundary_rows: np.ndarray, line_rows: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> dict:
     """A runner-up joint line's band residuals (band_residuals) and, unless its band is clearly its
     own bone's, its fit (alternative_split; else jsn_diff_px and cost_gap None)."""
     band = band_residuals(fixed, moving, fit, boundary_rows, line_rows)
@@ -314,8 +314,8 @@ class Engine:
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all four fits
             fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
             back = backward_fit(*pair, regions, fit)
-            start_info["split_alternatives"] = [split_alternative(pair, smoothed, spread, fit, boundary, rows, fixed,
-                                                                  moving) for rows in runner_ups]
+            start_info["split_alternatives"] = [
+                runner_up_check(pair, smoothed, spread, fit, boundary, rows, fixed, moving) for rows in runner_ups]
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
                                                                 self.calibration, px_per_work_px)
