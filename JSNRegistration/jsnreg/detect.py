@@ -27,6 +27,7 @@ so a nominal spacing that is somewhat off does no harm.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,10 +307,9 @@ def _name_fingers(ordered: list[_Finger], bases: np.ndarray, centre: np.ndarray,
     is the widest); the others are counted from it, a base gap of about two finger widths being a
     missing finger (never a name given twice). PA view, fingers up: a left hand shows its thumb
     on the image's right. When fewer than five fingers show and neither end finger's base gap is a
-    thumb's (THUMB_GAP_R), the thumb
-    is not there (cut by the film's edge) and the end finger whose tip lies farther from the palm
-    centre is the index finger (it is longer than the little finger); the side is then the index
-    finger's."""
+    thumb's (THUMB_GAP_R), the thumb is not there (cut by the film's edge) and the end finger whose
+    tip lies farther from the palm centre is the index finger (it is longer than the little
+    finger); the side is then the index finger's."""
     gaps = np.linalg.norm(np.diff(bases, axis=0), axis=1) / radius
     has_thumb = len(ordered) == 5 or max(gaps[0], gaps[-1]) >= THUMB_GAP_R
     reach = [np.linalg.norm(f.tip - centre) for f in (ordered[0], ordered[-1])]
@@ -423,7 +423,6 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
     expect = TIP_TO_MCP_R[finger.digit] * radius
     best, best_score = None, -np.inf
     n = len(pos)
-    import itertools
     for combo in itertools.combinations(range(n), len(fr) + 1):
         s = pos[list(combo)]
         mcp = s[-1]
@@ -460,12 +459,12 @@ def _choose_cut_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: 
     expect = TIP_TO_MCP_R[finger.digit] * radius
     short = np.arange(0.0, expect, 1.0)  # the length beyond the edge, px
     best, best_score = None, -np.inf
-    import itertools
     for left_out in range(len(fr)):
         for combo in itertools.combinations(range(len(pos)), len(fr) + 1 - left_out):
             s = pos[list(combo)]
             length = s[-1] + short
-            score = float(np.sum(np.log(depth[list(combo)] / scale))) - 0.5 * ((length / expect - 1.0) / TIP_TO_MCP_SD) ** 2
+            score = (float(np.sum(np.log(depth[list(combo)] / scale)))
+                     - 0.5 * ((length / expect - 1.0) / TIP_TO_MCP_SD) ** 2)
             for f, sj in zip(fractions[left_out:], s[:-1]):
                 score = score - 0.5 * (((sj + short) / length - f) / FRACTION_SD[finger.digit]) ** 2
             for f in fractions[:left_out]:
