@@ -247,7 +247,8 @@ def test_detect_joints_action_places_editable_markers(qtbot, window, messages):
     assert window.ws.names() == list(STANDARD_JOINTS)
     assert {j.source for j in window.ws.joints} == {"detected"}
     assert set(window.views["baseline"].markers) == set(STANDARD_JOINTS)
-    assert set(table_column(window, "Placed").values()) == {"detected"}
+    confidences = {j.name: j.detect_confidence for j in window.ws.joints}
+    assert table_column(window, "Placed") == {n: f"detected {c:.2f}" for n, c in confidences.items()}
     mcp2 = window.ws.joint("MCP2")
     window.views["baseline"].markerMoved.emit("MCP2", mcp2.x + 4.0, mcp2.y)  # what a drag sends
     assert window.ws.joint("MCP2").moved and table_column(window, "Placed")["MCP2"] == "detected, moved"

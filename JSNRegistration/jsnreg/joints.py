@@ -42,8 +42,8 @@ class JointSpec:
     detect_confidence: float | None = None
 
     def placed(self) -> str:
-        """How the joint was placed, as the reports and tables say it."""
-        return f"{self.source}, moved" if self.moved else self.source
+        """How the joint was placed, as the reports and tables say it (placed_text)."""
+        return placed_text(self.source, self.moved, self.detect_confidence)
 
     def placement_doubt(self) -> str:
         """Why to look at where the joint is before trusting its measurement ("" when there is no doubt):
@@ -54,6 +54,16 @@ class JointSpec:
             return ""
         return (f"placement: detected with confidence {self.detect_confidence:.2f}, "
                 f"below {DOUBTFUL_DETECTION:.2f}: check the joint's place")
+
+
+def placed_text(source: str, moved: bool, detect_confidence: float | None = None) -> str:
+    """How a joint was placed, as tables and reports say it: "manual", "detected, moved" (the user
+    corrected it) or "detected 0.87" (where the detector put it, with its detection's confidence)."""
+    if moved:
+        return f"{source}, moved"
+    if source == "detected" and detect_confidence is not None:
+        return f"detected {detect_confidence:.2f}"
+    return source
 
 
 def next_joint_name(taken: list[str] | tuple[str, ...]) -> str:

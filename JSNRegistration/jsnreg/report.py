@@ -22,6 +22,7 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .figures import loss_vmax
+from .joints import placed_text
 from .report_command import add_report_command  # noqa: F401  (the subcommand's arguments)
 from .results import JointResult
 from .session import (Session, deidentified, load_session, parse_study_date, result_images, session_images,
@@ -55,9 +56,9 @@ MUTED = "#5f6368"
 # --- CSV -------------------------------------------------------------------------------------
 
 def placed(result: JointResult) -> str:
-    """How the joint was placed: "detected", "detected, moved" or "manual" (older results: manual)."""
-    source = result.position.get("source", "manual")
-    return f"{source}, moved" if result.position.get("moved") else source
+    """How the joint was placed (joints.placed_text; older results: manual)."""
+    p = result.position
+    return placed_text(p.get("source", "manual"), bool(p.get("moved")), p.get("detect_confidence"))
 
 
 def csv_row(result: JointResult) -> dict:
