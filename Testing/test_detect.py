@@ -600,8 +600,7 @@ def test_a_doubtful_detection_flags_its_measurement_until_moved(case, tmp_path):
     assert [s.detect_confidence for s in again] == [low, low, 0.9, None]
     assert [bool(s.placement_doubt()) for s in again] == [True, False, False, False]
     assert [s.placed() for s in again] == [f"detected {low:.2f}", "detected, moved", "detected 0.90", "manual"]
-    from jsnreg.report import placed
-    assert placed(doubtful) == f"detected {low:.2f}" and placed(results["PIP3"]) == "manual"
+    assert doubtful.table_row()["placed"] == f"detected {low:.2f}" and results["PIP3"].placed() == "manual"
 
 
 def test_joints_file_reads_a_detection_confidence(tmp_path):

@@ -119,6 +119,7 @@ def test_table_columns_follow_table_row():
     assert list(columns) == list(results[0].table_row())
     assert columns["joint"] == ("text", ["PIP2", "MCP3"])
     assert columns["flagged"] == ("text", ["", "yes"])
+    assert columns["placed"] == ("text", ["manual", "manual"])  # results without a placement record
     assert columns["jsn_mm"][0] == "number"
     assert np.allclose(columns["jsn_mm"][1], [0.2, 0.0])  # (2.5 - 0.5) px * 0.1 mm
     assert display.table_columns([]) == []

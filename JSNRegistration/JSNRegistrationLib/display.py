@@ -7,7 +7,7 @@ import numpy as np
 from jsnreg.figures import loss_vmax
 from jsnreg.results import JointImages, JointResult
 
-TEXT_COLUMNS = ("joint", "flagged", "flag_reason")
+TEXT_COLUMNS = ("joint", "flagged", "flag_reason", "placed")
 # Overlay images of the selected joint (all on the baseline ROI grid), in the panel's order.
 OVERLAYS = {
     "checkerboard": "Checkerboard: baseline / registered follow-up",

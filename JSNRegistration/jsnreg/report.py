@@ -22,7 +22,6 @@ import numpy as np
 from . import __version__
 from .errors import InputError
 from .figures import loss_vmax
-from .joints import placed_text
 from .report_command import add_report_command  # noqa: F401  (the subcommand's arguments)
 from .results import JointResult
 from .session import (Session, deidentified, load_session, parse_study_date, result_images, session_images,
@@ -55,18 +54,12 @@ MUTED = "#5f6368"
 
 # --- CSV -------------------------------------------------------------------------------------
 
-def placed(result: JointResult) -> str:
-    """How the joint was placed (joints.placed_text; older results: manual)."""
-    p = result.position
-    return placed_text(p.get("source", "manual"), bool(p.get("moved")), p.get("detect_confidence"))
-
-
 def csv_row(result: JointResult) -> dict:
     """One result in the CSV columns (dtheta in radians, rotation in degrees, dx/dy in px)."""
     row = result.table_row()
-    out = {"joint": result.name, "jsn_px": result.jsn_px, "placed": placed(result)}
+    out = {"joint": result.name, "jsn_px": result.jsn_px}
     out.update({k: row[k] for k in ("jsn_mm", "lateral_shift_mm", "relative_rotation_deg", "mse_before",
-                                    "mse_after", "confidence", "flagged", "flag_reason")})
+                                    "mse_after", "confidence", "flagged", "flag_reason", "placed")})
     for bone in ("upper", "lower"):
         for key, value in getattr(result, bone).to_dict().items():
             out[f"{key}_{bone}"] = value
@@ -166,7 +159,7 @@ def report_warnings(session: Session) -> list[str]:
 
 def table_cells(result: JointResult) -> list[str]:
     r = result.table_row()
-    return [r["joint"], placed(result), f"{r['jsn_mm']:+.3f}", f"{r['lateral_shift_mm']:+.3f}", f"{r['relative_rotation_deg']:+.2f}",
+    return [r["joint"], r["placed"], f"{r['jsn_mm']:+.3f}", f"{r['lateral_shift_mm']:+.3f}", f"{r['relative_rotation_deg']:+.2f}",
             f"{r['mse_before']:.5f}", f"{r['mse_after']:.5f}", f"{r['confidence']:.2f}",
             "FLAGGED" if r["flagged"] else "ok"]
 

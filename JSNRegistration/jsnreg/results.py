@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .joints import placed_text
 from .transforms import BoneMotion
 
 BONES = ("upper", "lower")
@@ -155,4 +156,10 @@ class JointResult(BonePairMeasures):
             "confidence": self.confidence,
             "flagged": self.flagged,
             "flag_reason": self.flag_reason,
+            "placed": self.placed(),
         }
+
+    def placed(self) -> str:
+        """How the joint was placed (joints.placed_text; results without that record: manual)."""
+        p = self.position
+        return placed_text(p.get("source", "manual"), bool(p.get("moved")), p.get("detect_confidence"))
