@@ -159,7 +159,9 @@ def test_an_roi_centred_2_mm_distal_never_gives_an_unflagged_wrong_jsn(engine):
     """Real val joint 4375 MCP3 (a child's: the proximal phalanx's physis a few px beyond the joint
     space), its ROI centred 2 mm distal of the joint, hard motions, wide ROIs: the split takes the
     physis near the middle row, the epiphysis moves with the wrong bone (errors of 4-7 px), and one
-    runner-up line overall (3 rows from the split) left 6 of the 7 wrong results unflagged."""
+    runner-up line overall (3 rows from the split) left 6 of the 7 wrong results unflagged. Where the
+    band between the split and a runner-up line moves with the other bone, that line's fit is
+    reported (still flagged): 4 of the 7 are then right."""
     from jsnreg import real_pairs as rp
 
     if not rp.available():
@@ -168,5 +170,9 @@ def test_an_roi_centred_2_mm_distal_never_gives_an_unflagged_wrong_jsn(engine):
     results = [(engine.register_roi(p.fixed, p.moving, p.spacing_mm, images=False), p.jsn_px)
                for p in rp.make_real_pairs("val", "hard", "wide", 8, 0, joints=joints)]
     wrong = [r for r, truth in results if abs(r.jsn_px - truth) > 0.5]
-    assert len(wrong) >= 5 and all(r.flagged and "ambiguous split" in r.flag_reason for r in wrong)
+    assert len(wrong) >= 2 and all(r.flagged and "ambiguous split" in r.flag_reason for r in wrong)
     assert any(not r.flagged for r, truth in results if abs(r.jsn_px - truth) < 0.5)
+    taken = [(r, truth) for r, truth in results if "split_taken" in r.details]
+    assert len(taken) >= 3 and all(r.flagged and "reported on that runner-up joint line" in r.flag_reason
+                                   and abs(r.jsn_px - truth) < 0.5 < abs(r.details["split_taken"]["kept_jsn_px"] - truth)
+                                   for r, truth in taken)

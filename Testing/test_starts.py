@@ -93,6 +93,17 @@ def test_a_band_that_moves_with_the_other_bone_is_an_ambiguous_split_whatever_th
     assert any("moves with the other bone" in r and f"{jsn_diff:.2f} px" in r for r in reasons) == ambiguous
 
 
+def test_the_line_whose_band_the_other_bone_explains_best_is_taken():
+    line = lambda other, diff, own=0.01: {"jsn_diff_px": diff, "cost_gap": 0.05, "band_own": own,  # noqa: E731
+                                          "band_other": other}
+    assert measure.line_taken([line(0.008, 0.6), line(0.005, 0.9)]) == 1  # the band the other bone fits best
+    assert measure.line_taken([line(0.0105, 0.6)]) is None  # only about as well: flagged, not taken
+    assert measure.line_taken([line(0.005, 0.3)]) is None  # a small change: kept
+    assert measure.line_taken([line(0.005, 0.3)], px_per_work_px=2) == 0  # 0.6 px of the ROI
+    assert measure.line_taken([line(0.005, None), line(np.nan, 0.9), line(0.001, 0.9, own=np.nan)]) is None
+    assert measure.line_taken([]) is None
+
+
 def test_forward_backward_of_an_exact_pair_is_zero(engine):
     pair = _pair(23, noise_sigma=0.01)
     r = engine.register_roi(pair.fixed, pair.fixed, pair.spacing_mm, upper_mask=pair.upper_mask)

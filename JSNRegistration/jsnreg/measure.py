@@ -41,6 +41,12 @@ SPLIT_AMBIGUOUS_COST = 0.0
 # the cost rule alone left 6 of them unflagged, this rule alone 4, both none.
 BAND_OTHER_RATIO = 1.1
 SPLIT_BAND_PX = 0.4
+# Where the band is explained better by the other bone than by its own (below this ratio) and that
+# line's fit moves the JSN by more than SPLIT_BAND_PX, the runner-up line is the joint space: its fit
+# is reported, still flagged. Real val pairs, ROI centres -2..+2 mm (1200 results, automatic split):
+# beyond 0.5 px 55 -> 23 (33 made right, 1 made wrong); centred, no line taken (val and train);
+# train hands 2 mm distal (never used to choose): 56 -> 24, none made wrong (Testing/tools/runner_up_switch.py).
+TAKE_BAND_RATIO = 1.0
 # Saturation: clipped pixels carry no position. What counts is the bones' edges (gradient energy),
 # not their pixels: a finger beside clipped air keeps its edges and is measured. Below this share
 # of a bone's edges unsaturated the estimate has too little to stand on.
@@ -115,6 +121,17 @@ def band_moved_px(start_info: dict) -> float:
     alts = [a for a in start_info.get("split_alternatives", ()) if a["jsn_diff_px"] is not None]
     return max((a["jsn_diff_px"] for a in alts
                 if a.get("band_other", np.nan) < BAND_OTHER_RATIO * a.get("band_own", np.nan)), default=0.0)
+
+
+def line_taken(alternatives: list[dict], px_per_work_px: int = 1) -> int | None:
+    """The runner-up line (index into `alternatives`, register.runner_up_check's) to report instead of
+    the split: of those whose fit moves the JSN by more than SPLIT_BAND_PX, the one whose band the
+    other bone explains best, if below TAKE_BAND_RATIO of its own; None otherwise."""
+    ratios = [(a["band_other"] / a["band_own"], k) for k, a in enumerate(alternatives)
+              if a["jsn_diff_px"] is not None and a["jsn_diff_px"] * px_per_work_px > SPLIT_BAND_PX
+              and a["band_own"] > 0 and np.isfinite(a["band_other"])]
+    best = min(ratios, default=None)
+    return best[1] if best is not None and best[0] < TAKE_BAND_RATIO else None
 
 
 def signals(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,

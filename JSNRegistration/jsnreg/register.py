@@ -113,23 +113,24 @@ def fit_regions(smoothed: np.ndarray, spread: float, upper_mask: np.ndarray, bou
 
 
 def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, spread: float,
-                      runner_up_rows: np.ndarray, fit: RefineResult) -> dict:
+                      runner_up_rows: np.ndarray, fit: RefineResult) -> tuple[dict, RefineResult | None]:
     """The fit with the split on the runner-up joint line (split.split_candidates), refined from the
     kept fit on the two finer levels (its minimum lies within a few px; the finest level alone missed
     one of the real val pairs' wrong splits, all three levels gave the same as two; its edge shares,
-    which nothing reads, are left out): how far its JSN is from the kept one (px) and how much
-    higher its robust cost is at a common noise scale (`cost_gap`, < 0: the runner-up explains the
-    follow-up better). A physis or another dark line beside the joint space can be as good a split;
-    the bone that the band between the two lines moves with then decides the JSN."""
+    which nothing reads, are left out): its JSN (`jsn_px`, of the working grid), how far that is from
+    the kept one (px) and how much higher its robust cost is at a common noise scale (`cost_gap`, < 0:
+    the runner-up explains the follow-up better), None each without a fit; and the fit itself. A
+    physis or another dark line beside the joint space can be as good a split; the bone that the
+    band between the two lines moves with then decides the JSN."""
     mask = split.upper_mask_from_rows(smoothed.shape, runner_up_rows)
     if min(mask.mean(), 1 - mask.mean()) < MIN_REGION_FRAC:
-        return {"jsn_diff_px": None, "cost_gap": None}
+        return {"jsn_px": None, "jsn_diff_px": None, "cost_gap": None}, None
     regions = fit_regions(smoothed, spread, mask, runner_up_rows)
     alt_fit = refine_bones(fixed, moving, regions, [b.motion for b in fit.bones], levels=(1, 2),
                            soft_slope=soft_slope(smoothed, runner_up_rows), edge_shares=False)
     sigma = min(fit.residual_sd, alt_fit.residual_sd)
-    return {"jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
-            "cost_gap": alt_fit.robust_cost(sigma) - fit.robust_cost(sigma)}
+    return ({"jsn_px": fit_jsn_px(alt_fit), "jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
+             "cost_gap": alt_fit.robust_cost(sigma) - fit.robust_cost(sigma)}, alt_fit)
 
 
 # A band (between the split and a runner-up line) whose residual under the other bone's motion is
@@ -140,13 +141,15 @@ SPARE_BAND_RATIO = 2.0
 
 
 def runner_up_check(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, spread: float, fit: RefineResult,
-                    boundary_rows: np.ndarray, line_rows: np.ndarray, fixed: np.ndarray, moving: np.ndarray) -> dict:
+                    boundary_rows: np.ndarray, line_rows: np.ndarray, fixed: np.ndarray, moving: np.ndarray
+                    ) -> tuple[dict, RefineResult | None]:
     """A runner-up joint line's band residuals (band_residuals) and, unless its band is clearly its
-    own bone's, its fit (alternative_split; else jsn_diff_px and cost_gap None)."""
+    own bone's, its fit (alternative_split; else jsn_px, jsn_diff_px and cost_gap None, and no fit)."""
     band = band_residuals(fixed, moving, fit, boundary_rows, line_rows)
     if band["band_other"] >= SPARE_BAND_RATIO * band["band_own"]:
-        return {"jsn_diff_px": None, "cost_gap": None, **band}
-    return {**alternative_split(*pair, smoothed, spread, line_rows, fit), **band}
+        return {"jsn_px": None, "jsn_diff_px": None, "cost_gap": None, **band}, None
+    summary, alt_fit = alternative_split(*pair, smoothed, spread, line_rows, fit)
+    return {**summary, **band}, alt_fit
 
 
 def band_residuals(fixed: np.ndarray, moving: np.ndarray, fit: RefineResult, boundary_rows: np.ndarray,
@@ -314,12 +317,20 @@ class Engine:
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all four fits
             fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
             back = backward_fit(*pair, regions, fit)
-            start_info["split_alternatives"] = [
-                runner_up_check(pair, smoothed, spread, fit, boundary, rows, fixed, moving) for rows in runner_ups]
+            checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows, fixed, moving)
+                      for rows in runner_ups]
+            start_info["split_alternatives"] = [summary for summary, _ in checks]
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
                                                                 self.calibration, px_per_work_px)
             details.update(extra)
+            taken = measure.line_taken(start_info["split_alternatives"], px_per_work_px)
+            if taken is not None:  # the band moves with the other bone: that line is the joint space
+                upper, lower = (b.motion for b in checks[taken][1].bones)
+                boundary = runner_ups[taken]
+                details["split_taken"] = {"line": taken, "kept_jsn_px": fit_jsn_px(fit) * px_per_work_px}
+                flagged = True  # already flagged as an ambiguous split (measure.hard_reasons)
+                reason += "; reported on that runner-up joint line"
         else:
             upper, lower = net_upper, net_lower
             confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape)
