@@ -1,5 +1,6 @@
-"""Study, not shipped: would the automatic split do better by taking a runner-up joint line's fit
-whenever the band between that line and the split is explained better by the other bone's motion?
+"""Study behind measure.line_taken: would the automatic split do better by taking a runner-up joint
+line's fit whenever the band between that line and the split is explained better by the other bone's
+motion? (Shipped: ratio 1.0, JSN change > 0.4 px.)
 
 For real pairs of one split (val to choose; never test), ROI centres OFFSET mm along the finger, 60 pairs
 per set and shape, it registers each pair once and then reads, per runner-up line, its fit's JSN and
@@ -25,7 +26,7 @@ MOVES_PX = (0.0, 0.4)  # 0.4: measure.SPLIT_BAND_PX, the band rule's least JSN c
 
 
 def errors(engine, split: str, offset_mm: float, n: int = 60, seed: int = 2026) -> list:
-    """(error px of the kept result, [(runner-up fit's error px, band_own, band_other)]) per pair."""
+    """(error px of the split's own fit, [(runner-up fit's error px, band_own, band_other)]) per pair."""
     joints = joints_of_split(split, offset_rows(offset_mm))
     out = []
     for set_name in ("realistic", "hard"):
@@ -35,7 +36,8 @@ def errors(engine, split: str, offset_mm: float, n: int = 60, seed: int = 2026) 
                 truth = p.upper.dy_px - p.lower.dy_px
                 alts = [(a["jsn_px"] - truth, a["band_own"], a["band_other"])
                         for a in r.details["start_search"].get("split_alternatives", []) if a["jsn_px"] is not None]
-                out.append((r.jsn_px - truth, alts))
+                kept = r.details.get("split_taken", {}).get("kept_jsn_px", r.jsn_px)  # the split's own fit
+                out.append((kept - truth, alts))
     return out
 
 
