@@ -141,18 +141,17 @@ SPARE_BAND_RATIO = 2.0
 
 
 def runner_up_check(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, spread: float, fit: RefineResult,
-                    boundary_rows: np.ndarray, line_rows: np.ndarray, fixed: np.ndarray, moving: np.ndarray
-                    ) -> tuple[dict, RefineResult | None]:
+                    boundary_rows: np.ndarray, line_rows: np.ndarray) -> tuple[dict, RefineResult | None]:
     """A runner-up joint line's band residuals (band_residuals) and, unless its band is clearly its
     own bone's, its fit (alternative_split; else jsn_px, jsn_diff_px and cost_gap None, and no fit)."""
-    band = band_residuals(fixed, moving, fit, boundary_rows, line_rows)
+    band = band_residuals(*pair, fit, boundary_rows, line_rows)
     if band["band_other"] >= SPARE_BAND_RATIO * band["band_own"]:
         return {"jsn_px": None, "jsn_diff_px": None, "cost_gap": None, **band}, None
     summary, alt_fit = alternative_split(*pair, smoothed, spread, line_rows, fit)
     return {**summary, **band}, alt_fit
 
 
-def band_residuals(fixed: np.ndarray, moving: np.ndarray, fit: RefineResult, boundary_rows: np.ndarray,
+def band_residuals(fixed: FitImage, moving: FitImage, fit: RefineResult, boundary_rows: np.ndarray,
                    line_rows: np.ndarray) -> dict:
     """How well each bone's motion of the kept fit explains the band between the split and a
     runner-up joint line: the mean absolute residual after the fit's tone curve, weighted by the
@@ -162,16 +161,17 @@ def band_residuals(fixed: np.ndarray, moving: np.ndarray, fit: RefineResult, bou
     whichever side of the split it is on; the fits' robust costs tell this poorly (their regions
     differ: on real val pairs a lower cost of the runner-up's fit marked a wrong split 29 times and a
     right one 44 times)."""
-    rows = np.arange(fixed.shape[0])[:, None] + 0.5
+    f = fixed.pixels
+    rows = np.arange(f.shape[0])[:, None] + 0.5
     lo, hi = np.minimum(line_rows, boundary_rows)[None, :], np.maximum(line_rows, boundary_rows)[None, :]
     band = (rows > lo + SPLIT_MARGIN_PX) & (rows < hi - SPLIT_MARGIN_PX)
     c0, c1, c2 = fit.tone
-    warped = [c0 + w * (c1 + c2 * w) for w in (warp_to_fixed(moving, b.motion, where=band) for b in fit.bones)]
+    warped = [c0 + w * (c1 + c2 * w) for w in (warp_to_fixed(moving.pixels, b.motion, where=band) for b in fit.bones)]
     band &= np.isfinite(warped[0]) & np.isfinite(warped[1])
-    weight = np.hypot(*np.gradient(ndimage.gaussian_filter(fixed, 1.0)))[band]
+    weight = np.hypot(*fixed.gradient(1.0))[band]  # smoothed by 1 px: made once for both lines
     if not weight.sum() > 0:
         return {"band_own": np.nan, "band_other": np.nan}
-    upper, lower = (float(np.sum(weight * np.abs(w[band] - fixed[band])) / weight.sum()) for w in warped)
+    upper, lower = (float(np.sum(weight * np.abs(w[band] - f[band])) / weight.sum()) for w in warped)
     above = np.median(line_rows - boundary_rows) < 0  # the band lies in the split's upper region
     return {"band_own": upper if above else lower, "band_other": lower if above else upper}
 
@@ -317,8 +317,7 @@ class Engine:
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all four fits
             fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
             back = backward_fit(*pair, regions, fit)
-            checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows, fixed, moving)
-                      for rows in runner_ups]
+            checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows) for rows in runner_ups]
             start_info["split_alternatives"] = [summary for summary, _ in checks]
             upper, lower = (b.motion for b in fit.bones)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
