@@ -6,7 +6,8 @@ import struct
 import pytest
 
 from jsnreg.joints import STANDARD_JOINTS
-from jsnreg.real_hands import adult_patient, adult_splits, load_annotations, real_hands_dir, rsna_splits, split_of
+from jsnreg.real_hands import (adult_patient, adult_splits, is_adult, load_annotations, real_hands_dir,
+                                rsna_splits, split_of)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,7 @@ def test_adult_detection_split_by_patient_sha256(annotations):
     names = sorted(k.split("/", 1)[1] for k in annotations["images"] if k.startswith("adult-annotated/"))
     assert adult_patient("test_img5_L.png") == adult_patient("test_img5_R.png") == "test_img5"
     assert adult_patient("test_img1.png") == "test_img1"
+    assert is_adult("adult-annotated/test_img1.png") and not is_adult("rsna-bone-age/1437.png")
     rule = adult_splits(names)
     assert rule == adult_splits(list(reversed(names)))  # the order given does not matter
     patients = sorted({adult_patient(n) for n in names}, key=lambda p: hashlib.sha256(p.encode()).hexdigest())

@@ -501,9 +501,9 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
 def source_of(image: str) -> str:
     """Where a real pair's hand comes from: "adult" (adult-annotated/, RA patients' films at a nominal
     0.3 mm/px) or "children" (rsna-bone-age/)."""
-    from .real_hands import ADULT_DIR
+    from .real_hands import is_adult
 
-    return "adult" if image.startswith(ADULT_DIR + "/") else "children"
+    return "adult" if is_adult(image) else "children"
 
 
 def by_source(records: list[dict], methods) -> list[dict]:

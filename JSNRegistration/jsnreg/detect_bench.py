@@ -27,7 +27,7 @@ from . import detect_confidence as dc
 from . import detect_refine
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
-from .real_hands import ADULT_DIR, ANNOTATIONS, adult_splits, real_hands_dir
+from .real_hands import ANNOTATIONS, adult_splits, is_adult, real_hands_dir
 
 TOLERANCE_MM = 2.0
 OUTCOMES = ("found", "misplaced", "misnamed", "invented", "missed")
@@ -168,7 +168,7 @@ def fingers_cut(pixels: np.ndarray, truth: dict, fraction: float = 0.5) -> tuple
 def detection_splits(annotations: dict) -> dict:
     """{image: split} for detection: RSNA hands by their annotation, adult ones by patient
     (jsnreg.real_hands.adult_splits)."""
-    adult = adult_splits([rel for rel in annotations if rel.startswith(ADULT_DIR + "/")])
+    adult = adult_splits([rel for rel in annotations if is_adult(rel)])
     return {rel: adult.get(rel, entry["split"]) for rel, entry in annotations.items()}
 
 
@@ -180,7 +180,7 @@ def _images(folder: Path, annotations: dict, splits):
         path = folder / rel
         if split not in splits or not path.is_file():
             continue
-        source = f"{'adult' if rel.startswith(ADULT_DIR + '/') else 'rsna'} {split}"
+        source = f"{'adult' if is_adult(rel) else 'rsna'} {split}"
         image = read_radiograph(path, spacing_mm=float(entry["spacing_mm_nominal"]))
         yield rel, source, image.pixels, image.spacing_mm, entry
 

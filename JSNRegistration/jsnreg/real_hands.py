@@ -40,6 +40,11 @@ def rsna_splits(names) -> dict:
     return {n: "train" if i < first_val else "val" if i < first_test else "test" for i, n in enumerate(ranked)}
 
 
+def is_adult(name: str) -> bool:
+    """Whether an image (path relative to the real-hands folder) is one of the adult RA patients' films."""
+    return name.startswith(ADULT_DIR + "/")
+
+
 def adult_patient(name: str) -> str:
     """The patient of an adult image: its file name without the hand's side (test_img5_L.png -> test_img5)."""
     stem = Path(name).stem

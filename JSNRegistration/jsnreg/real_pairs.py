@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .real_hands import ADULT_DIR, adult_patient, real_hands_folder
+from .real_hands import adult_patient, is_adult, real_hands_folder
 from .synthetic import JointPair
 from .transforms import BoneMotion, from_matrix, matrix, roi_centre
 
@@ -125,7 +125,7 @@ def joints_of_split(split: str, offset_rows: int = 0) -> list:
 
 def patient_of(image_key: str) -> str:
     """Patient id: an RSNA file is one child; adult test_imgN_L / _R are one patient."""
-    return f"adult-{adult_patient(image_key)}" if image_key.startswith(ADULT_DIR + "/") else Path(image_key).stem
+    return f"adult-{adult_patient(image_key)}" if is_adult(image_key) else Path(image_key).stem
 
 
 @dataclass
