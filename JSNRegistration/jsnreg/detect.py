@@ -413,53 +413,32 @@ def _valleys(profile: np.ndarray, mm: float) -> tuple[np.ndarray, np.ndarray]:
     return sub, -q[i]
 
 
-def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: float):
-    """Valleys named as the finger's joints: [(name, axis position, depth / the profile's median valley depth)]."""
+def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: float, cut: bool = False):
+    """Valleys named as the finger's joints: [(name, axis position, depth / the profile's median valley
+    depth)], the combination that best fits the finger's tip-to-joint proportions and its length.
+
+    cut: a finger 2-5 whose outline ends at the film's edge (EDGE_PX): its tip, and maybe its distal
+    joints, lie beyond it, so the axis starts an unknown length (0 to the whole tip-to-MCP length,
+    1 px steps) short of the tip. Each combination is then scored at its best such length, with its
+    first 0-1 joints (DIP, then PIP) left out when their expected place is beyond the edge (a left-out
+    joint adds nothing to the depth score). Otherwise the tip-to-joint proportions, counted from the
+    edge, name each joint after the next distal one's (fingers cut between DIP and PIP: 65 misnamed,
+    18 invented on the train and val hands cropped so). A valley within EDGE_VALLEY_MM of the edge is
+    then not a joint space."""
     pos, depth = _valleys(profile, mm)
     if len(pos) == 0:
         return []
     scale = float(np.median(depth)) + 1e-6
-    fr = JOINT_FRACTIONS[finger.digit]
-    expect = TIP_TO_MCP_R[finger.digit] * radius
-    best, best_score = None, -np.inf
-    n = len(pos)
-    for combo in itertools.combinations(range(n), len(fr) + 1):
-        s = pos[list(combo)]
-        mcp = s[-1]
-        score = float(np.sum(np.log(depth[list(combo)] / scale)))
-        score -= 0.5 * ((mcp / expect - 1.0) / TIP_TO_MCP_SD) ** 2
-        for (_, f), sj in zip(fr, s[:-1]):
-            score -= 0.5 * ((sj / mcp - f) / FRACTION_SD[finger.digit]) ** 2
-        if score > best_score:
-            best, best_score = combo, score
-    if best is None:
-        return []  # fewer valleys than the finger has joints
-    names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
-    return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names, best)]
-
-
-def _choose_cut_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: float):
-    """_choose_joints for a finger 2-5 whose outline ends at the film's edge (EDGE_PX): its tip, and
-    maybe its distal joints, lie beyond it, so the axis starts an unknown length (0 to the whole
-    tip-to-MCP length, 1 px steps) short of the tip. Each combination of valleys is scored as
-    _choose_joints scores it at its best such length, with its first 0-1 joints (DIP, then PIP) left
-    out when their expected place is beyond the edge (a left-out joint adds nothing to the depth
-    score). Otherwise the tip-to-joint proportions, counted from the edge, name each joint after
-    the next distal one's (fingers cut between DIP and PIP: 65 misnamed, 18 invented on the train
-    and val hands cropped so). A valley within EDGE_VALLEY_MM of the edge is not a joint space."""
-    pos, depth = _valleys(profile, mm)
-    if len(pos) == 0:
-        return []
-    scale = float(np.median(depth)) + 1e-6
-    near = pos * mm < EDGE_VALLEY_MM
-    pos, depth = pos[~near], depth[~near]
+    if cut:
+        beyond = pos * mm >= EDGE_VALLEY_MM
+        pos, depth = pos[beyond], depth[beyond]
     fr = JOINT_FRACTIONS[finger.digit]
     names = [nm for nm, _ in fr] + [f"MCP{finger.digit}"]
     fractions = np.array([f for _, f in fr])
     expect = TIP_TO_MCP_R[finger.digit] * radius
-    short = np.arange(0.0, expect, 1.0)  # the length beyond the edge, px
+    short = np.arange(0.0, expect, 1.0) if cut else np.zeros(1)  # the length beyond the edge, px
     best, best_score = None, -np.inf
-    for left_out in range(len(fr)):
+    for left_out in range(len(fr) if cut else 1):
         for combo in itertools.combinations(range(len(pos)), len(fr) + 1 - left_out):
             s = pos[list(combo)]
             length = s[-1] + short
@@ -473,14 +452,14 @@ def _choose_cut_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: 
             if score[k] > best_score:
                 best, best_score = (left_out, combo), float(score[k])
     if best is None:
-        return []
+        return []  # fewer valleys than the finger has joints
     left_out, combo = best
     return [(nm, float(pos[k]), float(depth[k] / scale)) for nm, k in zip(names[left_out:], combo)]
 
 
 # A finger's outline tip this close to the image's border (work px) is the film's edge, not its tip
 # (train and val hands as filmed: one of 194 fingers 2-5 there, val 4375's little finger; 13 of 45
-# thumbs, which keep _choose_joints: 10 of their IP1 found, and a thumb's own proportions spread 3x more).
+# thumbs, which are not chosen as cut: 10 of their IP1 found, and a thumb's own proportions spread 3x more).
 EDGE_PX = 1.5
 # A joint space shows bone beyond it: on those cropped hands, of the DIPs chosen on valleys within
 # 1.5 mm of the edge 5 were beyond it and 3 misplaced, none found (from 1.5 mm on, 3 of 7 found).
@@ -581,8 +560,8 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
                 continue
             reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
             axis = f.axis[:reach]
-            choose = _choose_cut_joints if f.digit > 1 and _at_edge(f.tip, small.shape) else _choose_joints
-            for name, s, depth in choose(f, _profile(fine, axis, mm), radius, mm):
+            cut = f.digit > 1 and _at_edge(f.tip, small.shape)
+            for name, s, depth in _choose_joints(f, _profile(fine, axis, mm), radius, mm, cut):
                 found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), depth))
         hands.append(_Hand(side, lean, radius, mm, found))
     if not hands:
