@@ -343,13 +343,13 @@ def _names_arg(text: str | None) -> list[str] | None:
 def detected_specs(pixels, spacing_mm: float, names=None) -> list:
     """JointSpecs of the joints jsnreg.detect finds (source "detected"); InputError when none."""
     from .detect import detect_joints
-    from .joints import JointSpec
+    from .joints import detected_joints
 
     found = detect_joints(pixels, spacing_mm, names=names)
     if not found:
         raise InputError("no joints detected" + (f" among {', '.join(names)}" if names else "")
                          + ": place them with --joint NAME=X,Y or --joints FILE.json")
-    return [JointSpec(j.name, j.x, j.y, source="detected", detect_confidence=float(j.confidence)) for j in found]
+    return detected_joints(found)
 
 
 def _workers(args) -> int:

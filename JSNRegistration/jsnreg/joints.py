@@ -56,6 +56,13 @@ class JointSpec:
                 f"below {DOUBTFUL_DETECTION:.2f}: check the joint's place")
 
 
+def detected_joints(found) -> list[JointSpec]:
+    """JointSpecs of joints jsnreg.detect found (DetectedJoint: name, x, y, confidence): source
+    "detected", each with its detection's confidence."""
+    return [JointSpec(d.name, float(d.x), float(d.y), source="detected", detect_confidence=float(d.confidence))
+            for d in found]
+
+
 def placed_text(source: str, moved: bool, detect_confidence: float | None = None) -> str:
     """How a joint was placed, as tables and reports say it: "manual", "detected, moved" (the user
     corrected it) or "detected 0.87" (where the detector put it, with its detection's confidence)."""

@@ -19,7 +19,7 @@ from typing import Callable
 from jsnreg import session as core_session
 from jsnreg.errors import InputError
 from jsnreg.images import Radiograph, match_spacing, read_radiograph
-from jsnreg.joints import DEFAULT_JOINTS, JointSpec, load_joints_json, next_joint_name
+from jsnreg.joints import DEFAULT_JOINTS, JointSpec, detected_joints, load_joints_json, next_joint_name
 from jsnreg.report import CSV_COLUMNS, csv_row
 from jsnreg.results import JointResult
 
@@ -130,8 +130,7 @@ class Workspace:
         found = detect_joints(self.baseline.pixels, self.baseline.spacing_mm)
         kept = [j for j in self.joints if j.source == "manual" or j.moved]
         taken = {j.name for j in kept}
-        added = [JointSpec(d.name, d.x, d.y, source="detected", detect_confidence=float(d.confidence))
-                 for d in found if d.name not in taken]
+        added = detected_joints([d for d in found if d.name not in taken])
         self.joints = kept + added
         for name in list(self.results):
             if name not in taken:
