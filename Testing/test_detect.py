@@ -62,11 +62,11 @@ def test_rotated_hand(hand, degrees):
 
 def test_two_hands_on_one_film_carry_their_side(hand):
     pixels, spacing, truth = hand
-    film, ftruth = two_hands(pixels, truth)  # the mirror (a left hand) on the left half
+    film, ftruth = two_hands(pixels, truth, "R")  # the right hand on the left half, its mirror beside it
     found = detect_joints(film, spacing)
-    assert_close(by_name(found), {n.replace("R-", "x-").replace("L-", "R-").replace("x-", "L-"): p
-                                  for n, p in ftruth.items()}, 1.5 / spacing)
-    assert {j.side for j in found if j.x < pixels.shape[1]} == {"L"}
+    assert_close(by_name(found), ftruth, 1.5 / spacing)
+    assert {j.side for j in found if j.x < pixels.shape[1]} == {"R"}
+    assert {j.side for j in found if j.x >= pixels.shape[1]} == {"L"}
 
 
 @pytest.mark.parametrize("digit", [3, 5])

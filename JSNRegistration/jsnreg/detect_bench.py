@@ -114,13 +114,15 @@ def rotated(pixels: np.ndarray, truth: dict, degrees: float) -> tuple[np.ndarray
     return out.reshape(side, side), {n: rot @ (p + shift - c) + c for n, p in truth.items()}
 
 
-def two_hands(pixels: np.ndarray, truth: dict) -> tuple[np.ndarray, dict]:
-    """The hand and its mirror image side by side on one film: right hand on the left half."""
+def two_hands(pixels: np.ndarray, truth: dict, side: str) -> tuple[np.ndarray, dict]:
+    """The hand (its `side`, "L" or "R") and its mirror image, the other hand, side by side on one
+    film as a PA film shows them: the right hand on the left half."""
     flipped, mtruth = mirrored(pixels, truth)
+    hands = {side: (pixels, truth), ("L" if side == "R" else "R"): (flipped, mtruth)}
     w = pixels.shape[1]
-    film = np.hstack([flipped, pixels])
-    named = {f"R-{n}": p for n, p in mtruth.items()}
-    named.update({f"L-{n}": p + np.array([w, 0]) for n, p in truth.items()})
+    film = np.hstack([hands["R"][0], hands["L"][0]])
+    named = {f"R-{n}": p for n, p in hands["R"][1].items()}
+    named.update({f"L-{n}": p + np.array([w, 0]) for n, p in hands["L"][1].items()})
     return film, named
 
 
@@ -225,7 +227,7 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
         made = [("mirrored", *mirrored(pixels, truth), set()),
                 ("rotated +30", *rotated(pixels, truth, 30.0), set()),
                 ("rotated -30", *rotated(pixels, truth, -30.0), set()),
-                ("two hands", *two_hands(pixels, truth), set()),
+                ("two hands", *two_hands(pixels, truth, entry["side"]), set()),
                 ("no finger 3", *without_finger(pixels, truth, 3))]
         if "MCP1" in truth and "IP1" in truth:
             made.append(("thumb cut", *thumb_cut(pixels, truth)))
