@@ -41,6 +41,8 @@ def test_summary_counts_mismatches_flags_and_uninformative_pairs():
     assert bench.summarise(records, "network")["unflagged_mismatch_rate_px"] == 0.5
     assert s["pairs_without_information"] == 1
     assert s["sd_over_crb"] == pytest.approx(np.std([0.1, -0.2, 0.9], ddof=1) / 0.05)
+    records[1]["crb_jsn_px"] = 0.1  # the RMS of the informative pairs' bounds, the uninformative one left out
+    assert bench.summarise(records, "network")["rms_crb_px"] == pytest.approx(np.sqrt((0.05 ** 2 * 2 + 0.1 ** 2) / 3))
 
 
 def test_summary_compares_the_error_with_the_methods_own_predicted_sd():

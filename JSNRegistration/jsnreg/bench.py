@@ -213,6 +213,8 @@ def summarise(records: list[dict], method: str) -> dict:
         "sd_over_crb": float(err_px[informative].std(ddof=1) / np.sqrt(np.mean(crb[informative] ** 2)))
         if informative.sum() > 1 else None,
         "pairs_without_information": int((~informative).sum()),
+        # what an unbiased estimator could reach on these pairs (RMS of each pair's bound)
+        "rms_crb_px": float(np.sqrt(np.mean(crb[informative] ** 2))) if informative.any() else None,
         "median_predicted_sd_px": float(np.median(predicted[has_pred])) if has_pred.any() else None,
         "sd_over_predicted": float(err_px[has_pred].std(ddof=1) / np.sqrt(np.mean(predicted[has_pred] ** 2)))
         if has_pred.sum() > 1 else None,
@@ -571,11 +573,13 @@ def format_timing(rows: list[dict]) -> str:
 def format_real(result: dict) -> str:
     """The real section's table: one line per set, shape and method."""
     lines = [f"pairs from {result['split']} hands; mm at the nominal ROI spacing "
-             f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing)"
+             f"{result['roi_spacing_mm_nominal']:.4f} mm/px (generated pairs: their own spacing); CRB px: the RMS "
+             "Cramer-Rao bound of the pairs' JSN SD, the least an unbiased estimator could reach"
              + (f"; real ROI centres {result['offset_rows']} rows ({result['offset_mm']:.2f} mm) "
                 f"{'distal' if result['offset_rows'] > 0 else 'proximal'} of the joint" if result.get("offset_rows") else ""),
              f"{'set':10} {'shape':6} {'method':17} {'n':>4} {'SD px':>6} {'SD mm':>7} {'max px':>6} "
-             f"{'>0.5px':>7} {'unfl.>0.5':>9} {'recall':>6} {'good fl.':>8} {'ms/pair':>8} {'pred. SD':>8} {'SD/pred.':>8}"]
+             f"{'>0.5px':>7} {'unfl.>0.5':>9} {'recall':>6} {'good fl.':>8} {'ms/pair':>8} {'pred. SD':>8} {'SD/pred.':>8} "
+             f"{'CRB px':>6}"]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
     for row in result["table"]:
         for m, s in row["methods"].items():
@@ -584,7 +588,7 @@ def format_real(result: dict) -> str:
                          f"{s.get('unflagged_mismatch_rate_px', 0.0):9.1%} "
                          f"{fmt(s['mismatches_flagged'], '6.0%')} {fmt(s['good_flagged'], '8.1%')} "
                          f"{1000 * s['median_seconds']:8.1f} {fmt(s.get('median_predicted_sd_px'), '8.3f')} "
-                         f"{fmt(s.get('sd_over_predicted'), '8.2f')}")
+                         f"{fmt(s.get('sd_over_predicted'), '8.2f')} {fmt(s.get('rms_crb_px'), '6.3f')}")
     sources = {row["source"] for row in result.get("by_source", [])}
     if len(sources) > 1:
         lines.append("by source of the hands (SD px / max px / > 0.5 px / unflagged > 0.5 px):")
