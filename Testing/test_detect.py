@@ -69,6 +69,22 @@ def test_two_hands_on_one_film_carry_their_side(hand):
     assert {j.side for j in found if j.x >= pixels.shape[1]} == {"L"}
 
 
+
+def test_two_hands_whose_fingers_touch_are_cut_apart(hand):
+    pixels, spacing, truth = hand
+    film, ftruth = two_hands(pixels, truth, "R")
+    # the empty columns between the two little fingers and 3 mm more removed: the fingertips overlap,
+    # so the two hands make one outline
+    tissue = (film > np.percentile(film, 1) + 0.1).any(axis=0)
+    empty = np.flatnonzero(~tissue[:pixels.shape[1] + 200] & (np.arange(pixels.shape[1] + 200) > 200))
+    cut = np.arange(empty.min() - int(1.5 / spacing), empty.max() + int(1.5 / spacing))
+    film = np.delete(film, cut, axis=1)
+    ftruth = {n: xy - np.array([len(cut), 0]) * (xy[0] > cut.max()) for n, xy in ftruth.items()}
+    found = detect_joints(film, spacing)
+    assert_close(by_name(found), ftruth, 1.5 / spacing)
+    assert {j.name[:2] for j in found if j.x < cut.min()} == {"R-"}
+
+
 @pytest.mark.parametrize("digit", [3, 5])
 def test_removed_finger_reports_no_joint_for_it(hand, digit):
     pixels, spacing, truth = hand

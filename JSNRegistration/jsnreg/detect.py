@@ -535,38 +535,76 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
     if hi - lo <= 0:
         raise InputError("the image is flat: no hand to find")
     small = np.clip((small - lo) / (hi - lo), 0, 1).astype(np.float32)
-    masks = _hand_masks(small, mm)
     bone = ndimage.gaussian_filter(small, 1.5 / mm)
     fine = ndimage.gaussian_filter(small, 0.3 / mm)
     hands = []
-    for mask in masks:
-        outlined, centre, radius = _fingertips(mask, mm)
-        fingers = _order_fingers(outlined) if outlined else []
-        if len(fingers) < 3:  # closed fingers touch: the outline has no valleys between them
-            merged = _merged(outlined, _bone_fingertips(small, bone, mask, centre, radius, mm), SAME_TIP_R * radius)
-            fingers = _order_fingers(_largest_group(merged)) if merged else []
-        if not 3 <= len(fingers) <= 5:
-            continue  # a hand shows three to five fingertips; more is an outline that is not one
-        for f in fingers:
-            f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
-        fingers = [f for f in fingers if np.hypot(*(f.axis - centre).T).min() <= CUT_TRACE_R * radius]
-        if len(fingers) < 3:
-            continue
-        side, lean = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre,
-                                   radius)
-        found = []
-        for f in fingers:
-            if f.digit > 5:
-                continue
-            reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
-            axis = f.axis[:reach]
-            cut = f.digit > 1 and _at_edge(f.tip, small.shape)
-            for name, s, depth in _choose_joints(f, _profile(fine, axis, mm), radius, mm, cut):
-                found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), depth))
-        hands.append(_Hand(side, lean, radius, mm, found))
+    for mask in _hand_masks(small, mm):
+        found = _hand_fingers(small, bone, mask, mm)
+        # two hands that touch (a finger of each) make one outline of 6-10 tips: cut between the palms
+        parts = [found] if found else [_hand_fingers(small, bone, half, mm) for half in _touching_halves(mask)]
+        hands += [h for h in (_traced_hand(fine, bone, small.shape, mm, *f) for f in parts if f) if h]
     if not hands:
         raise InputError("no hand found: no outline with three to five fingers")
     return fine, mm, factor, hands
+
+
+def _hand_fingers(small: np.ndarray, bone: np.ndarray, mask: np.ndarray, mm: float):
+    """(fingers in order round the palm, palm centre, palm radius) of one hand's mask, or None when its
+    outline does not show three to five fingertips."""
+    outlined, centre, radius = _fingertips(mask, mm)
+    fingers = _order_fingers(outlined) if outlined else []
+    if len(fingers) < 3:  # closed fingers touch: the outline has no valleys between them
+        merged = _merged(outlined, _bone_fingertips(small, bone, mask, centre, radius, mm), SAME_TIP_R * radius)
+        fingers = _order_fingers(_largest_group(merged)) if merged else []
+    # a hand shows three to five fingertips; more is an outline that is not one
+    return (fingers, centre, radius) if 3 <= len(fingers) <= 5 else None
+
+
+# Two palms on one mask lie at least this many palm radii apart (side by side, fingers touching), and the
+# second palm's depth in the mask is at least this share of the first's.
+TWO_PALMS_APART_R = 2.0
+TWO_PALMS_DEPTH = 0.7
+
+
+def _touching_halves(mask: np.ndarray) -> list[np.ndarray]:
+    """A mask holding two hands that touch, cut by the line halfway between their palm centres (the two
+    deepest points of the mask, far apart): the two halves, each the part joined to its palm; [] when
+    the mask has no second palm."""
+    dist = ndimage.distance_transform_edt(mask)
+    yy, xx = np.indices(mask.shape)
+    c1 = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    r1 = float(dist[c1])
+    far = np.hypot(yy - c1[0], xx - c1[1]) > TWO_PALMS_APART_R * r1
+    c2 = np.unravel_index(int(np.argmax(np.where(far, dist, 0.0))), dist.shape)
+    if dist[c2] < TWO_PALMS_DEPTH * r1:
+        return []
+    nearer_first = (yy - c1[0]) ** 2 + (xx - c1[1]) ** 2 < (yy - c2[0]) ** 2 + (xx - c2[1]) ** 2
+    halves = []
+    for side, centre in ((nearer_first, c1), (~nearer_first, c2)):
+        labels, _ = ndimage.label(mask & side)
+        halves.append(labels == labels[centre])
+    return halves
+
+
+def _traced_hand(fine: np.ndarray, bone: np.ndarray, shape: tuple, mm: float, fingers: list, centre: np.ndarray,
+                 radius: float) -> _Hand | None:
+    """The hand's fingers traced and named and their joints chosen (None with fewer than three traced)."""
+    for f in fingers:
+        f.axis = _trace(bone, f.tip, centre, radius, mm, 1.4 * max(TIP_TO_MCP_R.values()) * radius)
+    fingers = [f for f in fingers if np.hypot(*(f.axis - centre).T).min() <= CUT_TRACE_R * radius]
+    if len(fingers) < 3:
+        return None
+    side, lean = _name_fingers(fingers, np.array([_base(f.axis, centre, radius) for f in fingers]), centre, radius)
+    found = []
+    for f in fingers:
+        if f.digit > 5:
+            continue
+        reach = int(1.4 * TIP_TO_MCP_R[f.digit] * radius)
+        axis = f.axis[:reach]
+        cut = f.digit > 1 and _at_edge(f.tip, shape)
+        for name, s, depth in _choose_joints(f, _profile(fine, axis, mm), radius, mm, cut):
+            found.append((name, _centred(fine, axis, s, mm), _distal(axis, s), depth))
+    return _Hand(side, lean, radius, mm, found)
 
 
 def _distal(axis: np.ndarray, s: float) -> np.ndarray:
