@@ -104,6 +104,18 @@ def test_the_line_whose_band_the_other_bone_explains_best_is_taken():
     assert measure.line_taken([]) is None
 
 
+def test_a_taken_line_is_trusted_only_when_its_fit_wins_on_cost_and_no_other_line_competes():
+    line = lambda gap, other=0.005, diff=0.9: {"jsn_diff_px": diff, "cost_gap": gap, "band_own": 0.01,  # noqa: E731
+                                               "band_other": other}
+    assert measure.taken_trusted([line(-0.05)], 0)
+    assert not measure.taken_trusted([line(0.02)], 0)  # the split's own fit explains the follow-up better
+    assert not measure.taken_trusted([line(None)], 0)
+    assert not measure.taken_trusted([line(-0.05), line(0.05, other=0.0105)], 0)  # a rival line
+    assert measure.taken_trusted([line(-0.05), line(0.05, other=0.012)], 0)  # its band is its own bone's
+    assert measure.taken_trusted([line(-0.05), line(0.05, diff=0.3)], 0)  # it hardly moves the JSN
+    assert not measure.taken_trusted([line(-0.05), line(0.05, diff=0.3)], 0, px_per_work_px=2)  # 0.6 px of the ROI
+
+
 def test_forward_backward_of_an_exact_pair_is_zero(engine):
     pair = _pair(23, noise_sigma=0.01)
     r = engine.register_roi(pair.fixed, pair.fixed, pair.spacing_mm, upper_mask=pair.upper_mask)

@@ -320,16 +320,15 @@ class Engine:
             checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows) for rows in runner_ups]
             start_info["split_alternatives"] = [summary for summary, _ in checks]
             upper, lower = (b.motion for b in fit.bones)
-            confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
-                                                                self.calibration, px_per_work_px)
-            details.update(extra)
             taken = measure.line_taken(start_info["split_alternatives"], px_per_work_px)
+            confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
+                                                                self.calibration, px_per_work_px, taken)
+            details.update(extra)
             if taken is not None:  # the band moves with the other bone: that line is the joint space
                 upper, lower = (b.motion for b in checks[taken][1].bones)
                 boundary = runner_ups[taken]
-                details["split_taken"] = {"line": taken, "kept_jsn_px": fit_jsn_px(fit) * px_per_work_px}
-                flagged = True  # already flagged as an ambiguous split (measure.hard_reasons)
-                reason += "; reported on that runner-up joint line"
+                details["split_taken"] = {"line": taken, "kept_jsn_px": fit_jsn_px(fit) * px_per_work_px,
+                                          "trusted": not flagged}
         else:
             upper, lower = net_upper, net_lower
             confidence, flagged, reason = measure.network_assessment(upper, lower, fixed.shape)
