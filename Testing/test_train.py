@@ -48,8 +48,8 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
 def test_real_training_chunk_is_seeded_and_mixes_shapes():
     if not real_pairs.available() or not real_pairs.load_joints("val"):
         pytest.skip("no annotated real val hands")
-    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse"))
-    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse"))
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
 
@@ -92,8 +92,8 @@ def test_residual_training_pairs_target_what_the_estimate_leaves(stage):
     from jsnreg.network import params_to_motions
 
     ranges, zoom, _ = train.STAGES[stage]
-    x, y, shapes = train._generated_chunk((5, True, 4, stage))
-    x0, y0, _ = train._generated_chunk((5, True, 4, "coarse"))
+    x, y, shapes = train._generated_chunk((5, True, 4, stage, None))
+    x0, y0, _ = train._generated_chunk((5, True, 4, "coarse", None))
     assert x.shape == x0.shape and not np.array_equal(x[:, 1], x0[:, 1])
     if zoom == 1:
         np.testing.assert_array_equal(x[:, 0], x0[:, 0])  # the same pairs, seen through an estimate
@@ -102,6 +102,36 @@ def test_residual_training_pairs_target_what_the_estimate_leaves(stage):
             # Small residuals only (the stage's ranges), in ROI px whatever the grid.
             assert abs(r.dx_px) <= ranges["shift_px"] + 1e-6 and abs(r.dy_px) <= ranges["shift_px"] + 1e-6
             assert abs(np.degrees(r.dtheta_rad)) <= ranges["rot_deg"] + 1e-6
+
+
+def test_cascade_pairs_are_seen_at_the_coarse_estimate_and_target_what_it_leaves(monkeypatch):
+    from jsnreg.network import DEFAULT_WEIGHTS, Network, params_to_motions
+    from jsnreg.synthetic import make_joint_pair
+    from jsnreg.transforms import compose
+
+    monkeypatch.setattr(train, "CASCADE_SHARE", 1.0)  # every pair at the coarse stage's estimate
+    coarse = Network.load(DEFAULT_WEIGHTS, fine=False)
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        pair = make_joint_pair(rng, max_rotation_deg=5.0, max_translation_px=6.0)
+        x, y = train._encode_one(pair, np.random.default_rng(0), "cascade", str(DEFAULT_WEIGHTS))
+        estimate = coarse.predict(pair.fixed, pair.moving, pair.upper_mask)
+        np.testing.assert_array_equal(x, network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate))
+        for r, e, t in zip(params_to_motions(y, pair.fixed.shape), estimate, (pair.upper, pair.lower)):
+            got = compose(r, e)  # the target after the estimate is the truth (float32 targets)
+            assert abs(got.dx_px - t.dx_px) < 1e-4 and abs(got.dy_px - t.dy_px) < 1e-4
+            assert abs(got.dtheta_rad - t.dtheta_rad) < 1e-6 and abs(got.scale - t.scale) < 1e-6
+    monkeypatch.setattr(train, "CASCADE_SHARE", 0.0)  # none: the fine stage's random residuals
+    pair = make_joint_pair(np.random.default_rng(4))
+    a = train._encode_one(pair, np.random.default_rng(0), "cascade", str(DEFAULT_WEIGHTS))
+    b = train._encode_one(pair, np.random.default_rng(0), "fine")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_the_cascade_needs_the_coarse_weights_it_follows(tmp_path):
+    with pytest.raises(ValueError, match="coarse weights"):
+        train.train(tmp_path / "net.pt", n_train=4, n_val=2, epochs=1, stage="cascade", log=lambda *a: None)
 
 
 def test_the_precise_grid_shows_the_roi_middle_at_twice_the_resolution():

@@ -437,10 +437,12 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
+    if args.cascade and not args.fine:
+        raise InputError("--cascade trains the fine stage: give it with --fine")
     train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
           epochs=args.epochs, seed=args.seed,
-          lr=args.lr, init=Path(args.init) if args.init else None,
-          stage="precise" if args.precise else "fine" if args.fine else "coarse")
+          lr=args.lr, init=Path(args.init) if args.init else None, workers=args.workers,
+          stage="precise" if args.precise else ("cascade" if args.cascade else "fine") if args.fine else "coarse")
     return 0
 
 
@@ -577,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train the fine stage (written beside --out as <name>-fine.pt) on residual pairs")
     stage.add_argument("--precise", action="store_true",
                        help="train the precise stage (beside --out as <name>-precise.pt) on small residual pairs")
+    t.add_argument("--cascade", action="store_true",
+                   help="with --fine: half its pairs at what the coarse weights at --out leave on them (train.CASCADE_SHARE)")
+    t.add_argument("--workers", type=int, default=2, help="processes making the pairs (the data does not depend on them)")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
 

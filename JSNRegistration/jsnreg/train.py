@@ -13,6 +13,10 @@ atomically beside each other.
 moving ROI sampled at a perturbed truth per bone (see RESIDUAL), the target what is left.
 `jsnreg train --precise` trains the precise stage likewise, on smaller residuals (RESIDUAL_PRECISE) seen
 on the precise stage's finer grid (network.PRECISE_ZOOM).
+`jsnreg train --fine --cascade` trains the fine stage on a cascade (as detection's second pass,
+detect_refine.py): a share CASCADE_SHARE of its pairs at what the coarse stage beside --out actually
+leaves on them, the others at random residuals as --fine: the coarse stage's largest errors lie beyond
+RESIDUAL's range, where the random residuals never go.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +50,12 @@ RESIDUAL = dict(log_scale=0.015, rot_deg=2.0, shift_px=3.0)
 # What the precise stage removes: what the fine stage leaves on real val pairs (JSN SD 0.3-0.6 px,
 # the largest errors about 2 px), with the same small-residual emphasis.
 RESIDUAL_PRECISE = dict(log_scale=0.006, rot_deg=0.8, shift_px=1.5)
-# Per stage: (residual ranges or None for the coarse stage's whole motions, grid zoom, weights suffix).
-STAGES = {"coarse": (None, 1, ""), "fine": (RESIDUAL, 1, FINE_SUFFIX), "precise": (RESIDUAL_PRECISE, PRECISE_ZOOM, PRECISE_SUFFIX)}
+# Per stage: (residual ranges or None for the coarse stage's whole motions, grid zoom, weights suffix);
+# "cascade" is the fine stage trained partly on the coarse stage's own estimates.
+STAGES = {"coarse": (None, 1, ""), "fine": (RESIDUAL, 1, FINE_SUFFIX), "precise": (RESIDUAL_PRECISE, PRECISE_ZOOM, PRECISE_SUFFIX),
+          "cascade": (RESIDUAL, 1, FINE_SUFFIX)}
+# The share of the cascade's pairs seen at the coarse stage's estimate (the rest at a random residual).
+CASCADE_SHARE = 0.5
 
 
 def _centre_crop(pair, shape: tuple[int, int]):
@@ -65,23 +74,32 @@ def _residual(rng: np.random.Generator, ranges: dict) -> BoneMotion:
                       float(u[2] * ranges["shift_px"]), float(u[3] * ranges["shift_px"]))
 
 
-def _encode_one(pair, residual_rng: np.random.Generator | None, stage: str = "coarse"):
+@lru_cache(maxsize=1)
+def _coarse_network(path: str) -> Network:
+    return Network.load(Path(path), fine=False)
+
+
+def _encode_one(pair, residual_rng: np.random.Generator | None, stage: str = "coarse", coarse: str | None = None):
     """(input, target) of one pair; for the fine and precise stages (with residual_rng), as they see
     it: the moving ROI sampled at the truth after the inverse of a random residual R per bone, the
-    target R."""
+    target R. Stage "cascade": a share CASCADE_SHARE of the pairs at the estimate E of the coarse
+    weights at `coarse` instead, the target what E leaves (truth after the inverse of E)."""
     shape = pair.fixed.shape
     if residual_rng is None:
         return network_input(pair.fixed, pair.moving, pair.upper_mask), motions_to_params(pair.upper, pair.lower, shape)
     ranges, zoom, _ = STAGES[stage]
     rest = [_residual(residual_rng, ranges) for _ in range(2)]
     estimate = tuple(compose(inverse(r, shape), t) for r, t in zip(rest, (pair.upper, pair.lower)))
+    if stage == "cascade" and residual_rng.random() < CASCADE_SHARE:
+        estimate = _coarse_network(coarse).predict(pair.fixed, pair.moving, pair.upper_mask)
+        rest = [compose(t, inverse(e, shape)) for t, e in zip((pair.upper, pair.lower), estimate)]
     return (network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate, zoom=zoom),
             motions_to_params(*rest, shape, zoom))
 
 
-def _encode(pairs, residual_rng: np.random.Generator | None = None, stage: str = "coarse"
+def _encode(pairs, residual_rng: np.random.Generator | None = None, stage: str = "coarse", coarse: str | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    xs, ys = zip(*(_encode_one(p, residual_rng, stage) for p in pairs))
+    xs, ys = zip(*(_encode_one(p, residual_rng, stage, coarse) for p in pairs))
     shapes = [p.fixed.shape for p in pairs]
     return np.stack(xs), np.stack(ys), np.array(shapes, dtype=np.int32)
 
@@ -90,12 +108,13 @@ def _residual_rng(seed: int, stage: str) -> np.random.Generator | None:
     return np.random.default_rng([seed, 1]) if stage != "coarse" else None
 
 
-def _generated_chunk(task: tuple[int, bool, int, str]):
+def _generated_chunk(task: tuple[int, bool, int, str, tuple | None]):
     """CHUNK generated pairs: varied ones in random shapes, or the standard 128 px ones (encoded for
-    the stage the task's last element names)."""
+    the stage the task's fourth element names; the last: the cascade's coarse weights (path, SHA-256)
+    or None)."""
     from .synthetic import make_joint_pair
 
-    seed, varied, n, stage = task
+    seed, varied, n, stage, coarse = task
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(n):
@@ -104,15 +123,15 @@ def _generated_chunk(task: tuple[int, bool, int, str]):
             continue
         shape = SHAPES[rng.integers(len(SHAPES))]
         pairs.append(_centre_crop(make_joint_pair(rng, size_px=max(shape), varied=True), shape))
-    return _encode(pairs, _residual_rng(seed, stage), stage)
+    return _encode(pairs, _residual_rng(seed, stage), stage, coarse and coarse[0])
 
 
-def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str]):
+def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str, tuple | None]):
     """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker;
-    encoded for the stage the task's last element names)."""
+    encoded for the stage the task's fourth element names; the last as _generated_chunk's)."""
     from .real_pairs import load_joints, make_pairs
 
-    seed, split, counts, stage = task
+    seed, split, counts, stage, coarse = task
     joints = load_joints(split)
     rng = np.random.default_rng(seed)
     pairs = []
@@ -121,7 +140,7 @@ def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str]):
             shape = SHAPES[rng.integers(len(SHAPES))]
             motion = REAL_MOTION_MIX[0][0] if rng.random() < REAL_MOTION_MIX[0][1] else REAL_MOTION_MIX[1][0]
             pairs += make_pairs(joints[i], rng, 1, motion, shape)
-    return _encode(pairs, _residual_rng(seed, stage), stage)
+    return _encode(pairs, _residual_rng(seed, stage), stage, coarse and coarse[0])
 
 
 def _source_key(split: str | None = None) -> str:
@@ -171,9 +190,11 @@ def _concat(parts):
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2, stage: str = "coarse"):
-    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs for `stage`."""
-    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK), stage)
+def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int = 2, stage: str = "coarse",
+                      coarse: tuple | None = None):
+    """Inputs (n, 3, 64, 64), targets (n, 8), ROI shapes (n, 2) of generated pairs for `stage`
+    (coarse: the cascade's coarse weights, (path, SHA-256))."""
+    tasks = [(seed * 100_003 + k, varied, min(CHUNK, n_pairs - k * CHUNK), stage, coarse)
              for k in range((n_pairs + CHUNK - 1) // CHUNK)]
     if not tasks:
         return np.zeros((0, 3, NET_PX, NET_PX), np.float32), np.zeros((0, 8), np.float32), np.zeros((0, 2), np.int32)
@@ -181,7 +202,8 @@ def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int
         return _concat(list(pool.map(_cached_generated, tasks)))
 
 
-def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: str = "coarse"):
+def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: str = "coarse",
+                 coarse: tuple | None = None):
     """n_pairs real pairs from the hands of `split`, spread evenly over its joints, for `stage`;
     returns (inputs, targets, shapes, image keys used)."""
     from .real_pairs import load_joints
@@ -193,7 +215,7 @@ def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: s
     counts = np.bincount(np.arange(n_pairs) % len(joints), minlength=len(joints))
     used = [(int(i), int(c)) for i, c in zip(order, counts) if c]
     groups = [tuple(used[k:k + 20]) for k in range(0, len(used), 20)]
-    tasks = [(seed * 100_019 + k, split, g, stage) for k, g in enumerate(groups)]
+    tasks = [(seed * 100_019 + k, split, g, stage, coarse) for k, g in enumerate(groups)]
     joints = [joints[i] for i, _ in used]
     with ProcessPoolExecutor(workers) as pool:
         data = _concat(list(pool.map(_cached_real, tasks)))
@@ -233,11 +255,14 @@ def _stats(err: np.ndarray) -> dict:
 def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
           standard_share: float = 0.25,
           n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
-          init: Path | None = None, threads: int = 1, stage: str = "coarse", log=print) -> dict:
+          init: Path | None = None, threads: int = 1, stage: str = "coarse", workers: int = 2, log=print) -> dict:
     """Train from scratch and write weights + card; returns the card.
 
     stage "fine" or "precise": train that stage on residual pairs and write it beside out_path's
     coarse weights (network.fine_weights_path); its validation errors are that stage's on residual pairs.
+    stage "cascade": the fine stage, a share CASCADE_SHARE of its pairs (training and validation) at the
+    estimate of the coarse weights at out_path (they must exist; the card records their SHA-256).
+    workers: processes making the pairs (the data does not depend on them).
 
     real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
     annotated: then the card says so); standard_share: the share of the generated rest drawn
@@ -260,20 +285,27 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     ann = annotation_path()
     parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
                        "real_train_hands": [], "real_val_hands": []}
+    coarse = None
+    if stage == "cascade":
+        if not Path(out_path).is_file():
+            raise ValueError(f"the cascade needs the coarse weights it follows at {out_path}")
+        coarse = (str(Path(out_path).resolve()), file_sha256(Path(out_path)))
+        data["cascade"] = {"coarse": Path(out_path).name, "coarse_sha256": coarse[1], "share": CASCADE_SHARE}
+    kw = dict(stage=stage, coarse=coarse, workers=workers)
     if n_real:
-        *real, hands = real_dataset("train", n_real, seed, stage=stage)
+        *real, hands = real_dataset("train", n_real, seed, **kw)
         parts.append(real)
         data["real_train_hands"] = hands
         data["n_real_train"] = int(len(real[0]))
     n_standard = int(round((n_train - n_real) * standard_share))
     for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
-        parts.append(generated_dataset(n, s, varied=varied, stage=stage))
+        parts.append(generated_dataset(n, s, varied=varied, **kw))
     data["n_generated_train"] = int(len(parts[-1][0]) + len(parts[-2][0]))
     data["n_generated_standard_train"] = int(len(parts[-1][0]))
     x_train, y_train, _ = _concat(parts)
-    val = {"generated": generated_dataset(n_val, seed + 1, varied=False, stage=stage)}
+    val = {"generated": generated_dataset(n_val, seed + 1, varied=False, **kw)}
     if "val" in splits:
-        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1, stage=stage)
+        *val["real"], data["real_val_hands"] = real_dataset("val", n_val, seed + 1, **kw)
     data["shapes"] = [list(s) for s in SHAPES]
     log(f"{len(x_train)} training pairs ({data.get('n_real_train', 0)} real from "
         f"{len(data['real_train_hands'])} train hands, {data['n_generated_train']} generated), "
@@ -317,7 +349,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
                    f"--standard-share {standard_share:g} --epochs {epochs}"
                    + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else "")
-                   + (f" --{stage}" if stage != "coarse" else ""),
+                   + {"coarse": "", "cascade": " --fine --cascade"}.get(stage, f" --{stage}"),
         "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
         "stage": stage, **({"residual": ranges, "zoom": zoom} if ranges else {}),
         "validation_jsn_error_px": errs,
