@@ -2,7 +2,7 @@
 
 The same pairs and the same call as `jsnreg bench --real` (bench.real_set_pairs, then
 Engine.register_roi(refine=False) with the true split), so the numbers match the bench's network row.
-Usage: python scripts/network_alone_val.py [--pairs 60] [--seed 2026] WEIGHTS.pt [WEIGHTS.pt ...]
+Usage: PYTHONPATH=JSNRegistration python Testing/tools/network_alone_val.py [--pairs 60] [--seed 2026] WEIGHTS.pt [WEIGHTS.pt ...]
 (never test hands: the split is fixed to val).
 """
 
