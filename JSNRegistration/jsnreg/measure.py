@@ -49,12 +49,6 @@ SPLIT_BAND_PX = 0.4
 # beyond 0.5 px 55 -> 23 (33 made right, 1 made wrong); centred, no line taken (val and train);
 # train hands 2 mm distal (never used to choose): 56 -> 24, none made wrong (Testing/tools/runner_up_switch.py).
 TAKE_BAND_RATIO = 1.0
-# A runner-up line's fit so taken is trusted (reported unflagged) when the split's doubt is all there is
-# against it: no other reason to flag, the taken line's fit explains the follow-up at least as well as the
-# split's (cost gap < 0), and no other runner-up line is a candidate too (a JSN change > SPLIT_BAND_PX
-# with its band fitted about as well by the other bone, BAND_OTHER_RATIO). Real val and train pairs, ROI
-# centres -2..+2 mm (82 lines taken, 3 of them wrong): 56 of the 79 right ones trusted, none of the 3 wrong
-# (each failed one condition: confidence 0.52, cost gap +0.19, a second candidate line).
 # Saturation: clipped pixels carry no position. What counts is the bones' edges (gradient energy),
 # not their pixels: a finger beside clipped air keeps its edges and is measured. Below this share
 # of a bone's edges unsaturated the estimate has too little to stand on.
@@ -143,8 +137,12 @@ def line_taken(alternatives: list[dict], px_per_work_px: int = 1) -> int | None:
 
 
 def taken_trusted(alternatives: list[dict], taken: int, px_per_work_px: int = 1) -> bool:
-    """Whether the runner-up line `taken` (line_taken's) may be reported unflagged, its doubt aside: its
-    fit costs no more than the split's, and no other line is a candidate (see TAKE_BAND_RATIO)."""
+    """Whether the runner-up line `taken` (line_taken's) may be reported unflagged when nothing but the
+    split's doubt flags the joint (assess): its fit explains the follow-up better than the split's (cost gap
+    < 0), and no other runner-up line is a candidate too (a JSN change > SPLIT_BAND_PX with its band fitted
+    about as well by the other bone, BAND_OTHER_RATIO). Real val and train pairs, ROI centres -2..+2 mm (82
+    lines taken, 3 of them wrong): 56 of the 79 right ones trusted, none of the 3 wrong (each failed one
+    condition: the confidence 0.52, a cost gap of +0.19, a second candidate line)."""
     line = alternatives[taken]
     rivals = [a for k, a in enumerate(alternatives) if k != taken and a["jsn_diff_px"] is not None
               and a["jsn_diff_px"] * px_per_work_px > SPLIT_BAND_PX
