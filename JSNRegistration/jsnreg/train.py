@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .errors import InputError
 from .network import (DEFAULT_WEIGHTS, FINE_SUFFIX, NET_PX, PRECISE_SUFFIX, PRECISE_ZOOM, Network,
                       fine_weights_path, grid_step_px, motions_to_params, network_input)
 from .transforms import BoneMotion, compose, inverse
@@ -288,7 +289,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     coarse = None
     if stage == "cascade":
         if not Path(out_path).is_file():
-            raise ValueError(f"the cascade needs the coarse weights it follows at {out_path}")
+            raise InputError(f"the cascade needs the coarse weights it follows at {out_path}")
         coarse = (str(Path(out_path).resolve()), file_sha256(Path(out_path)))
         data["cascade"] = {"coarse": Path(out_path).name, "coarse_sha256": coarse[1], "share": CASCADE_SHARE}
     kw = dict(stage=stage, coarse=coarse, workers=workers)
