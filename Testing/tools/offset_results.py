@@ -50,7 +50,7 @@ def diff(before: str, after: str) -> None:
               f"{count(lambda k: np.array([r['taken'] for r in (ra, rb)[k]]))}")
         for x, y in zip(ra, rb):
             if x["flagged"] != y["flagged"] or abs(x["err"] - y["err"]) > 0.05:
-                print(f"  {x['set']} {x['shape']} {x['k']} {x.get('image', '')} {x.get('joint', '')}: error {x['err']:+.3f} -> "
+                print(f"  {x['set']} {x['shape']} {x['k']} {x['image']} {x['joint']}: error {x['err']:+.3f} -> "
                       f"{y['err']:+.3f} px, flagged {x['flagged']} -> {y['flagged']}")
 
 
