@@ -49,6 +49,7 @@ SPLIT_BAND_PX = 0.4
 # beyond 0.5 px 55 -> 23 (33 made right, 1 made wrong); centred, no line taken (val and train);
 # train hands 2 mm distal (never used to choose): 56 -> 24, none made wrong (Testing/tools/runner_up_switch.py).
 TAKE_BAND_RATIO = 1.0
+SPLIT_DOUBT = "ambiguous split"  # how a split's reasons begin (assess sets them apart from the others)
 # Saturation: clipped pixels carry no position. What counts is the bones' edges (gradient energy),
 # not their pixels: a finger beside clipped air keeps its edges and is measured. Below this share
 # of a bone's edges unsaturated the estimate has too little to stand on.
@@ -195,9 +196,9 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
         reasons.append(f"ambiguous: two fits of similar cost differ by {raw['minima_px']:.2f} px in JSN")
     alt_px = raw.get("split_alternative_px", 0.0)  # 0 with a given mask or no runner-up line
     if alt_px > AMBIGUOUS_PX and split_alternative(start_info)["cost_gap"] < SPLIT_AMBIGUOUS_COST:
-        reasons.append(f"ambiguous split: the runner-up joint line gives a JSN {alt_px:.2f} px different")
+        reasons.append(f"{SPLIT_DOUBT}: the runner-up joint line gives a JSN {alt_px:.2f} px different")
     elif raw.get("split_band_px", 0.0) > SPLIT_BAND_PX:
-        reasons.append(f"ambiguous split: the band beside a runner-up joint line moves with the other bone "
+        reasons.append(f"{SPLIT_DOUBT}: the band beside a runner-up joint line moves with the other bone "
                        f"(that line gives a JSN {raw['split_band_px']:.2f} px different)")
     if raw["edge_share"] < MIN_EDGE_SHARE:
         reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
@@ -224,7 +225,7 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
                        + SIGNAL_TEXT[cal.weakest_signal(features)].format(**raw))
     if taken is not None:
         alternatives = start_info["split_alternatives"]
-        others = [r for r in reasons if not r.startswith("ambiguous split")]
+        others = [r for r in reasons if not r.startswith(SPLIT_DOUBT)]
         if not others and taken_trusted(alternatives, taken, px_per_work_px):
             reasons = []
         else:
