@@ -556,6 +556,43 @@ def test_cli_quantify_explicit_joints_win(case, tmp_path):
                  "--joints-only", "DIP5", "--out", str(out)]) == 2
 
 
+def test_cli_quantify_leaves_out_a_detected_joint_at_the_edge_and_measures_the_rest(case, tmp_path, capsys):
+    from jsnreg.images import write_dicom
+
+    # Both visits cut 150 rows below the top: the middle fingertip's DIP3 is still found, 24 px from the
+    # edge, where a third of its 22 mm ROI would lie beyond the film (a thumb at a film's edge does this).
+    cut = {}
+    for key in ("baseline", "followup"):
+        image = read_radiograph(case[key])
+        cut[key] = str(tmp_path / f"{key}.dcm")
+        write_dicom(cut[key], image.pixels[150:], image.spacing_mm)
+    out = tmp_path / "out"
+    assert main(["quantify", cut["baseline"], cut["followup"], "--out", str(out), "--report"]) == 0
+    err = capsys.readouterr().err
+    assert "DIP3 left out: joint DIP3 (baseline)" in err and "too close to the image edge" in err
+    data = json.loads((out / "results.json").read_text())
+    assert [j["name"] for j in data["joints"]] == [n for n in STANDARD_JOINTS if n != "DIP3"]
+    assert [item["joint"] for item in data["left_out"]] == ["DIP3"]
+    assert all(np.isfinite(j["jsn_mm"]) for j in data["joints"])
+    assert "DIP3" not in {j["name"] for j in json.loads((out / "session.json").read_text())["joints"]}
+    # a joint given by hand at the same place is refused with the reason, nothing written
+    dip3 = {j.name: j for j in detect_joints(read_radiograph(cut["baseline"]).pixels, 0.2)}["DIP3"]
+    assert main(["quantify", cut["baseline"], cut["followup"], "--joint", f"DIP3={dip3.x},{dip3.y}",
+                 "--out", str(tmp_path / "given")]) == 2
+    assert "too close to the image edge" in capsys.readouterr().err and not (tmp_path / "given").exists()
+
+
+def test_quantify_with_nothing_left_to_measure_is_an_input_error(case):
+    from jsnreg.joints import JointSpec
+    from jsnreg.quantify import quantify
+
+    base, follow = read_radiograph(case["baseline"]), read_radiograph(case["followup"])
+    left_out = []
+    with pytest.raises(InputError, match="too close to the image edge"):
+        quantify(base, follow, [JointSpec("DIP3", 5.0, 5.0, source="detected")], left_out=left_out)
+    assert left_out == []
+
+
 def test_cli_quantify_without_joints_on_a_non_hand(tmp_path, capsys):
     noise = tmp_path / "noise.png"
     write_png(noise, np.random.default_rng(1).random((600, 500)))

@@ -282,21 +282,26 @@ def run_quantify(baseline_path, followup_path, joints, out_dir: Path, spacing_mm
     baseline = read_visit(baseline_path, spacing_mm, "baseline", max_pixels)
     followup = read_visit(followup_path, spacing_mm, "follow-up", max_pixels)
     lap = _lap(timings, "read", lap)
+    left_out = None  # given joints must all be measurable; a detected one that is not is left out
     if joints is None:
-        joints = detected_specs(baseline.pixels, baseline.spacing_mm, detect_names)
+        joints, left_out = detected_specs(baseline.pixels, baseline.spacing_mm, detect_names), []
         _lap(timings, "detect", lap)
         print(f"{len(joints)} joints detected on the baseline: {', '.join(j.name for j in joints)}", file=sys.stderr)
     t0 = time.perf_counter()
     results = quantify(baseline, followup, joints, settings, engine=engine, on_progress=_progress, timings=timings,
-                       workers=workers)
+                       workers=workers, left_out=left_out)
     seconds = time.perf_counter() - t0
+    for item in left_out or ():
+        print(f"{item['joint']} left out: {item['reason']}", file=sys.stderr)
+    joints = [j for j in joints if j.name not in {item["joint"] for item in left_out or ()}]
     lap = time.perf_counter(), time.process_time()
     from .report import write_results_csv
 
     with StagedOutputs(out_dir) as staged:
         _write_json(staged.path("results.json"), {
             "software": f"jsnreg {__version__}", "baseline": str(baseline_path), "followup": str(followup_path),
-            "spacing_mm": baseline.spacing_mm, "seconds": seconds, "joints": [r.to_dict() for r in results]})
+            "spacing_mm": baseline.spacing_mm, "seconds": seconds, "joints": [r.to_dict() for r in results],
+            **({"left_out": left_out} if left_out else {})})
         write_results_csv(results, staged.path("results.csv"))
         # PNG encoding releases the GIL: threads write them about twice as fast on 2 cores.
         with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -84,8 +84,9 @@ def same_spacing(baseline: Radiograph, followup: Radiograph) -> Radiograph:
 
 
 def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec],
-                 settings: Settings, map_=None) -> list[Placement]:
-    """Cut positions of every joint; InputError for a joint outside or too near the edge.
+                 settings: Settings, map_=None, refusals: bool = False) -> list[Placement]:
+    """Cut positions of every joint; InputError for a joint outside or too near the edge (with
+    `refusals`, that joint's place in the list holds the InputError's text instead).
 
     map_: how the joints are placed once the hands are aligned (forked.worker_map's, with
     (baseline, followup, engine, settings) inherited); default: one after the other, here."""
@@ -96,7 +97,14 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
     if map_ is None:
         map_ = lambda fn, tasks: (fn(baseline, followup, None, settings, t) for t in tasks)  # noqa: E731
-    return list(map_(_place_joint, [(j, size, factor, coarse) for j in joints]))
+    return list(map_(_place_or_refusal if refusals else _place_joint, [(j, size, factor, coarse) for j in joints]))
+
+
+def _place_or_refusal(baseline: Radiograph, followup: Radiograph, engine, settings: Settings, task) -> Placement | str:
+    try:
+        return _place_joint(baseline, followup, engine, settings, task)
+    except InputError as exc:
+        return str(exc)
 
 
 def _place_joint(baseline: Radiograph, followup: Radiograph, _engine, settings: Settings, task) -> Placement:
@@ -137,8 +145,13 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
              settings: Settings | None = None, engine: Engine | None = None,
              on_progress: Callable[[int, int, str], None] | None = None,
              should_cancel: Callable[[], bool] | None = None, timings: dict | None = None,
-             workers: int = 1) -> list[JointResult]:
+             workers: int = 1, left_out: list | None = None) -> list[JointResult]:
     """Measure every joint; results in the order of `joints`, each with its images and position.
+
+    A joint whose ROI cannot be cut (outside the film, or too much of it beyond the edge, in either
+    visit) is an InputError, unless `left_out` is given: that joint is then left out and
+    {"joint": name, "reason": why} appended to it, the others measured (for joints nobody placed:
+    a detected thumb at the film's edge must not stop a hand's measurement; InputError if none is left).
 
     workers > 1: the joints are placed and measured in that many forked processes (forked.py;
     only from a process without a GUI). timings, when given, receives the wall and CPU seconds of
@@ -157,7 +170,13 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
     checked_roi_px(resolution.roi_sizes_px(checked_roi_mm(settings.roi_mm), baseline.spacing_mm, 1)[0])  # before any cut
     engine = engine or Engine.load()
     with worker_map((baseline, followup, engine, settings), min(workers, len(joints))) as map_:
-        placements = place_joints(baseline, followup, joints, settings, map_)
+        placements = place_joints(baseline, followup, joints, settings, map_, refusals=left_out is not None)
+        if left_out is not None:
+            refused = [(j, why) for j, why in zip(joints, placements) if isinstance(why, str)]
+            if len(refused) == len(joints):
+                raise InputError(refused[0][1] if len(joints) == 1 else f"no joint can be measured: {refused[0][1]}")
+            left_out.extend({"joint": j.name, "reason": why} for j, why in refused)
+            joints, placements = map(list, zip(*[(j, p) for j, p in zip(joints, placements) if not isinstance(p, str)]))
         clock.lap("place")
         measured = map_(_measure_joint, list(zip(joints, placements)))
         results = []
