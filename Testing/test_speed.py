@@ -137,6 +137,51 @@ def test_joints_are_placed_after_a_known_whole_hand_similarity():
         assert p.followup_angle_rad - p.baseline_angle_rad == pytest.approx(np.radians(-6.0), abs=0.01)
 
 
+def test_a_finger_posed_otherwise_is_followed_joint_by_joint():
+    """The index finger turned 12 deg about MCP2 at follow-up (the rest of the hand as it was): PIP2 and
+    DIP2 lie 6-9 mm from where the hand's alignment puts them, beyond one joint's search; found from
+    MCP2 along the turned finger, each within 0.5 mm, its ROI cut at the finger's new angle."""
+    from jsnreg import quantify as q
+    from jsnreg.bench_hand import turned_finger
+    from jsnreg.images import Radiograph
+    from jsnreg.joints import JointSpec
+    from jsnreg.synthetic import make_hand_pair
+
+    hand = make_hand_pair(seed=3, narrowing_mm={})
+    at = {n: np.array(xy, float) for n, xy in hand.joints.items()}
+    follow = turned_finger(hand.baseline, at["MCP2"], at["DIP2"], 12.0, hand.spacing_mm)
+    names = ("DIP2", "MCP3", "PIP2", "MCP2")  # any order: each finger is placed from its base
+    placed = q.place_joints(Radiograph(hand.baseline, 0.2, {}), Radiograph(follow, 0.2, {}),
+                            [JointSpec(n, *at[n]) for n in names], q.Settings())
+    turn = np.radians(12.0)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    for name, p in zip(names, placed):
+        truth = rot @ (at[name] - at["MCP2"]) + at["MCP2"] if name in ("PIP2", "DIP2") else at[name]
+        assert np.hypot(*(np.array(p.followup_xy) - truth)) * 0.2 < (0.8 if name == "MCP2" else 0.5), name
+    by_name = dict(zip(names, placed))
+    assert np.degrees(by_name["DIP2"].followup_angle_rad - by_name["DIP2"].baseline_angle_rad) == pytest.approx(12.0, abs=2.0)
+    assert by_name["MCP3"].followup_angle_rad == pytest.approx(by_name["MCP3"].baseline_angle_rad, abs=np.radians(1.0))
+
+
+def test_joints_are_grouped_by_finger_from_base_to_tip():
+    from jsnreg.quantify import finger_chains
+
+    names = ["DIP2", "IP1", "L-PIP3", "MCP2", "custom", "R-MCP3", "MCP1", "L-MCP3", "PIP2"]
+    chains = sorted([names[k] for k in chain] for chain in finger_chains(names))
+    assert chains == sorted([["MCP2", "PIP2", "DIP2"], ["MCP1", "IP1"], ["L-MCP3", "L-PIP3"], ["R-MCP3"], ["custom"]])
+
+
+def test_along_finger_keeps_the_joint_found_and_adds_the_turn():
+    from jsnreg.bench_hand import similarity_matrix
+    from jsnreg.rois import along_finger, matrix_rotation
+
+    coarse = similarity_matrix(-4.0, 1.02, (10.0, -5.0), (100.0, 100.0))
+    m = along_finger(coarse, (50.0, 60.0), (57.0, 49.0), np.radians(9.0))
+    assert m[:2, :2] @ [50.0, 60.0] + m[:2, 2] == pytest.approx([57.0, 49.0])
+    assert np.degrees(matrix_rotation(m)) == pytest.approx(-4.0 + 9.0)
+    assert np.sqrt(abs(np.linalg.det(m[:2, :2]))) == pytest.approx(1.02)
+
+
 def test_repositioning_moves_the_film_as_its_matrix_says():
     from jsnreg.bench_hand import repositioned, similarity_matrix
 

@@ -75,6 +75,28 @@ def repositioned(image: np.ndarray, m: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(exposed + rng.normal(0.0, REAL_NOISE, image.shape), 0, 1).astype(np.float32)
 
 
+def turned_finger(pixels: np.ndarray, mcp_xy, dip_xy, degrees: float, spacing_mm: float,
+                  half_width_mm: float = 6.5) -> np.ndarray:
+    """The film with one finger posed otherwise: the band distal of its MCP joint along MCP -> DIP
+    (half_width_mm to either side of that axis) turned about the MCP by `degrees` (clockwise on screen),
+    its old place filled with the film's background (5th percentile). The band's straight sides cut the
+    finger's soft tissue: a check of where joints are found, not of a fit's quality."""
+    from scipy import ndimage
+
+    mcp, dip = np.asarray(mcp_xy, float), np.asarray(dip_xy, float)
+    t = (dip - mcp) / np.linalg.norm(dip - mcp)
+    n = np.array([-t[1], t[0]])
+    y, x = np.mgrid[0:pixels.shape[0], 0:pixels.shape[1]].astype(np.float64)
+    qx, qy = x - mcp[0], y - mcp[1]
+    a = np.radians(degrees)
+    bx, by = np.cos(a) * qx + np.sin(a) * qy, -np.sin(a) * qx + np.cos(a) * qy  # where each pixel came from
+    half = half_width_mm / spacing_mm
+    now = (bx * t[0] + by * t[1] > 0) & (np.abs(bx * n[0] + by * n[1]) < half)
+    was = (qx * t[0] + qy * t[1] > 0) & (np.abs(qx * n[0] + qy * n[1]) < half)
+    moved = ndimage.map_coordinates(pixels.astype(np.float64), [by + mcp[1], bx + mcp[0]], order=1)
+    return np.where(now, moved, np.where(was, np.percentile(pixels, 5), pixels)).astype(np.float32)
+
+
 def generated_case(out: Path, seed: int) -> dict:
     """Write the generated pair (DICOM), its joints file and truth; return the case description."""
     from .synthetic import make_hand_pair

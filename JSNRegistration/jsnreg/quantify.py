@@ -97,14 +97,54 @@ def place_joints(baseline: Radiograph, followup: Radiograph, joints: list[JointS
         coarse = rois.coarse_align(baseline.pixels, followup.pixels)
     if map_ is None:
         map_ = lambda fn, tasks: (fn(baseline, followup, None, settings, t) for t in tasks)  # noqa: E731
-    return list(map_(_place_or_refusal if refusals else _place_joint, [(j, size, factor, coarse) for j in joints]))
+    fingers = finger_chains([j.name for j in joints])
+    placed = map_(_place_finger, [([joints[k] for k in chain], size, factor, coarse, refusals) for chain in fingers])
+    out = [None] * len(joints)
+    for chain, placements in zip(fingers, placed):
+        for k, p in zip(chain, placements):
+            out[k] = p
+    return out
 
 
-def _place_or_refusal(baseline: Radiograph, followup: Radiograph, engine, settings: Settings, task) -> Placement | str:
-    try:
-        return _place_joint(baseline, followup, engine, settings, task)
-    except InputError as exc:
-        return str(exc)
+# A finger's joints from its base to its tip: each is searched where the ones before it say the finger lies.
+FINGER_ORDER = ("MCP", "PIP", "DIP", "IP")
+
+
+def finger_chains(names: list[str]) -> list[list[int]]:
+    """Indices of `names` grouped by finger (MCP2, PIP2, DIP2; MCP1, IP1; a two-hand film's "L-" and "R-"
+    apart), each group from base to tip; a name of no finger is a group of its own."""
+    groups: dict = {}
+    for k, name in enumerate(names):
+        side, _, joint = name.rpartition("-")
+        kind = next((t for t in FINGER_ORDER if joint.startswith(t) and joint[len(t):].isdigit()), None)
+        key = (side, joint[len(kind):]) if kind else ("", name, k)
+        groups.setdefault(key, []).append((FINGER_ORDER.index(kind) if kind else 0, k))
+    return [[k for _, k in sorted(group)] for group in groups.values()]
+
+
+def _place_finger(baseline: Radiograph, followup: Radiograph, engine, settings: Settings, task) -> list:
+    """The joints of one finger placed from its base to its tip, each searched along the finger as the
+    ones found before it lie (rois.along_finger); with `refusals`, a joint that cannot be cut holds the
+    InputError's text instead (else it is raised)."""
+    joints, size, factor, coarse, refusals = task
+    out, base_xy, follow_xy = [], [], []
+    for j in joints:
+        matrix = coarse
+        if coarse is not None and follow_xy:  # the segment from the joint found last to this one, turned
+            turn = rois.segment_turn(baseline.pixels, followup.pixels, base_xy[-1], (j.x, j.y), follow_xy[-1],
+                                     coarse, baseline.spacing_mm, max(1, size // rois.SEARCH_TEMPLATE_PX))
+            matrix = rois.along_finger(coarse, base_xy[-1], follow_xy[-1], turn)
+        try:
+            p = _place_joint(baseline, followup, engine, settings, (j, size, factor, matrix))
+        except InputError as exc:
+            if not refusals:
+                raise
+            out.append(str(exc))
+            continue
+        out.append(p)
+        base_xy.append(p.baseline_xy)
+        follow_xy.append(p.followup_xy)
+    return out
 
 
 def _place_joint(baseline: Radiograph, followup: Radiograph, _engine, settings: Settings, task) -> Placement:

@@ -181,6 +181,65 @@ def _parabola_peak(three: np.ndarray) -> float:
     return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
 
 
+# How far a finger's segment may turn about its proximal joint between the visits beyond the hand's own
+# rotation (a finger spread or deviated otherwise), searched for its next joint.
+MAX_FINGER_TURN_DEG = 25.0
+# A smaller turn is read as none (the strip's correlation peaks broadly: on a film only moved as a whole
+# it read 0.65 deg): the next joint, its search centred without it, is still within reach (2 mm at 40 mm).
+MIN_FINGER_TURN_DEG = 3.0
+
+
+SEGMENT_HALF_WIDTH_MM = 4.0  # the strip along a finger's segment matched for its turn: the bone and its edges
+SEGMENT_TURN_STEP_DEG = 2.0
+
+
+def segment_turn(baseline: np.ndarray, followup: np.ndarray, base_from, base_to, follow_from,
+                 coarse: np.ndarray, spacing_mm: float, factor: int) -> float:
+    """How much more (rad, as matrix_rotation counts) than the coarse matrix predicts the finger's segment
+    from base_from to base_to (baseline px; its proximal end found at follow_from in the follow-up) turned
+    about that end at follow-up: the turn, within +-MAX_FINGER_TURN_DEG, at which a strip along the
+    segment (its proximal three quarters, SEGMENT_HALF_WIDTH_MM to either side) best correlates with the
+    follow-up, to a fraction of SEGMENT_TURN_STEP_DEG by a parabola (0 below MIN_FINGER_TURN_DEG). Both
+    are read on factor x factor block means."""
+    b0, b1 = np.asarray(base_from, float), np.asarray(base_to, float)
+    along = b1 - b0
+    length = np.linalg.norm(along)
+    t = along / max(length, 1e-9)
+    n = np.array([-t[1], t[0]])
+    step = float(factor)
+    s_, w_ = np.meshgrid(np.arange(0.1 * length, 0.75 * length, step),
+                         np.arange(-SEGMENT_HALF_WIDTH_MM / spacing_mm, SEGMENT_HALF_WIDTH_MM / spacing_mm + 1e-9, step),
+                         indexing="ij")
+    offsets = s_[..., None] * t + w_[..., None] * n  # baseline px from base_from
+    template = _sample_binned(baseline, b0[0] + offsets[..., 0], b0[1] + offsets[..., 1], factor).ravel()
+    template = template - template.mean()
+    linear = np.asarray(coarse, float)[:2, :2]
+    turns = np.radians(np.arange(-MAX_FINGER_TURN_DEG, MAX_FINGER_TURN_DEG + 1e-9, SEGMENT_TURN_STEP_DEG))
+    scores = []
+    for turn in turns:
+        q = offsets @ (_rotation(turn) @ linear).T + np.asarray(follow_from, float)
+        window = _sample_binned(followup, q[..., 0], q[..., 1], factor).ravel()
+        window = window - window.mean()
+        scores.append(float(template @ window / (np.linalg.norm(template) * np.linalg.norm(window) + 1e-12)))
+    k = int(np.argmax(scores))
+    turn = float(turns[k])
+    if 0 < k < len(turns) - 1:
+        turn += _parabola_peak(np.array(scores[k - 1:k + 2])) * np.radians(SEGMENT_TURN_STEP_DEG)
+    return turn if abs(np.degrees(turn)) >= MIN_FINGER_TURN_DEG else 0.0
+
+
+def along_finger(coarse: np.ndarray, base_xy, follow_xy, turn_rad: float) -> np.ndarray:
+    """The coarse matrix (baseline px -> follow-up px) for the next joint of a finger: moved so that the
+    finger's last joint found (base_xy in the baseline) lands where it was found (follow_xy), and turned
+    about it by turn_rad beyond the matrix's own rotation (segment_turn: a finger posed otherwise at
+    follow-up; its next joint is searched where the turn puts it, and its ROI cut at that angle)."""
+    linear = _rotation(turn_rad) @ np.asarray(coarse, dtype=np.float64)[:2, :2]
+    m = np.eye(3)
+    m[:2, :2] = linear
+    m[:2, 2] = np.asarray(follow_xy, float) - linear @ np.asarray(base_xy, float)
+    return m
+
+
 def matrix_rotation(m: np.ndarray) -> float:
     """Rotation angle (rad, clockwise on screen positive) of the similarity part of a 3x3 matrix.
 
