@@ -102,12 +102,54 @@ class RefineResult:
         return float(np.sum(self.prior * rho) / max(np.sum(self.prior), 1e-12))
 
 
-def _spline(image: np.ndarray) -> np.ndarray:
-    return ndimage.spline_filter(image, order=3, mode="mirror")
+# Cubic reads of this many points or more gather their 16 taps with numpy: twice as fast as
+# map_coordinates (70-100 ns a point) on the finer levels' thousands of points, slower on a few
+# hundred; the same values to 1e-15 wherever the point lies inside the image.
+GATHER_MIN_POINTS = 2000
+SPLINE_PAD_PX = 2  # a cubic tap reaches 2 px beyond the last pixel centre
 
 
-def _at(coeffs: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return ndimage.map_coordinates(coeffs, [y, x], order=3, prefilter=False, mode="mirror")
+@dataclass
+class Spline:
+    """Cubic B-spline coefficients of an image, and a copy mirrored SPLINE_PAD_PX beyond its edges
+    (numpy's "reflect" is map_coordinates' "mirror"), from which the taps are gathered."""
+    coeffs: np.ndarray
+    padded: np.ndarray
+
+
+def _spline(image: np.ndarray) -> Spline:
+    coeffs = ndimage.spline_filter(image, order=3, mode="mirror")
+    return Spline(coeffs, np.pad(coeffs, SPLINE_PAD_PX, mode="reflect"))
+
+
+def _bspline_weights(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cubic B-spline weights of the taps at floor - 1 .. floor + 2 for fractions t in [0, 1)."""
+    s, t3 = 1.0 - t, t * t * t
+    w0, w3 = s * s * s / 6.0, t3 / 6.0
+    w1 = 2.0 / 3.0 - t * t * (1.0 - 0.5 * t)
+    return w0, w1, 1.0 - w0 - w1 - w3, w3
+
+
+def _at(spline: Spline, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The spline at (x, y) px. Beyond the image the gather reads the nearest edge point's taps
+    (not the mirrored spline; the refinement leaves such points out of every sum)."""
+    if len(x) < GATHER_MIN_POINTS:
+        return ndimage.map_coordinates(spline.coeffs, [y, x], order=3, prefilter=False, mode="mirror")
+    rows, cols = spline.coeffs.shape
+    x0, y0 = np.floor(np.clip(x, 0.0, cols - 1)), np.floor(np.clip(y, 0.0, rows - 1))
+    wx, wy = _bspline_weights(x - x0), _bspline_weights(y - y0)
+    width = cols + 2 * SPLINE_PAD_PX
+    first = (y0.astype(np.intp) + SPLINE_PAD_PX - 1) * width + x0.astype(np.intp) + SPLINE_PAD_PX - 1
+    flat = spline.padded.ravel()  # take(mode="clip"): a NaN position (a failed fit) reads, not raises
+    out = np.zeros(len(x))
+    for j in range(4):  # tap rows
+        row = first + j * width
+        along = wx[0] * flat.take(row, mode="clip")
+        for i in (1, 2, 3):
+            along += wx[i] * flat.take(row + i, mode="clip")
+        along *= wy[j]
+        out += along
+    return out
 
 
 def _median(a: np.ndarray) -> float:
