@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .transforms import BoneMotion, compose, linear_reader, map_points, roi_centre
+from .transforms import BoneMotion, compose, linear_reader, matrix, roi_centre
 
 NET_PX = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -93,17 +93,27 @@ class _GridView:
         self.centre = roi_centre(fixed.shape)
         self.fixed = _normalise(_resample(fixed, self.y, self.x), self.inside)
         self.mask = np.where(self.inside, self.upper * 2.0 - 1.0, 0.0)
-        self.xy = np.stack([self.x.ravel(), self.y.ravel()], axis=1)
-        self.on_upper = (self.upper.ravel() > 0.5)[:, None]  # which bone's estimate moves a grid point
+        self.on_upper = self.upper > 0.5  # which bone's estimate moves a grid point
 
     def input(self, moving: np.ndarray, motions: tuple[BoneMotion, BoneMotion] | None = None) -> np.ndarray:
         my, mx = self.y, self.x
         if motions is not None:
-            q = np.where(self.on_upper, map_points(motions[0], self.xy, self.centre),
-                         map_points(motions[1], self.xy, self.centre))
-            mx, my = q[:, 0].reshape(self.x.shape), q[:, 1].reshape(self.y.shape)
-        m = _normalise(_resample(moving, my, mx), self.inside)
-        return np.stack([self.fixed, m, self.mask]).astype(np.float32)
+            mx, my = self.mapped(motions)
+        out = np.empty((3, *self.x.shape), np.float32)
+        out[0], out[2] = self.fixed, self.mask
+        out[1] = _normalise(_resample(moving, my, mx), self.inside)
+        return out
+
+    def mapped(self, motions: tuple[BoneMotion, BoneMotion]) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of each grid point under its own bone's motion, elementwise: a third of the time
+        of an (N, 2) x (2, 2) product per bone (the same numbers to rounding)."""
+        upper, lower = (matrix(m, self.centre) for m in motions)
+        x, y = self.x, self.y
+        mx = np.where(self.on_upper, upper[0, 0] * x + upper[0, 1] * y + upper[0, 2],
+                      lower[0, 0] * x + lower[0, 1] * y + lower[0, 2])
+        my = np.where(self.on_upper, upper[1, 0] * x + upper[1, 1] * y + upper[1, 2],
+                      lower[1, 0] * x + lower[1, 1] * y + lower[1, 2])
+        return mx, my
 
 
 def network_input(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray, padded: bool = True,
