@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .transforms import BoneMotion, linear_reader, roi_centre
+from .transforms import BoneMotion, linear_reader, matrix, roi_centre
 
 # Gaussian sigma per level, coarse to fine. The coarsest level makes long moves cheaply (every
 # 4th pixel), so a start 8 px off still lands (generated pairs, noise 0.02) at no cost to a good one.
@@ -254,6 +254,19 @@ class FitImage:
 
     def edges(self) -> np.ndarray:
         return self._memo("edges", lambda: edge_energy(self.pixels))
+
+    def warp_to_fixed(self, motion: BoneMotion, where: np.ndarray) -> np.ndarray:
+        """transforms.warp_to_fixed of the image (cubic, NaN outside and off `where`) from its
+        spline coefficients made once (the runner-up lines' band residuals read both bones' motions)."""
+        rows, cols = self.pixels.shape
+        y, x = np.nonzero(where)
+        m = matrix(motion, roi_centre(self.pixels.shape))
+        q = np.stack([x, y], axis=1).astype(np.float64) @ m[:2, :2].T + m[:2, 2]
+        values = _at(self.spline(0.0), q[:, 0], q[:, 1])
+        values[(q[:, 0] < 0) | (q[:, 0] > cols - 1) | (q[:, 1] < 0) | (q[:, 1] > rows - 1)] = np.nan
+        out = np.full((rows, cols), np.nan)
+        out[y, x] = values
+        return out
 
 
 def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, regions: list[np.ndarray], inits: list[BoneMotion],
