@@ -44,8 +44,11 @@ PRECISE_ZOOM = 2  # the precise stage's grid step is the others' / this
 # and shape; realistic square, wide; hard square, wide) the network-alone JSN error SD was, fine x
 # precise passes: 2 x 2 0.238 / 0.263 / 0.306 / 0.379 px (max 1.50), 4 x 4 0.185 / 0.244 / 0.235 /
 # 0.329 (max 0.98), 6 x 4 0.168 / 0.264 / 0.223 / 0.333 (max 1.25), 6 x 6 0.163 / 0.278 / 0.217 / 0.316
-# (max 1.51): past 4 x 4 the wide ROIs got worse. A pass costs about 3 ms.
-FINE_PASSES = 4
+# (max 1.51): past 4 x 4 the wide ROIs got worse. A pass costs about 2-3 ms. With the cascade-trained
+# fine stage, 3 x 4 did as well as 4 x 4 (60 pairs, seed 2026: 0.144 / 0.165 / 0.207 / 0.420 px against
+# 0.140 / 0.167 / 0.208 / 0.439; 200 pairs: 0.109 / 0.176 / 0.178 / 0.319 against 0.117 / 0.176 / 0.180 /
+# 0.312), and 3 x 3 nearly (200 pairs: 0.111 / 0.179 / 0.178 / 0.331, hard wide max 1.48 against 1.30 px).
+FINE_PASSES = 3
 PRECISE_PASSES = 4
 # Output scaling: the network's raw outputs are kept near unit size during training.
 OUT_SCALE = np.array([0.05, 0.1, 0.1, 0.1] * 2, dtype=np.float32)
