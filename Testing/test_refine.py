@@ -146,3 +146,19 @@ def test_clipped_pixels_are_found_and_left_out():
     b, _ = refine_one(fixed, moving_clipped, _region())
     assert 0.1 < b.usable_fraction < 0.7  # 30 % clipped, and a margin round them
     assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.05)
+
+
+def test_cubic_gather_reads_the_spline_as_map_coordinates():
+    """The numpy gather of large reads (refine._at) gives map_coordinates' values inside the image,
+    up to its edges, and finite values beyond them (which the refinement leaves out)."""
+    from jsnreg import refine
+
+    spline = refine._spline(_texture((40, 56)))
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(0, 55, 3000), [0.0, 55.0, 0.0, 55.0]])
+    y = np.concatenate([rng.uniform(0, 39, 3000), [0.0, 39.0, 39.0, 0.0]])
+    assert len(x) >= refine.GATHER_MIN_POINTS
+    expected = ndimage.map_coordinates(spline.coeffs, [y, x], order=3, prefilter=False, mode="mirror")
+    assert np.abs(refine._at(spline, x, y) - expected).max() < 1e-12
+    beyond = refine._at(spline, x + 60.0, y - 50.0)
+    assert np.isfinite(beyond).all()

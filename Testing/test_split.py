@@ -97,3 +97,17 @@ def test_a_runner_up_line_is_sought_on_each_side_of_the_split():
     boundary, runner_ups = split.split_candidates(img)
     assert np.median(np.abs(boundary - 47.5)) < 1.5
     assert sorted(round(float(np.median(line))) for line in runner_ups) == [32, 62]
+
+
+def test_banded_paths_are_the_separate_paths():
+    """Two problems stacked with a row of inf between give each one's own minimal path and cost."""
+    rng = np.random.default_rng(1)
+    top, bottom = rng.random((15, 25)), rng.random((12, 25))
+    stacked = np.vstack([top, np.full((1, 25), np.inf), bottom])
+    (p_top, c_top), (p_bottom, c_bottom) = split.banded_paths(stacked, [(0, 15), (16, 28)], 1, 0.02)
+    assert (p_top == split.minimal_path(top, 1, 0.02)).all()
+    assert (p_bottom - 16 == split.minimal_path(bottom, 1, 0.02)).all()
+    assert np.isfinite(c_top) and np.isfinite(c_bottom)
+    blocked = stacked.copy()
+    blocked[16:, 5] = np.inf  # a column without a row in the lower band
+    assert not np.isfinite(split.banded_paths(blocked, [(16, 28)], 1, 0.02)[0][1])

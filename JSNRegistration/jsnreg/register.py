@@ -16,7 +16,7 @@ from .network import Network, default_network
 from .refine import LEVELS_STRIDE, FitImage, RefineResult, refine_bones
 from .results import JointResult
 from .starts import search_bones
-from .transforms import BoneMotion, from_matrix, inverse, matrix, roi_centre, warp_to_fixed, warp_to_moving
+from .transforms import BoneMotion, from_matrix, inverse, matrix, roi_centre, warp_to_moving
 
 # Pixels this close to the split (px) are left out of both bones' fits: a gap pixel near the
 # boundary can show either bone once the joint space changes.
@@ -166,7 +166,7 @@ def band_residuals(fixed: FitImage, moving: FitImage, fit: RefineResult, boundar
     lo, hi = np.minimum(line_rows, boundary_rows)[None, :], np.maximum(line_rows, boundary_rows)[None, :]
     band = (rows > lo + SPLIT_MARGIN_PX) & (rows < hi - SPLIT_MARGIN_PX)
     c0, c1, c2 = fit.tone
-    warped = [c0 + w * (c1 + c2 * w) for w in (warp_to_fixed(moving.pixels, b.motion, where=band) for b in fit.bones)]
+    warped = [c0 + w * (c1 + c2 * w) for w in (moving.warp_to_fixed(b.motion, band) for b in fit.bones)]
     band &= np.isfinite(warped[0]) & np.isfinite(warped[1])
     weight = np.hypot(*fixed.gradient(1.0))[band]  # smoothed by 1 px: made once for both lines
     if not weight.sum() > 0:

@@ -54,6 +54,14 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
     Between neighbouring columns the row changes by at most `max_step`; each row of change
     costs `step_cost` (keeps the path smooth where the valley is faint).
     """
+    return banded_paths(cost, [(0, cost.shape[0])], max_step, step_cost)[0][0]
+
+
+def banded_paths(cost: np.ndarray, bands: list[tuple[int, int]], max_step: int = 1, step_cost: float = 0.0
+                 ) -> list[tuple[np.ndarray, float]]:
+    """minimal_path ending in each band of rows [start, stop) of `cost`, with its summed cost. Bands
+    kept apart by a row of inf cost are separate problems solved in one loop over the columns (the
+    loop's numpy calls, not their sizes, set its time); a path whose cost is inf crossed one."""
     rows, cols = cost.shape
     by_col = cost.T.copy()  # each column's costs contiguous, as the loop reads them
     acc = by_col[0].copy()
@@ -72,11 +80,14 @@ def minimal_path(cost: np.ndarray, max_step: int = 1, step_cost: float = 0.0) ->
         acc = cand[idx, step]
         acc += by_col[x]
     back += idx[None, :] - max_step  # window offsets -> rows
-    path = np.empty(cols, dtype=np.int64)
-    path[-1] = int(np.argmin(acc))
-    for x in range(cols - 1, 0, -1):
-        path[x - 1] = back[x, path[x]]
-    return path
+    out = []
+    for start, stop in bands:
+        path = np.empty(cols, dtype=np.int64)
+        path[-1] = start + int(np.argmin(acc[start:stop]))
+        for x in range(cols - 1, 0, -1):
+            path[x - 1] = back[x, path[x]]
+        out.append((path, float(acc[path[-1]])))
+    return out
 
 
 def split_rows(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: float = 0.5,
@@ -114,21 +125,25 @@ def split_candidates(roi: np.ndarray, reach_frac: float = 0.2, centre_weight: fl
     depth = valley_depth(roi, reach, smoothed=smoothed)
     cost = prior - depth
     path = minimal_path(cost, max_step=1, step_cost=0.02 * scale)
-    grad = row_gradient(roi)  # both lines' gaps read the same gradient
+    grad = row_gradient(roi)  # all lines' gaps read the same gradient and edge strength
+    strong = strong_edge(grad)
     # Boundaries lie between rows: a row at the middle of the gap counts as upper.
-    boundary = mid_gap_rows(roi, path, grad=grad) + 0.5
+    boundary = mid_gap_rows(roi, path, grad=grad, strong=strong) + 0.5
     if not runner_up:
         return boundary, []
     min_depth = RUNNER_UP_MIN_DEPTH * line_depth(depth, boundary)
     split_row = np.clip(np.floor(boundary).astype(int), 0, rows - 1)[None, :]  # the split's last upper row
     row = np.arange(rows)[:, None]
     lines = []
-    for side in (row < split_row - RUNNER_UP_EXCLUDE_PX, row > split_row + RUNNER_UP_EXCLUDE_PX):
-        side_cost = np.where(side, cost, np.inf)
-        gully = minimal_path(side_cost, max_step=1, step_cost=0.02 * scale)
-        if not np.isfinite(side_cost[gully, np.arange(cols)]).all():
+    # Both sides' paths in one search: the side above the split, a row of inf, the side below.
+    above, below = (np.where(side, cost, np.inf) for side in (row < split_row - RUNNER_UP_EXCLUDE_PX,
+                                                              row > split_row + RUNNER_UP_EXCLUDE_PX))
+    stacked = np.vstack([above, np.full((1, cols), np.inf), below])
+    for (gully, total), offset in zip(banded_paths(stacked, [(0, rows), (rows + 1, 2 * rows + 1)],
+                                                   max_step=1, step_cost=0.02 * scale), (0, rows + 1)):
+        if not np.isfinite(total):  # a column without a row on that side
             continue
-        line = mid_gap_rows(roi, gully, grad=grad) + 0.5
+        line = mid_gap_rows(roi, gully - offset, grad=grad, strong=strong) + 0.5
         if np.median(np.abs(line - boundary)) >= SAME_LINE_PX and line_depth(depth, line) >= min_depth:
             lines.append(line)
     return boundary, lines
@@ -146,19 +161,25 @@ def row_gradient(roi: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(np.asarray(roi, np.float64), 1.0, order=(1, 0))
 
 
+def strong_edge(grad: np.ndarray, min_edge_frac: float = 0.2) -> float:
+    """`min_edge_frac` of the ROI's strong edges (99th percentile of its |row_gradient|)."""
+    return min_edge_frac * float(np.percentile(np.abs(grad), 99))
+
+
 def mid_gap_rows(roi: np.ndarray, gully_rows: np.ndarray, reach_frac: float = 0.15,
-                 min_edge_frac: float = 0.2, smooth_cols: int = 9, grad: np.ndarray | None = None) -> np.ndarray:
+                 min_edge_frac: float = 0.2, smooth_cols: int = 9, grad: np.ndarray | None = None,
+                 strong: float | None = None) -> np.ndarray:
     """Per column, the row halfway between the bone surfaces around the gully (float rows).
 
     The surfaces are the steepest intensity fall within `reach_frac` of the ROI height above the
     gully row and the steepest rise below it. Where either is fainter than `min_edge_frac` of the
     ROI's strong edges (no bone in that column) the gully row is kept; a running median over
     `smooth_cols` columns removes single-column slips. grad: the ROI's row_gradient, if the
-    caller has it.
+    caller has it, and `strong`, its strong_edge.
     """
     rows, cols = roi.shape
     grad = row_gradient(roi) if grad is None else grad
-    strong = min_edge_frac * float(np.percentile(np.abs(grad), 99))
+    strong = strong_edge(grad, min_edge_frac) if strong is None else strong
     reach = max(2, int(round(reach_frac * rows)))
     gully = np.clip(np.asarray(gully_rows, dtype=int), 0, rows - 1)
     offsets = np.arange(reach + 1)
