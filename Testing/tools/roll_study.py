@@ -17,6 +17,7 @@ from jsnreg import real_pairs
 from jsnreg.real_pairs import joints_of_split, make_real_pairs
 from jsnreg.register import Engine
 from jsnreg.transforms import roi_centre
+from study_pairs import automatic_split_errors
 
 drawn = real_pairs.draw_motions
 
@@ -51,12 +52,8 @@ if __name__ == "__main__":
         real_pairs.draw_motions = draw
         for set_name in ("realistic", "hard"):
             for shape in ("square", "wide"):
-                err, flagged = [], []
-                for p in make_real_pairs(split, set_name, shape, 60, 2026, joints=joints):
-                    r = engine.register_roi(p.fixed, p.moving, p.spacing_mm, images=False)
-                    err.append(r.jsn_px - (p.upper.dy_px - p.lower.dy_px))
-                    flagged.append(r.flagged)
-                err, flagged = np.array(err), np.array(flagged)
+                err, flagged = automatic_split_errors(engine, make_real_pairs(split, set_name, shape, 60, 2026,
+                                                                               joints=joints))
                 bad = np.abs(err) > 0.5
                 print(f"{label:22s} {set_name:9s} {shape:6s}: SD {err.std(ddof=1):.3f} px, beyond 0.5 px {bad.sum()}, "
                       f"unflagged beyond {(bad & ~flagged).sum()}, good flagged {(flagged & ~bad).mean():.1%}", flush=True)

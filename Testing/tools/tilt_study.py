@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from jsnreg.real_pairs import HOOD_PX, joints_of_split, make_real_pairs
 from jsnreg.register import Engine
+from study_pairs import automatic_split_errors
 
 
 def tilted(joint, degrees: float):
@@ -41,14 +42,9 @@ if __name__ == "__main__":
     joints = joints_of_split(split)
     for deg in tilts:
         turned = [tilted(j, deg) for j in joints]
-        err, flagged = [], []
-        for set_name in ("realistic", "hard"):
-            for shape in ("square", "wide"):
-                for p in make_real_pairs(split, set_name, shape, 60, 2026, joints=turned):
-                    r = engine.register_roi(p.fixed, p.moving, p.spacing_mm, images=False)
-                    err.append(r.jsn_px - (p.upper.dy_px - p.lower.dy_px))
-                    flagged.append(r.flagged)
-        err, flagged = np.array(err), np.array(flagged)
+        cells = [automatic_split_errors(engine, make_real_pairs(split, set_name, shape, 60, 2026, joints=turned))
+                 for set_name in ("realistic", "hard") for shape in ("square", "wide")]
+        err, flagged = (np.concatenate(part) for part in zip(*cells))
         bad = np.abs(err) > 0.5
         print(f"tilt {deg:+5.1f} deg: n {len(err)}, SD {err.std():.3f} px (within 0.5 px: {err[~bad].std():.3f}), "
               f"beyond 0.5 px {bad.sum()}, unflagged beyond {(bad & ~flagged).sum()}, "
