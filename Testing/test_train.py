@@ -134,6 +134,61 @@ def test_the_cascade_needs_the_coarse_weights_it_follows(tmp_path):
         train.train(tmp_path / "net.pt", n_train=4, n_val=2, epochs=1, stage="cascade", log=lambda *a: None)
 
 
+def test_precise_cascade_pairs_are_seen_at_the_coarse_and_fine_estimate_on_the_precise_grid(monkeypatch, tmp_path):
+    import shutil
+
+    from jsnreg.network import DEFAULT_WEIGHTS, PRECISE_SUFFIX, PRECISE_ZOOM, Network, fine_weights_path, params_to_motions
+    from jsnreg.synthetic import make_joint_pair
+    from jsnreg.transforms import compose
+
+    # A precise stage lying beside the weights is not part of what the precise cascade follows.
+    for src in (DEFAULT_WEIGHTS, fine_weights_path(DEFAULT_WEIGHTS), fine_weights_path(DEFAULT_WEIGHTS, PRECISE_SUFFIX)):
+        shutil.copy(src, tmp_path / src.name)
+    weights = tmp_path / DEFAULT_WEIGHTS.name
+    follows = Network.load(weights)
+    assert follows.fine is not None and follows.precise is not None
+    follows.precise = None
+    monkeypatch.setattr(train, "CASCADE_SHARE", 1.0)  # every pair at the coarse + fine estimate
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        pair = make_joint_pair(rng, max_rotation_deg=5.0, max_translation_px=6.0)
+        x, y = train._encode_one(pair, np.random.default_rng(0), "precise-cascade", str(weights))
+        estimate = follows.predict(pair.fixed, pair.moving, pair.upper_mask)
+        coarse_only = Network.load(weights, fine=False).predict(pair.fixed, pair.moving, pair.upper_mask)
+        assert estimate[0].dx_px != coarse_only[0].dx_px  # the fine stage's passes are in it
+        np.testing.assert_array_equal(x, network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate,
+                                                       zoom=PRECISE_ZOOM))
+        for r, e, t in zip(params_to_motions(y, pair.fixed.shape, PRECISE_ZOOM), estimate, (pair.upper, pair.lower)):
+            got = compose(r, e)  # the target after the estimate is the truth (float32 targets)
+            assert abs(got.dx_px - t.dx_px) < 1e-4 and abs(got.dy_px - t.dy_px) < 1e-4
+            assert abs(got.dtheta_rad - t.dtheta_rad) < 1e-6 and abs(got.scale - t.scale) < 1e-6
+    monkeypatch.setattr(train, "CASCADE_SHARE", 0.0)  # none: the precise stage's random residuals
+    pair = make_joint_pair(np.random.default_rng(4))
+    a = train._encode_one(pair, np.random.default_rng(0), "precise-cascade", str(weights))
+    b = train._encode_one(pair, np.random.default_rng(0), "precise")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_the_precise_cascade_needs_the_fine_stage_it_follows_and_records_both(tmp_path):
+    import shutil
+
+    from jsnreg.network import DEFAULT_WEIGHTS, file_sha256, fine_weights_path
+
+    shutil.copy(DEFAULT_WEIGHTS, tmp_path / "net.pt")
+    with pytest.raises(ValueError, match="fine stage"):
+        train.train(tmp_path / "net.pt", n_train=4, n_val=2, epochs=1, stage="precise-cascade", log=lambda *a: None)
+    shutil.copy(fine_weights_path(DEFAULT_WEIGHTS), tmp_path / "net-fine.pt")
+    card = train.train(tmp_path / "net.pt", n_train=8, real_share=0.0, n_val=2, epochs=1, batch=4,
+                       stage="precise-cascade", workers=1, log=lambda *a: None)
+    assert card["data"]["cascade"] == {
+        "coarse": "net.pt", "coarse_sha256": file_sha256(DEFAULT_WEIGHTS), "share": train.CASCADE_SHARE,
+        "fine": "net-fine.pt", "fine_sha256": file_sha256(fine_weights_path(DEFAULT_WEIGHTS)),
+        "fine_passes": train.FINE_PASSES}
+    assert card["command"].endswith(" --precise --cascade") and card["stage"] == "precise-cascade"
+    assert card["zoom"] == train.PRECISE_ZOOM and (tmp_path / "net-precise.pt").is_file()
+
+
 def test_the_precise_grid_shows_the_roi_middle_at_twice_the_resolution():
     from jsnreg.network import PRECISE_ZOOM, network_input
     from jsnreg.synthetic import make_joint_pair

@@ -437,12 +437,14 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
-    if args.cascade and not args.fine:
-        raise InputError("--cascade trains the fine stage: give it with --fine")
+    if args.cascade and not (args.fine or args.precise):
+        raise InputError("--cascade trains the fine or precise stage: give it with --fine or --precise")
+    stage = "precise" if args.precise else "fine" if args.fine else "coarse"
+    stage = {"fine": "cascade", "precise": "precise-cascade"}[stage] if args.cascade else stage
     train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
           epochs=args.epochs, seed=args.seed,
           lr=args.lr, init=Path(args.init) if args.init else None, workers=args.workers,
-          stage="precise" if args.precise else ("cascade" if args.cascade else "fine") if args.fine else "coarse")
+          stage=stage)
     return 0
 
 
@@ -580,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--precise", action="store_true",
                        help="train the precise stage (beside --out as <name>-precise.pt) on small residual pairs")
     t.add_argument("--cascade", action="store_true",
-                   help="with --fine: half its pairs at what the coarse weights at --out leave on them (train.CASCADE_SHARE)")
+                   help="with --fine: half its pairs at what the coarse weights at --out leave on them; with --precise: at "
+                        "what those and their fine stage leave (train.CASCADE_SHARE)")
     t.add_argument("--workers", type=int, default=2, help="processes making the pairs (the data does not depend on them)")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)
