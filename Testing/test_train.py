@@ -48,10 +48,26 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
 def test_real_training_chunk_is_seeded_and_mixes_shapes():
     if not real_pairs.available() or not real_pairs.load_joints("val"):
         pytest.skip("no annotated real val hands")
-    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None))
-    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None))
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
+
+
+def test_the_hard_share_sets_how_many_real_training_pairs_have_each_bones_larger_own_motion():
+    if not real_pairs.available() or not real_pairs.load_joints("val"):
+        pytest.skip("no annotated real val hands")
+    from jsnreg.network import params_to_motions
+
+    def own_motion_px(hard_share):
+        _, y, shapes = train._real_chunk((7, "val", ((0, 20), (1, 20)), "coarse", None, hard_share))
+        # the coarse target is both bones' whole motions; their difference is the bones' own motions
+        moves = [params_to_motions(t, tuple(s)) for t, s in zip(y, shapes)]
+        return np.array([np.hypot(u.dx_px - lo.dx_px, u.dy_px - lo.dy_px) for u, lo in moves])
+
+    realistic, hard = own_motion_px(0.0), own_motion_px(1.0)
+    # realistic own shifts are within 1.5 px along and 1 px across per bone, hard ones 4 px
+    assert np.median(hard) > 2 * np.median(realistic)
 
 
 def test_each_weights_file_gets_the_input_encoding_it_was_trained_with(tmp_path):

@@ -444,6 +444,7 @@ def cmd_train(args) -> int:
     train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
           epochs=args.epochs, seed=args.seed,
           lr=args.lr, init=Path(args.init) if args.init else None, workers=args.workers,
+          **({"hard_share": args.hard_share} if args.hard_share is not None else {}),
           stage=stage)
     return 0
 
@@ -575,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--standard-share", type=float, default=0.25,
                    help="share of the generated pairs from the standard (benchmark) generator, the rest varied")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    t.add_argument("--hard-share", type=float,
+                   help="share of the real training pairs with hard motions, the rest realistic "
+                        "(default and validation: train.REAL_MOTION_MIX)")
     t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     stage = t.add_mutually_exclusive_group()
     stage.add_argument("--fine", action="store_true",

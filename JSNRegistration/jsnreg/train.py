@@ -138,19 +138,20 @@ def _generated_chunk(task: tuple[int, bool, int, str, tuple | None]):
     return _encode(pairs, _residual_rng(seed, stage), stage, coarse and coarse[0])
 
 
-def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str, tuple | None]):
+def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str, tuple | None, float]):
     """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker;
-    encoded for the stage the task's fourth element names; the last as _generated_chunk's)."""
+    encoded for the stage the task's fourth element names; the fifth as _generated_chunk's last; the
+    last: the share of hard-motion pairs, the rest realistic)."""
     from .real_pairs import load_joints, make_pairs
 
-    seed, split, counts, stage, coarse = task
+    seed, split, counts, stage, coarse, hard_share = task
     joints = load_joints(split)
     rng = np.random.default_rng(seed)
     pairs = []
     for i, count in counts:
         for _ in range(count):
             shape = SHAPES[rng.integers(len(SHAPES))]
-            motion = REAL_MOTION_MIX[0][0] if rng.random() < REAL_MOTION_MIX[0][1] else REAL_MOTION_MIX[1][0]
+            motion = REAL_MOTION_MIX[0][0] if rng.random() < 1.0 - hard_share else REAL_MOTION_MIX[1][0]
             pairs += make_pairs(joints[i], rng, 1, motion, shape)
     return _encode(pairs, _residual_rng(seed, stage), stage, coarse and coarse[0])
 
@@ -215,9 +216,10 @@ def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int
 
 
 def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: str = "coarse",
-                 coarse: tuple | None = None):
-    """n_pairs real pairs from the hands of `split`, spread evenly over its joints, for `stage`;
-    returns (inputs, targets, shapes, image keys used)."""
+                 coarse: tuple | None = None, hard_share: float = REAL_MOTION_MIX[1][1]):
+    """n_pairs real pairs from the hands of `split`, spread evenly over its joints, for `stage`, a share
+    hard_share of them with hard motions (the rest realistic); returns (inputs, targets, shapes, image
+    keys used)."""
     from .real_pairs import load_joints
 
     joints = load_joints(split, workers=workers)  # fills the cache once
@@ -227,7 +229,7 @@ def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: s
     counts = np.bincount(np.arange(n_pairs) % len(joints), minlength=len(joints))
     used = [(int(i), int(c)) for i, c in zip(order, counts) if c]
     groups = [tuple(used[k:k + 20]) for k in range(0, len(used), 20)]
-    tasks = [(seed * 100_019 + k, split, g, stage, coarse) for k, g in enumerate(groups)]
+    tasks = [(seed * 100_019 + k, split, g, stage, coarse, hard_share) for k, g in enumerate(groups)]
     joints = [joints[i] for i, _ in used]
     with ProcessPoolExecutor(workers) as pool:
         data = _concat(list(pool.map(_cached_real, tasks)))
@@ -267,7 +269,8 @@ def _stats(err: np.ndarray) -> dict:
 def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
           standard_share: float = 0.25,
           n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
-          init: Path | None = None, threads: int = 1, stage: str = "coarse", workers: int = 2, log=print) -> dict:
+          init: Path | None = None, threads: int = 1, stage: str = "coarse", workers: int = 2,
+          hard_share: float = REAL_MOTION_MIX[1][1], log=print) -> dict:
     """Train from scratch and write weights + card; returns the card.
 
     stage "fine" or "precise": train that stage on residual pairs and write it beside out_path's
@@ -279,7 +282,8 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     workers: processes making the pairs (the data does not depend on them).
 
     real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
-    annotated: then the card says so); standard_share: the share of the generated rest drawn
+    annotated: then the card says so); hard_share: the share of those with hard motions (the rest
+    realistic; validation keeps REAL_MOTION_MIX); standard_share: the share of the generated rest drawn
     from the standard generator (the benchmark's), the others from the varied one. Validation: n_val real pairs from VAL hands (when
     annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
     card records their SHA-256 and their own card's command) instead of random ones.
@@ -312,10 +316,11 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
             data["cascade"].update({"fine": follows[1].name, "fine_sha256": coarse[2], "fine_passes": FINE_PASSES})
     kw = dict(stage=stage, coarse=coarse, workers=workers)
     if n_real:
-        *real, hands = real_dataset("train", n_real, seed, **kw)
+        *real, hands = real_dataset("train", n_real, seed, hard_share=hard_share, **kw)
         parts.append(real)
         data["real_train_hands"] = hands
         data["n_real_train"] = int(len(real[0]))
+        data["real_train_hard_share"] = hard_share
     n_standard = int(round((n_train - n_real) * standard_share))
     for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
         parts.append(generated_dataset(n, s, varied=varied, **kw))
@@ -367,7 +372,8 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         "version": __version__,
         "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
                    f"--standard-share {standard_share:g} --epochs {epochs}"
-                   + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else "")
+                   + (f" --lr {lr:g}" if lr != 2e-3 else "")
+                   + (f" --hard-share {hard_share:g}" if hard_share != REAL_MOTION_MIX[1][1] else "") + (f" --init {init.name}" if init is not None else "")
                    + {"coarse": "", "cascade": " --fine --cascade", "precise-cascade": " --precise --cascade"
                       }.get(stage, f" --{stage}"),
         "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
