@@ -48,10 +48,26 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
 def test_real_training_chunk_is_seeded_and_mixes_shapes():
     if not real_pairs.available() or not real_pairs.load_joints("val"):
         pytest.skip("no annotated real val hands")
-    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None))
-    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None))
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
+
+
+def test_the_hard_share_sets_how_many_real_training_pairs_have_each_bones_larger_own_motion():
+    if not real_pairs.available() or not real_pairs.load_joints("val"):
+        pytest.skip("no annotated real val hands")
+    from jsnreg.network import params_to_motions
+
+    def own_motion_px(hard_share):
+        _, y, shapes = train._real_chunk((7, "val", ((0, 20), (1, 20)), "coarse", None, hard_share))
+        # the coarse target is both bones' whole motions; their difference is the bones' own motions
+        moves = [params_to_motions(t, tuple(s)) for t, s in zip(y, shapes)]
+        return np.array([np.hypot(u.dx_px - lo.dx_px, u.dy_px - lo.dy_px) for u, lo in moves])
+
+    realistic, hard = own_motion_px(0.0), own_motion_px(1.0)
+    # realistic own shifts are within 1.5 px along and 1 px across per bone, hard ones 4 px
+    assert np.median(hard) > 2 * np.median(realistic)
 
 
 def test_each_weights_file_gets_the_input_encoding_it_was_trained_with(tmp_path):
@@ -132,6 +148,61 @@ def test_cascade_pairs_are_seen_at_the_coarse_estimate_and_target_what_it_leaves
 def test_the_cascade_needs_the_coarse_weights_it_follows(tmp_path):
     with pytest.raises(ValueError, match="coarse weights"):
         train.train(tmp_path / "net.pt", n_train=4, n_val=2, epochs=1, stage="cascade", log=lambda *a: None)
+
+
+def test_precise_cascade_pairs_are_seen_at_the_coarse_and_fine_estimate_on_the_precise_grid(monkeypatch, tmp_path):
+    import shutil
+
+    from jsnreg.network import DEFAULT_WEIGHTS, PRECISE_SUFFIX, PRECISE_ZOOM, Network, fine_weights_path, params_to_motions
+    from jsnreg.synthetic import make_joint_pair
+    from jsnreg.transforms import compose
+
+    # A precise stage lying beside the weights is not part of what the precise cascade follows.
+    for src in (DEFAULT_WEIGHTS, fine_weights_path(DEFAULT_WEIGHTS), fine_weights_path(DEFAULT_WEIGHTS, PRECISE_SUFFIX)):
+        shutil.copy(src, tmp_path / src.name)
+    weights = tmp_path / DEFAULT_WEIGHTS.name
+    follows = Network.load(weights)
+    assert follows.fine is not None and follows.precise is not None
+    follows.precise = None
+    monkeypatch.setattr(train, "CASCADE_SHARE", 1.0)  # every pair at the coarse + fine estimate
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        pair = make_joint_pair(rng, max_rotation_deg=5.0, max_translation_px=6.0)
+        x, y = train._encode_one(pair, np.random.default_rng(0), "precise-cascade", str(weights))
+        estimate = follows.predict(pair.fixed, pair.moving, pair.upper_mask)
+        coarse_only = Network.load(weights, fine=False).predict(pair.fixed, pair.moving, pair.upper_mask)
+        assert estimate[0].dx_px != coarse_only[0].dx_px  # the fine stage's passes are in it
+        np.testing.assert_array_equal(x, network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate,
+                                                       zoom=PRECISE_ZOOM))
+        for r, e, t in zip(params_to_motions(y, pair.fixed.shape, PRECISE_ZOOM), estimate, (pair.upper, pair.lower)):
+            got = compose(r, e)  # the target after the estimate is the truth (float32 targets)
+            assert abs(got.dx_px - t.dx_px) < 1e-4 and abs(got.dy_px - t.dy_px) < 1e-4
+            assert abs(got.dtheta_rad - t.dtheta_rad) < 1e-6 and abs(got.scale - t.scale) < 1e-6
+    monkeypatch.setattr(train, "CASCADE_SHARE", 0.0)  # none: the precise stage's random residuals
+    pair = make_joint_pair(np.random.default_rng(4))
+    a = train._encode_one(pair, np.random.default_rng(0), "precise-cascade", str(weights))
+    b = train._encode_one(pair, np.random.default_rng(0), "precise")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_the_precise_cascade_needs_the_fine_stage_it_follows_and_records_both(tmp_path):
+    import shutil
+
+    from jsnreg.network import DEFAULT_WEIGHTS, file_sha256, fine_weights_path
+
+    shutil.copy(DEFAULT_WEIGHTS, tmp_path / "net.pt")
+    with pytest.raises(ValueError, match="fine stage"):
+        train.train(tmp_path / "net.pt", n_train=4, n_val=2, epochs=1, stage="precise-cascade", log=lambda *a: None)
+    shutil.copy(fine_weights_path(DEFAULT_WEIGHTS), tmp_path / "net-fine.pt")
+    card = train.train(tmp_path / "net.pt", n_train=8, real_share=0.0, n_val=2, epochs=1, batch=4,
+                       stage="precise-cascade", workers=1, log=lambda *a: None)
+    assert card["data"]["cascade"] == {
+        "coarse": "net.pt", "coarse_sha256": file_sha256(DEFAULT_WEIGHTS), "share": train.CASCADE_SHARE,
+        "fine": "net-fine.pt", "fine_sha256": file_sha256(fine_weights_path(DEFAULT_WEIGHTS)),
+        "fine_passes": train.FINE_PASSES}
+    assert card["command"].endswith(" --precise --cascade") and card["stage"] == "precise-cascade"
+    assert card["zoom"] == train.PRECISE_ZOOM and (tmp_path / "net-precise.pt").is_file()
 
 
 def test_the_precise_grid_shows_the_roi_middle_at_twice_the_resolution():

@@ -442,12 +442,15 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     from .train import train
 
-    if args.cascade and not args.fine:
-        raise InputError("--cascade trains the fine stage: give it with --fine")
+    if args.cascade and not (args.fine or args.precise):
+        raise InputError("--cascade trains the fine or precise stage: give it with --fine or --precise")
+    stage = "precise" if args.precise else "fine" if args.fine else "coarse"
+    stage = {"fine": "cascade", "precise": "precise-cascade"}[stage] if args.cascade else stage
     train(Path(args.out), n_train=args.pairs, real_share=args.real_share, standard_share=args.standard_share,
           epochs=args.epochs, seed=args.seed,
           lr=args.lr, init=Path(args.init) if args.init else None, workers=args.workers,
-          stage="precise" if args.precise else ("cascade" if args.cascade else "fine") if args.fine else "coarse")
+          **({"hard_share": args.hard_share} if args.hard_share is not None else {}),
+          stage=stage)
     return 0
 
 
@@ -578,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--standard-share", type=float, default=0.25,
                    help="share of the generated pairs from the standard (benchmark) generator, the rest varied")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    t.add_argument("--hard-share", type=float,
+                   help="share of the real training pairs with hard motions, the rest realistic "
+                        "(default and validation: train.REAL_MOTION_MIX)")
     t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     stage = t.add_mutually_exclusive_group()
     stage.add_argument("--fine", action="store_true",
@@ -585,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--precise", action="store_true",
                        help="train the precise stage (beside --out as <name>-precise.pt) on small residual pairs")
     t.add_argument("--cascade", action="store_true",
-                   help="with --fine: half its pairs at what the coarse weights at --out leave on them (train.CASCADE_SHARE)")
+                   help="with --fine: half its pairs at what the coarse weights at --out leave on them; with --precise: at "
+                        "what those and their fine stage leave (train.CASCADE_SHARE)")
     t.add_argument("--workers", type=int, default=2, help="processes making the pairs (the data does not depend on them)")
     t.add_argument("--out", default=str(Path(__file__).parent / "weights" / "jsnnet.pt"))
     t.set_defaults(func=cmd_train)

@@ -17,6 +17,9 @@ on the precise stage's finer grid (network.PRECISE_ZOOM).
 detect_refine.py): a share CASCADE_SHARE of its pairs at what the coarse stage beside --out actually
 leaves on them, the others at random residuals as --fine: the coarse stage's largest errors lie beyond
 RESIDUAL's range, where the random residuals never go.
+`jsnreg train --precise --cascade` does the same for the precise stage: a share CASCADE_SHARE of its
+pairs at what the coarse and fine stages beside --out (FINE_PASSES fine passes, as inference runs them)
+actually leave, the others at random RESIDUAL_PRECISE residuals as --precise.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from torch import nn
 
 from . import __version__
 from .errors import InputError
-from .network import (DEFAULT_WEIGHTS, FINE_SUFFIX, NET_PX, PRECISE_SUFFIX, PRECISE_ZOOM, Network,
+from .network import (DEFAULT_WEIGHTS, FINE_PASSES, FINE_SUFFIX, NET_PX, PRECISE_SUFFIX, PRECISE_ZOOM, Network,
                       fine_weights_path, grid_step_px, motions_to_params, network_input)
 from .transforms import BoneMotion, compose, inverse
 from .torchnet import JSNNet
@@ -52,10 +55,13 @@ RESIDUAL = dict(log_scale=0.015, rot_deg=2.0, shift_px=3.0)
 # the largest errors about 2 px), with the same small-residual emphasis.
 RESIDUAL_PRECISE = dict(log_scale=0.006, rot_deg=0.8, shift_px=1.5)
 # Per stage: (residual ranges or None for the coarse stage's whole motions, grid zoom, weights suffix);
-# "cascade" is the fine stage trained partly on the coarse stage's own estimates.
+# "cascade" is the fine stage trained partly on the coarse stage's own estimates, "precise-cascade" the
+# precise stage trained partly on the coarse and fine stages' estimates.
 STAGES = {"coarse": (None, 1, ""), "fine": (RESIDUAL, 1, FINE_SUFFIX), "precise": (RESIDUAL_PRECISE, PRECISE_ZOOM, PRECISE_SUFFIX),
-          "cascade": (RESIDUAL, 1, FINE_SUFFIX)}
-# The share of the cascade's pairs seen at the coarse stage's estimate (the rest at a random residual).
+          "cascade": (RESIDUAL, 1, FINE_SUFFIX), "precise-cascade": (RESIDUAL_PRECISE, PRECISE_ZOOM, PRECISE_SUFFIX)}
+# The stages (weights suffixes beside --out) each cascade follows: their estimate is where it starts.
+CASCADE_FOLLOWS = {"cascade": ("",), "precise-cascade": ("", FINE_SUFFIX)}
+# The share of the cascade's pairs seen at the earlier stages' estimate (the rest at a random residual).
 CASCADE_SHARE = 0.5
 
 
@@ -75,24 +81,29 @@ def _residual(rng: np.random.Generator, ranges: dict) -> BoneMotion:
                       float(u[2] * ranges["shift_px"]), float(u[3] * ranges["shift_px"]))
 
 
-@lru_cache(maxsize=1)
-def _coarse_network(path: str) -> Network:
-    return Network.load(Path(path), fine=False)
+@lru_cache(maxsize=2)
+def _leading_network(path: str, stage: str) -> Network:
+    """The stages the cascade `stage` follows, of the coarse weights at `path`: the coarse one alone,
+    or the coarse and fine ones (with FINE_PASSES passes, never a precise stage lying beside them)."""
+    net = Network.load(Path(path), fine=FINE_SUFFIX in CASCADE_FOLLOWS[stage])
+    net.precise = None
+    return net
 
 
 def _encode_one(pair, residual_rng: np.random.Generator | None, stage: str = "coarse", coarse: str | None = None):
     """(input, target) of one pair; for the fine and precise stages (with residual_rng), as they see
     it: the moving ROI sampled at the truth after the inverse of a random residual R per bone, the
-    target R. Stage "cascade": a share CASCADE_SHARE of the pairs at the estimate E of the coarse
-    weights at `coarse` instead, the target what E leaves (truth after the inverse of E)."""
+    target R. Stages "cascade" and "precise-cascade": a share CASCADE_SHARE of the pairs at the
+    estimate E of the stages they follow (CASCADE_FOLLOWS) of the coarse weights at `coarse` instead,
+    the target what E leaves (truth after the inverse of E)."""
     shape = pair.fixed.shape
     if residual_rng is None:
         return network_input(pair.fixed, pair.moving, pair.upper_mask), motions_to_params(pair.upper, pair.lower, shape)
     ranges, zoom, _ = STAGES[stage]
     rest = [_residual(residual_rng, ranges) for _ in range(2)]
     estimate = tuple(compose(inverse(r, shape), t) for r, t in zip(rest, (pair.upper, pair.lower)))
-    if stage == "cascade" and residual_rng.random() < CASCADE_SHARE:
-        estimate = _coarse_network(coarse).predict(pair.fixed, pair.moving, pair.upper_mask)
+    if stage in CASCADE_FOLLOWS and residual_rng.random() < CASCADE_SHARE:
+        estimate = _leading_network(coarse, stage).predict(pair.fixed, pair.moving, pair.upper_mask)
         rest = [compose(t, inverse(e, shape)) for t, e in zip((pair.upper, pair.lower), estimate)]
     return (network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate, zoom=zoom),
             motions_to_params(*rest, shape, zoom))
@@ -127,19 +138,20 @@ def _generated_chunk(task: tuple[int, bool, int, str, tuple | None]):
     return _encode(pairs, _residual_rng(seed, stage), stage, coarse and coarse[0])
 
 
-def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str, tuple | None]):
+def _real_chunk(task: tuple[int, str, tuple[tuple[int, int], ...], str, tuple | None, float]):
     """Real pairs from (joint index, count) of `split` (joints loaded from the cache in this worker;
-    encoded for the stage the task's fourth element names; the last as _generated_chunk's)."""
+    encoded for the stage the task's fourth element names; the fifth as _generated_chunk's last; the
+    last: the share of hard-motion pairs, the rest realistic)."""
     from .real_pairs import load_joints, make_pairs
 
-    seed, split, counts, stage, coarse = task
+    seed, split, counts, stage, coarse, hard_share = task
     joints = load_joints(split)
     rng = np.random.default_rng(seed)
     pairs = []
     for i, count in counts:
         for _ in range(count):
             shape = SHAPES[rng.integers(len(SHAPES))]
-            motion = REAL_MOTION_MIX[0][0] if rng.random() < REAL_MOTION_MIX[0][1] else REAL_MOTION_MIX[1][0]
+            motion = REAL_MOTION_MIX[0][0] if rng.random() < 1.0 - hard_share else REAL_MOTION_MIX[1][0]
             pairs += make_pairs(joints[i], rng, 1, motion, shape)
     return _encode(pairs, _residual_rng(seed, stage), stage, coarse and coarse[0])
 
@@ -204,9 +216,10 @@ def generated_dataset(n_pairs: int, seed: int, varied: bool = True, workers: int
 
 
 def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: str = "coarse",
-                 coarse: tuple | None = None):
-    """n_pairs real pairs from the hands of `split`, spread evenly over its joints, for `stage`;
-    returns (inputs, targets, shapes, image keys used)."""
+                 coarse: tuple | None = None, hard_share: float = REAL_MOTION_MIX[1][1]):
+    """n_pairs real pairs from the hands of `split`, spread evenly over its joints, for `stage`, a share
+    hard_share of them with hard motions (the rest realistic); returns (inputs, targets, shapes, image
+    keys used)."""
     from .real_pairs import load_joints
 
     joints = load_joints(split, workers=workers)  # fills the cache once
@@ -216,7 +229,7 @@ def real_dataset(split: str, n_pairs: int, seed: int, workers: int = 2, stage: s
     counts = np.bincount(np.arange(n_pairs) % len(joints), minlength=len(joints))
     used = [(int(i), int(c)) for i, c in zip(order, counts) if c]
     groups = [tuple(used[k:k + 20]) for k in range(0, len(used), 20)]
-    tasks = [(seed * 100_019 + k, split, g, stage, coarse) for k, g in enumerate(groups)]
+    tasks = [(seed * 100_019 + k, split, g, stage, coarse, hard_share) for k, g in enumerate(groups)]
     joints = [joints[i] for i, _ in used]
     with ProcessPoolExecutor(workers) as pool:
         data = _concat(list(pool.map(_cached_real, tasks)))
@@ -256,17 +269,21 @@ def _stats(err: np.ndarray) -> dict:
 def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: float = 0.5,
           standard_share: float = 0.25,
           n_val: int = 600, epochs: int = 30, seed: int = 0, batch: int = 64, lr: float = 2e-3,
-          init: Path | None = None, threads: int = 1, stage: str = "coarse", workers: int = 2, log=print) -> dict:
+          init: Path | None = None, threads: int = 1, stage: str = "coarse", workers: int = 2,
+          hard_share: float = REAL_MOTION_MIX[1][1], log=print) -> dict:
     """Train from scratch and write weights + card; returns the card.
 
     stage "fine" or "precise": train that stage on residual pairs and write it beside out_path's
     coarse weights (network.fine_weights_path); its validation errors are that stage's on residual pairs.
     stage "cascade": the fine stage, a share CASCADE_SHARE of its pairs (training and validation) at the
-    estimate of the coarse weights at out_path (they must exist; the card records their SHA-256).
+    estimate of the coarse weights at out_path (they must exist; the card records their SHA-256);
+    "precise-cascade": the precise stage, likewise at the estimate of the coarse weights at out_path and
+    their fine stage beside them (both must exist; the card records both SHA-256).
     workers: processes making the pairs (the data does not depend on them).
 
     real_share: the share of the n_train pairs made from real TRAIN hands (0 when none are
-    annotated: then the card says so); standard_share: the share of the generated rest drawn
+    annotated: then the card says so); hard_share: the share of those with hard motions (the rest
+    realistic; validation keeps REAL_MOTION_MIX); standard_share: the share of the generated rest drawn
     from the standard generator (the benchmark's), the others from the varied one. Validation: n_val real pairs from VAL hands (when
     annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
     card records their SHA-256 and their own card's command) instead of random ones.
@@ -287,17 +304,23 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
                        "real_train_hands": [], "real_val_hands": []}
     coarse = None
-    if stage == "cascade":
-        if not Path(out_path).is_file():
-            raise InputError(f"the cascade needs the coarse weights it follows at {out_path}")
-        coarse = (str(Path(out_path).resolve()), file_sha256(Path(out_path)))
-        data["cascade"] = {"coarse": Path(out_path).name, "coarse_sha256": coarse[1], "share": CASCADE_SHARE}
+    if stage in CASCADE_FOLLOWS:
+        # What the cascade follows, named and hashed (the hashes also key the cached pairs).
+        follows = [fine_weights_path(out_path, s) if s else Path(out_path) for s in CASCADE_FOLLOWS[stage]]
+        for path, what in zip(follows, ("coarse weights", "fine stage")):
+            if not path.is_file():
+                raise InputError(f"the cascade needs the {what} it follows at {path}")
+        coarse = (str(Path(out_path).resolve()), *(file_sha256(p) for p in follows))
+        data["cascade"] = {"coarse": follows[0].name, "coarse_sha256": coarse[1], "share": CASCADE_SHARE}
+        if len(follows) > 1:
+            data["cascade"].update({"fine": follows[1].name, "fine_sha256": coarse[2], "fine_passes": FINE_PASSES})
     kw = dict(stage=stage, coarse=coarse, workers=workers)
     if n_real:
-        *real, hands = real_dataset("train", n_real, seed, **kw)
+        *real, hands = real_dataset("train", n_real, seed, hard_share=hard_share, **kw)
         parts.append(real)
         data["real_train_hands"] = hands
         data["n_real_train"] = int(len(real[0]))
+        data["real_train_hard_share"] = hard_share
     n_standard = int(round((n_train - n_real) * standard_share))
     for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
         parts.append(generated_dataset(n, s, varied=varied, **kw))
@@ -349,8 +372,10 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         "version": __version__,
         "command": f"jsnreg train --seed {seed} --pairs {n_train} --real-share {real_share:g} "
                    f"--standard-share {standard_share:g} --epochs {epochs}"
-                   + (f" --lr {lr:g}" if lr != 2e-3 else "") + (f" --init {init.name}" if init is not None else "")
-                   + {"coarse": "", "cascade": " --fine --cascade"}.get(stage, f" --{stage}"),
+                   + (f" --lr {lr:g}" if lr != 2e-3 else "")
+                   + (f" --hard-share {hard_share:g}" if hard_share != REAL_MOTION_MIX[1][1] else "") + (f" --init {init.name}" if init is not None else "")
+                   + {"coarse": "", "cascade": " --fine --cascade", "precise-cascade": " --precise --cascade"
+                      }.get(stage, f" --{stage}"),
         "seed": seed, "n_train": len(x_train), "epochs": epochs, "data": data, "input": "padded",
         "stage": stage, **({"residual": ranges, "zoom": zoom} if ranges else {}),
         "validation_jsn_error_px": errs,
