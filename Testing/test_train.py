@@ -120,29 +120,38 @@ def test_residual_training_pairs_target_what_the_estimate_leaves(stage):
             assert abs(np.degrees(r.dtheta_rad)) <= ranges["rot_deg"] + 1e-6
 
 
-def test_cascade_pairs_are_seen_at_the_coarse_estimate_and_target_what_it_leaves(monkeypatch):
-    from jsnreg.network import DEFAULT_WEIGHTS, Network, params_to_motions
+def _check_cascade_pairs(monkeypatch, stage: str, weights, follows, zoom: int, plain_stage: str) -> None:
+    """A cascade stage's pairs: with every pair at the estimate of `follows` (the stages it follows), the
+    input is the moving ROI seen at that estimate (on the stage's grid) and the target what it leaves (the
+    truth once composed); with none, exactly the plain stage's random residuals."""
+    from jsnreg.network import params_to_motions
     from jsnreg.synthetic import make_joint_pair
     from jsnreg.transforms import compose
 
-    monkeypatch.setattr(train, "CASCADE_SHARE", 1.0)  # every pair at the coarse stage's estimate
-    coarse = Network.load(DEFAULT_WEIGHTS, fine=False)
+    monkeypatch.setattr(train, "CASCADE_SHARE", 1.0)
     rng = np.random.default_rng(4)
     for _ in range(3):
         pair = make_joint_pair(rng, max_rotation_deg=5.0, max_translation_px=6.0)
-        x, y = train._encode_one(pair, np.random.default_rng(0), "cascade", str(DEFAULT_WEIGHTS))
-        estimate = coarse.predict(pair.fixed, pair.moving, pair.upper_mask)
-        np.testing.assert_array_equal(x, network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate))
-        for r, e, t in zip(params_to_motions(y, pair.fixed.shape), estimate, (pair.upper, pair.lower)):
+        x, y = train._encode_one(pair, np.random.default_rng(0), stage, str(weights))
+        estimate = follows.predict(pair.fixed, pair.moving, pair.upper_mask)
+        np.testing.assert_array_equal(x, network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate,
+                                                       zoom=zoom))
+        for r, e, t in zip(params_to_motions(y, pair.fixed.shape, zoom), estimate, (pair.upper, pair.lower)):
             got = compose(r, e)  # the target after the estimate is the truth (float32 targets)
             assert abs(got.dx_px - t.dx_px) < 1e-4 and abs(got.dy_px - t.dy_px) < 1e-4
             assert abs(got.dtheta_rad - t.dtheta_rad) < 1e-6 and abs(got.scale - t.scale) < 1e-6
-    monkeypatch.setattr(train, "CASCADE_SHARE", 0.0)  # none: the fine stage's random residuals
+    monkeypatch.setattr(train, "CASCADE_SHARE", 0.0)
     pair = make_joint_pair(np.random.default_rng(4))
-    a = train._encode_one(pair, np.random.default_rng(0), "cascade", str(DEFAULT_WEIGHTS))
-    b = train._encode_one(pair, np.random.default_rng(0), "fine")
+    a = train._encode_one(pair, np.random.default_rng(0), stage, str(weights))
+    b = train._encode_one(pair, np.random.default_rng(0), plain_stage)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_cascade_pairs_are_seen_at_the_coarse_estimate_and_target_what_it_leaves(monkeypatch):
+    from jsnreg.network import DEFAULT_WEIGHTS, Network
+
+    _check_cascade_pairs(monkeypatch, "cascade", DEFAULT_WEIGHTS, Network.load(DEFAULT_WEIGHTS, fine=False), 1, "fine")
 
 
 def test_the_cascade_needs_the_coarse_weights_it_follows(tmp_path):
@@ -153,9 +162,8 @@ def test_the_cascade_needs_the_coarse_weights_it_follows(tmp_path):
 def test_precise_cascade_pairs_are_seen_at_the_coarse_and_fine_estimate_on_the_precise_grid(monkeypatch, tmp_path):
     import shutil
 
-    from jsnreg.network import DEFAULT_WEIGHTS, PRECISE_SUFFIX, PRECISE_ZOOM, Network, fine_weights_path, params_to_motions
+    from jsnreg.network import DEFAULT_WEIGHTS, PRECISE_SUFFIX, PRECISE_ZOOM, Network, fine_weights_path
     from jsnreg.synthetic import make_joint_pair
-    from jsnreg.transforms import compose
 
     # A precise stage lying beside the weights is not part of what the precise cascade follows.
     for src in (DEFAULT_WEIGHTS, fine_weights_path(DEFAULT_WEIGHTS), fine_weights_path(DEFAULT_WEIGHTS, PRECISE_SUFFIX)):
@@ -164,26 +172,10 @@ def test_precise_cascade_pairs_are_seen_at_the_coarse_and_fine_estimate_on_the_p
     follows = Network.load(weights)
     assert follows.fine is not None and follows.precise is not None
     follows.precise = None
-    monkeypatch.setattr(train, "CASCADE_SHARE", 1.0)  # every pair at the coarse + fine estimate
-    rng = np.random.default_rng(4)
-    for _ in range(3):
-        pair = make_joint_pair(rng, max_rotation_deg=5.0, max_translation_px=6.0)
-        x, y = train._encode_one(pair, np.random.default_rng(0), "precise-cascade", str(weights))
-        estimate = follows.predict(pair.fixed, pair.moving, pair.upper_mask)
-        coarse_only = Network.load(weights, fine=False).predict(pair.fixed, pair.moving, pair.upper_mask)
-        assert estimate[0].dx_px != coarse_only[0].dx_px  # the fine stage's passes are in it
-        np.testing.assert_array_equal(x, network_input(pair.fixed, pair.moving, pair.upper_mask, motions=estimate,
-                                                       zoom=PRECISE_ZOOM))
-        for r, e, t in zip(params_to_motions(y, pair.fixed.shape, PRECISE_ZOOM), estimate, (pair.upper, pair.lower)):
-            got = compose(r, e)  # the target after the estimate is the truth (float32 targets)
-            assert abs(got.dx_px - t.dx_px) < 1e-4 and abs(got.dy_px - t.dy_px) < 1e-4
-            assert abs(got.dtheta_rad - t.dtheta_rad) < 1e-6 and abs(got.scale - t.scale) < 1e-6
-    monkeypatch.setattr(train, "CASCADE_SHARE", 0.0)  # none: the precise stage's random residuals
-    pair = make_joint_pair(np.random.default_rng(4))
-    a = train._encode_one(pair, np.random.default_rng(0), "precise-cascade", str(weights))
-    b = train._encode_one(pair, np.random.default_rng(0), "precise")
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
+    pair = make_joint_pair(np.random.default_rng(4), max_rotation_deg=5.0, max_translation_px=6.0)
+    coarse_only = Network.load(weights, fine=False).predict(pair.fixed, pair.moving, pair.upper_mask)
+    assert follows.predict(pair.fixed, pair.moving, pair.upper_mask)[0].dx_px != coarse_only[0].dx_px  # fine passes in it
+    _check_cascade_pairs(monkeypatch, "precise-cascade", weights, follows, PRECISE_ZOOM, "precise")
 
 
 def test_the_precise_cascade_needs_the_fine_stage_it_follows_and_records_both(tmp_path):
