@@ -288,6 +288,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
     card records their SHA-256 and their own card's command) instead of random ones.
     """
+    from .real_hands import real_hands_dir
     from .real_pairs import annotation_path, load_annotations
 
     ranges, zoom, suffix = STAGES[stage]
@@ -298,7 +299,8 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     t0 = time.time()
     from .network import file_sha256
 
-    splits = {e["split"] for e in load_annotations().values()}
+    # The annotated splits whose images are here (a clone without ../shared trains on generated pairs alone).
+    splits = {e["split"] for e in load_annotations().values()} if real_hands_dir() is not None else set()
     n_real = int(round(n_train * real_share)) if "train" in splits else 0
     ann = annotation_path()
     parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
