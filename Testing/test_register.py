@@ -180,3 +180,26 @@ def test_an_roi_centred_2_mm_distal_never_gives_an_unflagged_wrong_jsn(engine):
         assert r.flagged != r.details["split_taken"]["trusted"]
         assert r.flagged == ("reported on that runner-up joint line" in r.flag_reason)
     assert {r.flagged for r, _ in taken} == {True, False}  # trusted and not, on this joint
+
+
+def test_bone_widths_changed_between_the_visits_are_flagged(engine):
+    """The follow-up's bones 4 % narrower across the ROI (the moving ROI squeezed about its centre, as a
+    finger rolled about its long axis projects; each bone's truth unchanged): the one shared
+    magnification takes half of it and moves the bones apart along the finger, a JSN error nothing
+    else flags; let free across and along, the magnification takes it, and the JSN's move flags it."""
+    from scipy import ndimage
+
+    from jsnreg.register import ROLL_CHECK_PX
+
+    p = make_joint_pair(np.random.default_rng(3))
+    rows, cols = p.moving.shape
+    y, x = np.mgrid[0:rows, 0:cols].astype(float)
+    centre_x = (cols - 1) / 2
+    narrower = ndimage.map_coordinates(p.moving, [y, centre_x + (x - centre_x) / 0.96], order=3, mode="nearest")
+    truth = p.upper.dy_px - p.lower.dy_px
+    plain = engine.register_roi(p.fixed, p.moving, p.spacing_mm, upper_mask=p.upper_mask, images=False)
+    rolled = engine.register_roi(p.fixed, narrower, p.spacing_mm, upper_mask=p.upper_mask, images=False)
+    assert not plain.flagged and abs(plain.details["roll_check_px"]) < ROLL_CHECK_PX
+    assert abs(plain.jsn_px - truth) < 0.1 and abs(rolled.jsn_px - truth) > ROLL_CHECK_PX
+    assert rolled.flagged and "bone widths changed between the visits" in rolled.flag_reason
+    assert abs(rolled.details["roll_check_px"]) > ROLL_CHECK_PX

@@ -209,10 +209,13 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
 
 def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
            shape: tuple[int, int], calibration=None, px_per_work_px: int = 1,
-           taken: int | None = None) -> tuple[float, bool, str, dict]:
+           taken: int | None = None, roll_px: float | None = None) -> tuple[float, bool, str, dict]:
     """Confidence, flag, flag reason and the diagnostics behind them for a refined (upper, lower) joint.
     taken: the runner-up line (line_taken's) reported instead of the split, if any: flagged as an
-    ambiguous split unless it is trusted (taken_trusted) and nothing else flags the joint."""
+    ambiguous split unless it is trusted (taken_trusted) and nothing else flags the joint. roll_px: how
+    far the JSN moves (working px) with the magnification free across the finger (register.roll_check):
+    beyond ROLL_CHECK_PX flagged, the bones' widths having changed."""
+    from .register import ROLL_CHECK_PX
     from . import confidence as conf_model
 
     cal = calibration or conf_model.load()
@@ -223,6 +226,9 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
     if cal.flagged(features):
         reasons.append(f"confidence {confidence:.3f}, below the flag's {cal.flag_confidence:.3f}: "
                        + SIGNAL_TEXT[cal.weakest_signal(features)].format(**raw))
+    if roll_px is not None and abs(roll_px) > ROLL_CHECK_PX:
+        reasons.append(f"bone widths changed between the visits (a finger rolled?): the JSN moves by "
+                       f"{roll_px * px_per_work_px:+.2f} px with the magnification across the finger let free")
     if taken is not None:
         alternatives = start_info["split_alternatives"]
         others = [r for r in reasons if not r.startswith(SPLIT_DOUBT)]
@@ -234,5 +240,5 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
                "usable_fraction": fit.usable_fraction, "blur_difference_px2": fit.blur_px2,
                "tone_curve": list(fit.tone), "features": features,
                "backward_jsn_px": sig["backward_jsn_px"], "backward_converged": sig["backward_converged"],
-               "start_search": start_info}
+               "start_search": start_info, **({} if roll_px is None else {"roll_check_px": roll_px * px_per_work_px})}
     return confidence, bool(reasons), "; ".join(reasons), details

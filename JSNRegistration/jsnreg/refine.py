@@ -271,7 +271,7 @@ class FitImage:
 
 def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, regions: list[np.ndarray], inits: list[BoneMotion],
                  max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0,
-                 soft_slope: np.ndarray | None = None, edge_shares: bool = True) -> RefineResult:
+                 soft_slope: np.ndarray | None = None, edge_shares: bool = True, across: bool = False) -> RefineResult:
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1] (as FitImage: their derived
@@ -283,7 +283,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     magnitude; None: not modelled) adds the soft-tissue term of the module doc. Returns the
     refined motions with their predicted precision (none when the finest level is not run).
     edge_shares=False leaves each bone's edge share NaN (a reading that does not use it, such as
-    the backward fit, spares the edge map and the mapping of its pixels).
+    the backward fit, spares the edge map and the mapping of its pixels). across=True: the shared
+    scale is two, across (x) and along (y) the ROI, as a finger rolled between the visits projects its
+    bones narrower or wider but no shorter.
     """
     fixed_i, moving_i = (im if isinstance(im, FitImage) else FitImage(im) for im in (fixed, moving))
     fixed = fixed_i.pixels
@@ -292,8 +294,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     radius = 0.5 * max(rows, cols)
     n_bones = len(regions)
     # Geometry in pixel-like units so the normal equations are well scaled:
-    # [log s * radius, then per bone theta * radius, dx, dy].
-    geo = np.array([np.mean([np.log(b.scale) for b in inits]) * radius]
+    # [log s * radius (or log sx, log sy), then per bone theta * radius, dx, dy].
+    n_s = 2 if across else 1
+    geo = np.array([np.mean([np.log(b.scale) for b in inits]) * radius] * n_s
                    + [v for b in inits for v in (b.dtheta_rad * radius, b.dx_px, b.dy_px)])
     n_geo = len(geo)
     tone = np.array([0.0, 1.0, 0.0])
@@ -349,24 +352,28 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # parameters have on the other bones' pixels (a third of the products, and the large ones).
         n_par = n_geo + 3 + fit_blur + n_soft
         shared = list(range(n_geo, n_geo + 3 + fit_blur))  # tone curve (and blur difference)
-        own = [np.array([0, 1 + 3 * k, 2 + 3 * k, 3 + 3 * k, *shared,
+        own = [np.array([*range(n_s), n_s + 3 * k, n_s + 1 + 3 * k, n_s + 2 + 3 * k, *shared,
                          *([n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 1] if n_soft else [])])
                for k in range(n_bones)]
         blocks = [np.empty((len(par), mine.stop - mine.start)) for par, mine in zip(own, spans)]
         own_h = [np.ix_(par, par) for par in own]  # each bone's entries of the normal matrix
         for k, (block, mine) in enumerate(zip(blocks, spans)):
-            block[4] = 1.0
+            block[n_s + 3] = 1.0
             if n_soft:
                 block[-2:] = basis[2 * k:2 * k + 2, mine]
         ridge = 1e-9 * np.eye(n_par)
         converged = False
         for it in range(max_iter):
             total_iter += 1
-            s = np.exp(geo[0] / radius)
-            th = geo[1::3] / radius
+            th = geo[n_s::3] / radius
             c, sn = np.repeat(np.cos(th), counts), np.repeat(np.sin(th), counts)
-            rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
-            qx, qy = cx + rx + np.repeat(geo[2::3], counts), cy + ry + np.repeat(geo[3::3], counts)
+            if across:
+                ax, ay = np.exp(geo[0] / radius) * u, np.exp(geo[1] / radius) * v
+                rx, ry = c * ax - sn * ay, sn * ax + c * ay
+            else:
+                s = np.exp(geo[0] / radius)
+                rx, ry = s * (c * u - sn * v), s * (sn * u + c * v)
+            qx, qy = cx + rx + np.repeat(geo[n_s + 1::3], counts), cy + ry + np.repeat(geo[n_s + 2::3], counts)
             inside = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
             if clipped_m is not None:
                 inside &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0
@@ -391,11 +398,12 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             w = robust * inside * prior
             h, g = np.zeros((n_par, n_par)), np.zeros(n_par)
             for par, at_h, block, mine in zip(own, own_h, blocks, spans):
-                _geometry_rows(block[:4], slope[mine], mx[mine], my[mine], rx[mine], ry[mine], radius)
-                block[5] = mv[mine]
-                np.multiply(mv[mine], mv[mine], out=block[6])
+                _geometry_rows(block[:n_s + 3], slope[mine], mx[mine], my[mine], rx[mine], ry[mine], radius,
+                               (c[mine] * ax[mine], sn[mine] * ax[mine]) if across else None)
+                block[n_s + 4] = mv[mine]
+                np.multiply(mv[mine], mv[mine], out=block[n_s + 5])
                 if fit_blur:
-                    np.multiply(-0.5 * slope[mine], lv[mine], out=block[7])
+                    np.multiply(-0.5 * slope[mine], lv[mine], out=block[n_s + 6])
                 weighted = block * w[mine]
                 h[at_h] += weighted @ block.T
                 g[par] += weighted @ res[mine]
@@ -420,7 +428,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             n_kept, n_usable = int(np.count_nonzero(w[mine])), int(np.count_nonzero(inside[mine]))
             n_region = max(int(np.count_nonzero(in_region[k])), 1)
             kept.append((n_kept, n_kept / max(n_usable, 1), n_usable / n_region,
-                         _usable_edge_share(edges_f, in_region[k], usable_f, clipped_m, geo, k, radius)
+                         _usable_edge_share(edges_f, in_region[k], usable_f, clipped_m, geo, k, radius, n_s)
                          if edge_shares else np.nan))
         if not fit_blur and min(k[0] for k in kept) > 6:
             try:
@@ -428,26 +436,38 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             except np.linalg.LinAlgError:
                 cov = None
     var = np.clip(np.diag(cov), 0, None) if cov is not None else np.full(n_geo, np.inf)
-    scale = float(np.exp(geo[0] / radius))
-    bones = tuple(BoneFit(BoneMotion(scale, float(geo[1 + 3 * k] / radius), float(geo[2 + 3 * k]),
-                                     float(geo[3 + 3 * k])),
-                          float(np.sqrt(var[3 + 3 * k])), float(np.sqrt(var[2 + 3 * k])), *kept[k])
+    scale = float(np.exp(np.mean(geo[:n_s]) / radius))
+    bones = tuple(BoneFit(BoneMotion(scale, float(geo[n_s + 3 * k] / radius), float(geo[n_s + 1 + 3 * k]),
+                                     float(geo[n_s + 2 + 3 * k])),
+                          float(np.sqrt(var[n_s + 2 + 3 * k])), float(np.sqrt(var[n_s + 1 + 3 * k])), *kept[k])
                   for k in range(n_bones))
     sd_jsn = np.inf
     if n_bones == 2 and cov is not None:
-        sd_jsn = float(np.sqrt(max(cov[3, 3] + cov[6, 6] - 2 * cov[3, 6], 0.0)))
+        i, j = n_s + 2, n_s + 5  # the two bones' dy
+        sd_jsn = float(np.sqrt(max(cov[i, i] + cov[j, j] - 2 * cov[i, j], 0.0)))
     return RefineResult(bones, sd_jsn, residual_sd, tuple(float(t) for t in tone),
                         float(applied_px2 + tau), total_iter, converged, res, prior, inside)
 
 
 def _geometry_rows(rows: np.ndarray, slope: np.ndarray, mx: np.ndarray, my: np.ndarray, rx: np.ndarray,
-                   ry: np.ndarray, radius: float) -> None:
+                   ry: np.ndarray, radius: float, across=None) -> None:
     """The residual's derivatives by log-scale, rotation, dx and dy (each * radius or px) into `rows`
     (4 x pixels), written in place: slope P'(m), the moving gradient (mx, my) read at the mapped
-    pixels, (rx, ry) their rotated, scaled offsets from the centre, on which log-scale and rotation act."""
-    d_scale, turn, along_x, along_y = rows
-    np.multiply(mx, rx, out=d_scale)
-    d_scale += my * ry
+    pixels, (rx, ry) their rotated, scaled offsets from the centre, on which log-scale and rotation act.
+    across: (x, y) of the part of (rx, ry) the across-scale makes; the log-scale row is then two (5 rows),
+    across and along."""
+    if across is None:
+        d_scale, turn, along_x, along_y = rows
+        np.multiply(mx, rx, out=d_scale)
+        d_scale += my * ry
+    else:
+        d_across, d_scale, turn, along_x, along_y = rows
+        np.multiply(mx, across[0], out=d_across)
+        d_across += my * across[1]
+        d_across *= slope
+        d_across /= radius
+        np.multiply(mx, rx - across[0], out=d_scale)
+        d_scale += my * (ry - across[1])
     d_scale *= slope
     d_scale /= radius
     np.multiply(mx, ry, out=turn)
@@ -460,7 +480,7 @@ def _geometry_rows(rows: np.ndarray, slope: np.ndarray, mx: np.ndarray, my: np.n
 
 
 def _usable_edge_share(edges_f: np.ndarray, region: np.ndarray, usable_f: np.ndarray,
-                       clipped_m: np.ndarray | None, geo: np.ndarray, k: int, radius: float) -> float:
+                       clipped_m: np.ndarray | None, geo: np.ndarray, k: int, radius: float, n_s: int = 1) -> float:
     """Share of a bone region's gradient energy on pixels unclipped in both images (the moving
     image read where bone k's current motion maps each pixel; outside the ROI counts as lost)."""
     total = float(edges_f[region].sum())
@@ -470,10 +490,10 @@ def _usable_edge_share(edges_f: np.ndarray, region: np.ndarray, usable_f: np.nda
     yy, xx = np.nonzero(ok)
     rows, cols = edges_f.shape
     cx, cy = (cols - 1) / 2.0, (rows - 1) / 2.0
-    s, th = np.exp(geo[0] / radius), geo[1 + 3 * k] / radius
-    u, v = xx - cx, yy - cy
-    qx = cx + s * (np.cos(th) * u - np.sin(th) * v) + geo[2 + 3 * k]
-    qy = cy + s * (np.sin(th) * u + np.cos(th) * v) + geo[3 + 3 * k]
+    th = geo[n_s + 3 * k] / radius
+    u, v = np.exp(geo[0] / radius) * (xx - cx), np.exp(geo[n_s - 1] / radius) * (yy - cy)
+    qx = cx + np.cos(th) * u - np.sin(th) * v + geo[n_s + 1 + 3 * k]
+    qy = cy + np.sin(th) * u + np.cos(th) * v + geo[n_s + 2 + 3 * k]
     good = (qx >= 0) & (qx <= cols - 1) & (qy >= 0) & (qy <= rows - 1)
     if clipped_m is not None:
         good &= ndimage.map_coordinates(clipped_m, [qy, qx], order=0, mode="nearest") == 0

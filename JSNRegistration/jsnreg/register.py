@@ -93,6 +93,28 @@ def backward_fit(fixed: FitImage, moving: FitImage, regions: list[np.ndarray], f
                         levels=(BACKWARD_LEVEL,), blur_px2=-fit.blur_px2, edge_shares=False)
 
 
+# The roll check (roll_check): a finger turned about its long axis between the visits projects its bones
+# narrower or wider but no shorter; one shared magnification then takes half of that width change and, the
+# bones lying above and below the joint centre, moves them apart: JSN error, which neither the backward
+# fit nor chained visits see. Let free across and along the ROI, the magnification takes it; a JSN that
+# moves by more than ROLL_CHECK_PX (working px) is flagged. On the real val pairs (240, realistic and hard,
+# both shapes, automatic split): as drawn, |move| median 0.03-0.06 px, 95th percentile 0.08-0.22, no result
+# newly flagged at 0.35 (5 at 0.25); with the finger rolled (bone widths x 1 +- 3 %, Testing/tools/
+# roll_study.py) 54 results beyond 0.5 px, none flagged before, 51 flagged by it.
+ROLL_CHECK_PX = 0.35
+ROLL_CHECK_LEVEL = 1  # smoothed by 1 px, every 2nd pixel: from the kept fit, as the backward fit
+ROLL_CHECK_MAX_ITER = 15
+
+
+def roll_check(fixed: FitImage, moving: FitImage, regions: list[np.ndarray], fit: RefineResult,
+               soft: np.ndarray | None) -> float:
+    """How far the JSN (working px) moves when the fit's one shared magnification is let free across and
+    along the ROI (refine_bones(across=True) from the kept fit, on level ROLL_CHECK_LEVEL)."""
+    free = refine_bones(fixed, moving, regions, [b.motion for b in fit.bones], max_iter=ROLL_CHECK_MAX_ITER,
+                        levels=(ROLL_CHECK_LEVEL,), soft_slope=soft, edge_shares=False, across=True)
+    return fit_jsn_px(free) - fit_jsn_px(fit)
+
+
 def bone_regions(upper_mask: np.ndarray, boundary_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower fitting weights in [0, 1]: zero on the other bone and near the middle of the
     joint space, `boundary_rows` (float rows per column; None: the mask's own boundary)."""
@@ -314,15 +336,17 @@ class Engine:
             spread = intensity_spread(smoothed)
             regions = fit_regions(smoothed, spread, upper_mask, boundary)
             starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
-            pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all four fits
-            fit, start_info = best_of_starts(*pair, regions, starts, soft_slope(smoothed, boundary))
+            pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all the fits
+            soft = soft_slope(smoothed, boundary)
+            fit, start_info = best_of_starts(*pair, regions, starts, soft)
             back = backward_fit(*pair, regions, fit)
+            roll_px = roll_check(*pair, regions, fit, soft)
             checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows) for rows in runner_ups]
             start_info["split_alternatives"] = [summary for summary, _ in checks]
             upper, lower = (b.motion for b in fit.bones)
             taken = measure.line_taken(start_info["split_alternatives"], px_per_work_px)
             confidence, flagged, reason, extra = measure.assess(fit, back, start_info, jsn_net, fixed.shape,
-                                                                self.calibration, px_per_work_px, taken)
+                                                                self.calibration, px_per_work_px, taken, roll_px)
             details.update(extra)
             if taken is not None:  # the band moves with the other bone: that line is the joint space
                 upper, lower = (b.motion for b in checks[taken][1].bones)
