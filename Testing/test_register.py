@@ -189,7 +189,7 @@ def test_bone_widths_changed_between_the_visits_are_flagged(engine):
     else flags; let free across and along, the magnification takes it, and the JSN's move flags it."""
     from scipy import ndimage
 
-    from jsnreg.register import ROLL_CHECK_PX
+    from jsnreg.measure import ROLL_CHECK_PX
 
     p = make_joint_pair(np.random.default_rng(3))
     rows, cols = p.moving.shape

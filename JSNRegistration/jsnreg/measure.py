@@ -207,6 +207,14 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
     return reasons
 
 
+# A JSN that moves by more than this (working px) with the magnification free across the finger
+# (register.roll_check) is flagged: the bones' widths changed between the visits. On the real val pairs
+# (240, realistic and hard, both shapes, automatic split): as drawn, |move| median 0.03-0.06 px, 95th
+# percentile 0.08-0.22, no result newly flagged at 0.35 (5 at 0.25); with the finger rolled (bone widths
+# x 1 +- 3 %, Testing/tools/roll_study.py) 54 results beyond 0.5 px, none flagged before, 51 flagged by it.
+ROLL_CHECK_PX = 0.35
+
+
 def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: float,
            shape: tuple[int, int], calibration=None, px_per_work_px: int = 1,
            taken: int | None = None, roll_px: float | None = None) -> tuple[float, bool, str, dict]:
@@ -215,7 +223,6 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
     ambiguous split unless it is trusted (taken_trusted) and nothing else flags the joint. roll_px: how
     far the JSN moves (working px) with the magnification free across the finger (register.roll_check):
     beyond ROLL_CHECK_PX flagged, the bones' widths having changed."""
-    from .register import ROLL_CHECK_PX
     from . import confidence as conf_model
 
     cal = calibration or conf_model.load()

@@ -96,12 +96,8 @@ def backward_fit(fixed: FitImage, moving: FitImage, regions: list[np.ndarray], f
 # The roll check (roll_check): a finger turned about its long axis between the visits projects its bones
 # narrower or wider but no shorter; one shared magnification then takes half of that width change and, the
 # bones lying above and below the joint centre, moves them apart: JSN error, which neither the backward
-# fit nor chained visits see. Let free across and along the ROI, the magnification takes it; a JSN that
-# moves by more than ROLL_CHECK_PX (working px) is flagged. On the real val pairs (240, realistic and hard,
-# both shapes, automatic split): as drawn, |move| median 0.03-0.06 px, 95th percentile 0.08-0.22, no result
-# newly flagged at 0.35 (5 at 0.25); with the finger rolled (bone widths x 1 +- 3 %, Testing/tools/
-# roll_study.py) 54 results beyond 0.5 px, none flagged before, 51 flagged by it.
-ROLL_CHECK_PX = 0.35
+# fit nor chained visits see. Let free across and along the ROI, the magnification takes it (how far the
+# JSN then moves is judged by measure.ROLL_CHECK_PX).
 ROLL_CHECK_LEVEL = 1  # smoothed by 1 px, every 2nd pixel: from the kept fit, as the backward fit
 ROLL_CHECK_MAX_ITER = 15
 
