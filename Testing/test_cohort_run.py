@@ -265,3 +265,20 @@ def test_cohort_bad_input_exits_2(tmp_path, capsys):
 def test_cli_import_leaves_dask_out():
     code = "import sys, jsnreg.cli; jsnreg.cli.build_parser(); print('dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_joint_that_cannot_be_cut_fails_alone_and_the_others_are_measured(tmp_path):
+    from jsnreg.cohort.tasks import file_sha256, measure_pair
+    from jsnreg.joints import load_joints_json
+    from jsnreg.synthetic import write_demo_case
+
+    case = write_demo_case(tmp_path / "case")
+    joints = [{"name": j.name, "x": j.x, "y": j.y} for j in load_joints_json(case["joints"])[:3]]
+    joints.append({"name": "DIP5", "x": 4.0, "y": 4.0})  # a corner of the film: no ROI fits there
+    task = {"from_image": case["baseline"], "to_image": case["followup"], "from_spacing_given": None,
+            "to_spacing_given": None, "joints": joints, "settings": {},
+            "from_sha256": file_sha256(case["baseline"]), "to_sha256": file_sha256(case["followup"])}
+    rows = measure_pair(task)["rows"]
+    assert [r["joint"] for r in rows] == [j["name"] for j in joints]
+    assert [r["status"] for r in rows[:3]] == ["ok"] * 3 and all(abs(r["jsn_mm"]) < 5 for r in rows[:3])
+    assert rows[3]["status"].startswith("failed: joint DIP5 (baseline)") and "edge" in rows[3]["status"]

@@ -114,12 +114,15 @@ def measure_pair(task: dict) -> dict:
     # Detected joints carry their detection's confidence; a joints file's are manual.
     specs = [JointSpec(j["name"], j["x"], j["y"], source="detected" if "confidence" in j else "manual",
                        detect_confidence=j.get("confidence")) for j in task["joints"]]
+    left_out = []  # joints whose ROIs cannot be cut: failed, the others measured in the same call
     try:
-        results = quantify(base, follow, specs, settings, engine=engine)
+        results = quantify(base, follow, specs, settings, engine=engine, left_out=left_out)
     except InputError:
-        results = None  # one joint refused: measure each alone to tell which
+        results = None  # refused otherwise (or every joint): measure each alone to tell which
     if results is not None:
-        out["rows"] = [_joint_row(r, base.spacing_mm, follow.spacing_mm) for r in results]
+        rows = {r.name: _joint_row(r, base.spacing_mm, follow.spacing_mm) for r in results}
+        why = {item["joint"]: item["reason"] for item in left_out}
+        out["rows"] = [rows.get(s.name) or {"joint": s.name, "status": f"failed: {why[s.name]}"} for s in specs]
     else:
         for spec in specs:
             try:
