@@ -48,6 +48,8 @@ PRECISE_ZOOM = 2  # the precise stage's grid step is the others' / this
 # fine stage, 3 x 4 did as well as 4 x 4 (60 pairs, seed 2026: 0.144 / 0.165 / 0.207 / 0.420 px against
 # 0.140 / 0.167 / 0.208 / 0.439; 200 pairs: 0.109 / 0.176 / 0.178 / 0.319 against 0.117 / 0.176 / 0.180 /
 # 0.312), and 3 x 3 nearly (200 pairs: 0.111 / 0.179 / 0.178 / 0.331, hard wide max 1.48 against 1.30 px).
+# With the cascade-trained precise stage as well (trained beside 4 fine passes), 60 pairs: 3 x 4 0.132 /
+# 0.110 / 0.143 / 0.333 px, 4 x 4 0.129 / 0.112 / 0.143 / 0.339.
 FINE_PASSES = 3
 PRECISE_PASSES = 4
 # Output scaling: the network's raw outputs are kept near unit size during training.
