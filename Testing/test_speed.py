@@ -210,3 +210,22 @@ def test_hand_summary_reads_every_stage():
     text = format_summary(result)
     assert "detect 0.30 / 0.25   14 joints measured, 2 of them annotated" in text
     assert "total 2.50 / 2.00" in text and "ours, 1/2 res." in text and "SimpleITK, full res." in text
+
+
+def test_segment_turn_reads_a_finger_segments_turn_and_nothing_from_coincident_joints():
+    from scipy import ndimage
+
+    from jsnreg.rois import segment_turn
+
+    rng = np.random.default_rng(5)
+    image = ndimage.gaussian_filter(rng.random((300, 300)), 3.0)
+    base, tip = np.array([150.0, 250.0]), np.array([150.0, 80.0])  # (x, y): a segment pointing up
+    turn = np.radians(12.0)
+    y, x = np.mgrid[0:300, 0:300].astype(float)
+    # follow-up(q) = baseline(R^-1 (q - base) + base): the film turned by 12 deg about `base`
+    qx, qy = x - base[0], y - base[1]
+    follow = ndimage.map_coordinates(image, [-np.sin(turn) * qx + np.cos(turn) * qy + base[1],
+                                             np.cos(turn) * qx + np.sin(turn) * qy + base[0]], order=1)
+    assert np.degrees(segment_turn(image, follow, base, tip, base, np.eye(3), 0.1, 2)) == pytest.approx(12.0, abs=1.0)
+    assert segment_turn(image, image, base, tip, base, np.eye(3), 0.1, 2) == 0.0
+    assert segment_turn(image, follow, base, base + 1.0, base, np.eye(3), 0.1, 2) == 0.0

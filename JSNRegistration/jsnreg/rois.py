@@ -211,8 +211,12 @@ def segment_turn(baseline: np.ndarray, followup: np.ndarray, base_from, base_to,
                          np.arange(-SEGMENT_HALF_WIDTH_MM / spacing_mm, SEGMENT_HALF_WIDTH_MM / spacing_mm + 1e-9, step),
                          indexing="ij")
     offsets = s_[..., None] * t + w_[..., None] * n  # baseline px from base_from
+    if s_.shape[0] < 3:  # joints too close for a strip between them: nothing to read a turn from
+        return 0.0
     template = _sample_binned(baseline, b0[0] + offsets[..., 0], b0[1] + offsets[..., 1], factor).ravel()
     template = template - template.mean()
+    if not np.any(template):
+        return 0.0
     linear = np.asarray(coarse, float)[:2, :2]
     turns = np.radians(np.arange(-MAX_FINGER_TURN_DEG, MAX_FINGER_TURN_DEG + 1e-9, SEGMENT_TURN_STEP_DEG))
     scores = []
