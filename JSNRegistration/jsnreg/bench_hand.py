@@ -60,16 +60,20 @@ def similarity_matrix(angle_deg: float, scale: float, shift_xy, centre_xy) -> np
     return m
 
 
-def repositioned(image: np.ndarray, m: np.ndarray, seed: int) -> np.ndarray:
-    """The film moved by m (out(q) = image(m^-1 q), cubic, black outside), another exposure curve
-    (gain, offset, gamma) and Gaussian noise."""
+def moved_film(image: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The film moved by m (3x3 on x, y, 1): out(q) = image(m^-1 q), cubic, black outside (float64)."""
     from scipy import ndimage
 
     inv = np.linalg.inv(m)
     y, x = np.mgrid[0:image.shape[0], 0:image.shape[1]].astype(np.float64)
-    moved = ndimage.map_coordinates(image.astype(np.float64), [inv[1, 0] * x + inv[1, 1] * y + inv[1, 2],
-                                                               inv[0, 0] * x + inv[0, 1] * y + inv[0, 2]],
-                                    order=3, mode="constant", cval=0.0)
+    return ndimage.map_coordinates(image.astype(np.float64), [inv[1, 0] * x + inv[1, 1] * y + inv[1, 2],
+                                                              inv[0, 0] * x + inv[0, 1] * y + inv[0, 2]],
+                                   order=3, mode="constant", cval=0.0)
+
+
+def repositioned(image: np.ndarray, m: np.ndarray, seed: int) -> np.ndarray:
+    """The film moved by m (moved_film), another exposure curve (gain, offset, gamma) and Gaussian noise."""
+    moved = moved_film(image, m)
     rng = np.random.default_rng(seed)
     exposed = 0.92 * np.clip(moved, 0, 1) ** 1.15 + 0.03
     return np.clip(exposed + rng.normal(0.0, REAL_NOISE, image.shape), 0, 1).astype(np.float32)

@@ -17,7 +17,7 @@ import json
 import numpy as np
 from scipy import ndimage
 
-from jsnreg.bench_hand import similarity_matrix
+from jsnreg.bench_hand import moved_film, similarity_matrix
 from jsnreg.detect_bench import load_annotations
 from jsnreg.errors import InputError
 from jsnreg.images import Radiograph, read_radiograph
@@ -36,12 +36,7 @@ def follow_up(pixels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
     rows, cols = pixels.shape
     m = similarity_matrix(rng.uniform(-ROTATION_DEG, ROTATION_DEG), 1 + rng.uniform(-SCALE, SCALE),
                           rng.uniform(-SHIFT_PX, SHIFT_PX, 2), ((cols - 1) / 2, (rows - 1) / 2))
-    inv = np.linalg.inv(m)
-    y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
-    moved = ndimage.map_coordinates(pixels.astype(np.float64), [inv[1, 0] * x + inv[1, 1] * y + inv[1, 2],
-                                                                inv[0, 0] * x + inv[0, 1] * y + inv[0, 2]],
-                                    order=3, mode="constant", cval=0.0)
-    moved = ndimage.gaussian_filter(np.clip(moved, 0, 1), rng.uniform(0.0, 0.8))
+    moved = ndimage.gaussian_filter(np.clip(moved_film(pixels, m), 0, 1), rng.uniform(0.0, 0.8))
     exposed = rng.uniform(0.85, 1.0) * moved ** rng.uniform(0.85, 1.2) + rng.uniform(0.0, 0.05)
     return np.clip(exposed + rng.normal(0.0, rng.uniform(*NOISE_SD), pixels.shape), 0, 1).astype(np.float32), m
 
