@@ -6,7 +6,6 @@ import pytest
 
 from jsnreg import measure
 from jsnreg.refine import refine_bones
-from jsnreg.network import Network, _GridView, motions_to_params, params_to_motions
 from jsnreg.register import Engine, bone_regions, fit_jsn_px
 from jsnreg.starts import search_bones
 from jsnreg.synthetic import make_joint_pair
@@ -19,7 +18,7 @@ class FixedStartNetwork:
     def __init__(self, upper: BoneMotion, lower: BoneMotion):
         self.motions = (upper, lower)
 
-    def predict(self, fixed, moving, upper_mask, start=None):
+    def predict(self, fixed, moving, upper_mask):
         return self.motions
 
 
@@ -47,36 +46,6 @@ def test_second_start_rescues_a_wrong_network_start(engine):
     r = wrong.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask)
     assert r.details["start_search"]["kept_start"] == "search"
     assert r.jsn_px == pytest.approx(pair.jsn_px, abs=0.1)
-
-
-def _with_coarse_stage(network, upper: BoneMotion, lower: BoneMotion, shape) -> Network:
-    """The network with its coarse stage replaced by one that always answers (upper, lower)."""
-    raw = motions_to_params(upper, lower, shape)
-    return Network(lambda x: raw, network.padded, network.fine, network.precise)
-
-
-def test_the_network_from_a_start_runs_its_later_stages_as_from_its_own_coarse_stage(engine):
-    pair = _pair(23, noise_sigma=0.01)
-    net = engine.network
-    own = net.predict(pair.fixed, pair.moving, pair.upper_mask)
-    coarse = params_to_motions(net.net(_GridView(pair.fixed, pair.upper_mask, net.padded).input(
-        np.asarray(pair.moving, np.float32))), pair.fixed.shape)
-    assert net.predict(pair.fixed, pair.moving, pair.upper_mask, start=coarse) == own
-    assert own != coarse  # the later stages moved it
-
-
-def test_the_network_alone_starts_from_the_search_so_a_wrong_coarse_stage_does_not_mislead_it(engine):
-    pair = _pair(24, noise_sigma=0.01)
-    bad = (BoneMotion(1.0, np.radians(-8.0), pair.upper.dx_px - 12.0, pair.upper.dy_px + 12.0),
-           BoneMotion(1.0, np.radians(8.0), pair.lower.dx_px + 12.0, pair.lower.dy_px - 12.0))
-    network = _with_coarse_stage(engine.network, *bad, pair.fixed.shape)
-    alone = Engine(network, engine.calibration).register_roi(pair.fixed, pair.moving, pair.spacing_mm,
-                                                             upper_mask=pair.upper_mask, refine=False)
-    from_coarse = Engine(network, engine.calibration, network_alone_start="coarse").register_roi(
-        pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask, refine=False)
-    assert (alone.details["network"]["start"], from_coarse.details["network"]["start"]) == ("search", "coarse")
-    assert abs(from_coarse.jsn_px - pair.jsn_px) > 1.0  # the coarse stage's mistake stays
-    assert alone.jsn_px == pytest.approx(pair.jsn_px, abs=0.3)
 
 
 @pytest.mark.parametrize("cost_gap, ambiguous", [(0.005, True), (0.2, False)])

@@ -22,9 +22,7 @@ import numpy as np
 from .register import Engine, bone_regions
 from .transforms import BoneMotion
 
-# network: the network alone as measuring without refinement runs it (from the search start);
-# network_coarse: from its own coarse stage, as the refinement starts from it.
-METHODS = ("network", "network_coarse", "refined", "refined_autosplit", "simpleitk")
+METHODS = ("network", "refined", "refined_autosplit", "simpleitk")
 MISMATCH_PX = 0.5
 MISMATCH_MM = 0.1
 
@@ -165,12 +163,10 @@ def evaluate_pair(engine: Engine, pair, peers=()) -> dict:
            "crb_jsn_px": crb_jsn_px(pair.fixed, regions, pair.noise_sigma)}
     # The true split for the first two (so they compare with the peer), then the whole method. The
     # measurement alone is timed, as the peer's is: no warped images (save_worst makes its own).
-    coarse = Engine(engine.network, engine.calibration, network_alone_start="coarse")
-    for method, e, refine, mask in (("network", engine, False, pair.upper_mask),
-                                    ("network_coarse", coarse, False, pair.upper_mask),
-                                    ("refined", engine, True, pair.upper_mask), ("refined_autosplit", engine, True, None)):
-        r, sec = _timed(lambda: e.register_roi(pair.fixed, pair.moving, pair.spacing_mm,
-                                               upper_mask=mask, refine=refine, images=False))
+    for method, refine, mask in (("network", False, pair.upper_mask), ("refined", True, pair.upper_mask),
+                                 ("refined_autosplit", True, None)):
+        r, sec = _timed(lambda: engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm,
+                                                    upper_mask=mask, refine=refine, images=False))
         rec[f"{method}_error_px"] = r.jsn_px - truth
         rec[f"{method}_flagged"] = r.flagged
         rec[f"{method}_confidence"] = r.confidence

@@ -318,14 +318,12 @@ class Network:
         precise_net = NumpyNet(read_state_dict(precise_path)) if fine_net and precise_path.exists() else None
         return cls(NumpyNet(read_state_dict(path)), padded, fine_net, precise_net)
 
-    def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray,
-                start: tuple[BoneMotion, BoneMotion] | None = None) -> tuple[BoneMotion, BoneMotion]:
-        """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair: from the coarse stage's
-        estimate, or from `start` (upper, lower) without it (the fine and precise stages then read
-        the pair as warped by the start)."""
+    def predict(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray
+                ) -> tuple[BoneMotion, BoneMotion]:
+        """(upper, lower) motions, fixed -> moving, in pixels of this ROI pair."""
         moving = np.asarray(moving, np.float32)  # as each pass reads it (_resample), converted once
         coarse = _GridView(fixed, upper_mask, self.padded)
-        upper, lower = start or params_to_motions(self.net(coarse.input(moving)), fixed.shape)
+        upper, lower = params_to_motions(self.net(coarse.input(moving)), fixed.shape)
         stages = [(self.fine, 1, FINE_PASSES), (self.precise, PRECISE_ZOOM, PRECISE_PASSES)]
         for net, zoom, passes in stages:
             if net is None:

@@ -36,13 +36,6 @@ SAME_BASIN_DEG = 3.0
 BACKWARD_MAX_ITER = 10  # the backward fit starts at the inverse of the forward one
 BACKWARD_LEVEL = 1  # smoothed by 1 px, every 2nd pixel
 WORK_SIDE_PX = 128
-# Where the network alone (no refinement) starts its fine and precise stages: "search" (starts.search_bones)
-# or "coarse" (its own coarse stage). Real val pairs, JSN error SD (px) realistic square, wide; hard square,
-# wide, from the coarse stage -> from the search: 0.132, 0.110, 0.143, 0.333 -> 0.119, 0.109, 0.141, 0.244
-# (max 0.78, 0.32, 0.55, 1.99 -> 0.64, 0.33, 0.58, 1.20); real train pairs 0.080, 0.174, 0.166, 0.242 ->
-# 0.078, 0.159, 0.158, 0.181; generated 0.093, 0.098 -> 0.093, 0.099. Choosing between the two by an image
-# cost picked the better of the few that differ half the time.
-NETWORK_ALONE_START = "search"
 
 
 def in_basin(start: list[BoneMotion], fit: RefineResult) -> bool:
@@ -272,10 +265,9 @@ def check_pair(fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | N
 class Engine:
     """The registration engine with its network loaded once."""
 
-    def __init__(self, network: Network, calibration=None, network_alone_start: str = NETWORK_ALONE_START):
+    def __init__(self, network: Network, calibration=None):
         self.network = network
         self.calibration = calibration  # None: the shipped confidence calibration
-        self.network_alone_start = network_alone_start  # see NETWORK_ALONE_START
 
     @classmethod
     def load(cls, weights_path: Path | None = None) -> "Engine":
@@ -321,7 +313,7 @@ class Engine:
                  px_per_work_px: int = 1):
         """Split, starts, refinement and assessment on the working grid."""
         runner_ups = []  # the automatic split's runner-up joint lines (rows), if any
-        smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX)
+        smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX) if refine else None
         if upper_mask is None:
             boundary, runner_ups = split.split_candidates(fixed, runner_up=refine, smoothed=smoothed)
             upper_mask = split.upper_mask_from_rows(fixed.shape, boundary)
@@ -332,20 +324,14 @@ class Engine:
             # (on the clinical pair: JSN 0.058 -> 0.017 mm, next to 0.008 mm with our own split).
             boundary = split.mid_gap_rows(fixed, split.rows_from_upper_mask(upper_mask)) + 0.5
             mask_source = "user"
-        spread = intensity_spread(smoothed)
-        regions = fit_regions(smoothed, spread, upper_mask, boundary)
-        search = search_bones(fixed, moving, regions)
-        # Refined, the network starts from its own coarse stage: a start independent of the search's.
-        # Alone, it starts from the search's: no second start then checks it, and its fine and precise
-        # stages do better from there (NETWORK_ALONE_START).
-        net_start = "coarse" if refine else self.network_alone_start
-        net_upper, net_lower = self.network.predict(fixed, moving, upper_mask,
-                                                    start=tuple(search) if net_start == "search" else None)
+        net_upper, net_lower = self.network.predict(fixed, moving, upper_mask)
         jsn_net = net_upper.dy_px - net_lower.dy_px
         details = {"mask": mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
-                                                    "jsn_px": jsn_net * px_per_work_px, "start": net_start}}
+                                                    "jsn_px": jsn_net * px_per_work_px}}
         if refine:
-            starts = {"network": [net_upper, net_lower], "search": search}
+            spread = intensity_spread(smoothed)
+            regions = fit_regions(smoothed, spread, upper_mask, boundary)
+            starts = {"network": [net_upper, net_lower], "search": search_bones(fixed, moving, regions)}
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all the fits
             soft = soft_slope(smoothed, boundary)
             fit, start_info = best_of_starts(*pair, regions, starts, soft)

@@ -70,7 +70,7 @@ def to_full_resolution(small: JointResult, fixed: np.ndarray, moving: np.ndarray
     d = dict(small.details)
     boundary = boundary_to_full(d["split_rows"], factor, fixed.shape[1])
     net = d["network"]
-    d["network"] = {**net, "upper": _scaled_dict(net["upper"], factor), "lower": _scaled_dict(net["lower"], factor),
+    d["network"] = {"upper": _scaled_dict(net["upper"], factor), "lower": _scaled_dict(net["lower"], factor),
                     "jsn_px": net["jsn_px"] * factor}
     if "refined" in d:
         d["refined"] = {b: _scaled_dict(m, factor) for b, m in d["refined"].items()}
