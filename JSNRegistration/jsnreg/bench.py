@@ -391,11 +391,16 @@ def run(out_dir: Path, n_pairs: int = 500, seed: int = 2026, log=print) -> dict:
               "reliability": reliability_section(records, ("refined", "refined_autosplit"), out_dir, "reliability",
                                                  "generated pairs"),
               "worst_cases": save_worst(engine, pairs, records, out_dir)}
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(out_dir / "pairs.json", "w", encoding="utf-8") as f:
-        json.dump(records, f)
+    _write(out_dir, "bench", result, "pairs", records)
     log(format_summary(result))
     return result
+
+
+def _write(out_dir: Path, name: str, result: dict, records_name: str, records: list[dict]) -> None:
+    """A run's summary as NAME.json (indented) and its per-pair records as RECORDS_NAME.json."""
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out_dir / f"{records_name}.json", "w", encoding="utf-8") as f:
+        json.dump(records, f)
 
 
 def format_summary(result: dict) -> str:
@@ -493,9 +498,7 @@ def run_real(out_dir: Path, shapes=("square", "wide"), sets=REAL_SETS, split: st
               "by_source": by_source(records_all, methods_with(peers)),
               "timing_per_size": size_timing(engine, peers=peers),
               "consistency": consistency(engine, joints) if joints else None}
-    (out_dir / "real.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(out_dir / "real_pairs.json", "w", encoding="utf-8") as f:
-        json.dump(records_all, f)
+    _write(out_dir, "real", result, "real_pairs", records_all)
     log(format_real(result))
     return result
 
