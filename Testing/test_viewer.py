@@ -101,6 +101,25 @@ def test_clicks_place_joints_and_run_matches_core(qtbot, window, demo, core_resu
     assert window.progress.value() == len(RUN_JOINTS)
 
 
+def test_the_worker_is_freed_in_the_gui_thread(qtbot, demo):
+    """Freed in its own thread it could deadlock with the GUI thread (see worker.QuantifyWorker.run)."""
+    import threading
+
+    from PyQt5 import sip
+
+    from jsnreg_viewer.worker import QuantifyWorker, start_worker
+
+    parent = QtCore.QObject()
+    worker = QuantifyWorker(demo.baseline, demo.followup, demo.specs(["MCP2"]))
+    freed_in_main = []
+    worker.destroyed.connect(lambda: freed_in_main.append(threading.current_thread() is threading.main_thread()),
+                             QtCore.Qt.DirectConnection)
+    with qtbot.waitSignal(worker.succeeded, timeout=RUN_TIMEOUT_MS):
+        thread = start_worker(worker, parent)
+    qtbot.waitUntil(lambda: bool(freed_in_main) and sip.isdeleted(thread), timeout=10_000)  # the thread freed too
+    assert freed_in_main == [True]
+
+
 def test_review_shows_the_results_images_on_one_scale(qtbot, window, demo, core_results):
     ws = window.ws
     ws.set_joints(demo.specs(list(RUN_JOINTS)))

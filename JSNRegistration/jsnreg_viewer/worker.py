@@ -51,11 +51,17 @@ class QuantifyWorker(QtCore.QObject):
         else:
             self.succeeded.emit(results)
         finally:
+            # Freed in the GUI thread, not this one: destroyed here, the worker would disconnect from the
+            # QThread's `started`, whose disconnectNotify (a PyQt virtual) waits for the GIL while holding
+            # Qt's connection lock, which the GUI thread, holding the GIL, may be waiting for (a deadlock
+            # seen once in a test run: the GUI thread connecting a new marker's signals).
+            self.moveToThread(QtCore.QCoreApplication.instance().thread())
             self.done.emit()
 
 
 def start_worker(worker: QuantifyWorker, parent: QtCore.QObject) -> QtCore.QThread:
-    """Move `worker` to a new thread and start it; the thread quits and both are freed when done."""
+    """Move `worker` to a new thread and start it; the thread quits and both are freed (in the GUI thread)
+    when done."""
     thread = QtCore.QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
