@@ -268,6 +268,9 @@ class Engine:
     def __init__(self, network: Network, calibration=None):
         self.network = network
         self.calibration = calibration  # None: the shipped confidence calibration
+        # Experiment (Testing/tools/hand_magnification.py): the magnification along the ROI given (a hand's),
+        # the kept fit refitted with only the one across free.
+        self.along_scale: float | None = None
 
     @classmethod
     def load(cls, weights_path: Path | None = None) -> "Engine":
@@ -335,6 +338,9 @@ class Engine:
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all the fits
             soft = soft_slope(smoothed, boundary)
             fit, start_info = best_of_starts(*pair, regions, starts, soft)
+            if self.along_scale is not None:
+                fit = refine_bones(*pair, regions, [b.motion for b in fit.bones], levels=(1, 2), soft_slope=soft,
+                                   across=True, along_scale=self.along_scale)
             back = backward_fit(*pair, regions, fit)
             roll_px = roll_check(*pair, regions, fit, soft)
             checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows) for rows in runner_ups]
