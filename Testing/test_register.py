@@ -203,3 +203,11 @@ def test_bone_widths_changed_between_the_visits_are_flagged(engine):
     assert abs(plain.jsn_px - truth) < 0.1 and abs(rolled.jsn_px - truth) > ROLL_CHECK_PX
     assert rolled.flagged and "bone widths changed between the visits" in rolled.flag_reason
     assert abs(rolled.details["roll_check_px"]) > ROLL_CHECK_PX
+    # With the magnification along the finger given (the hand's), the width change is read as what it is.
+    held = engine.register_roi(p.fixed, narrower, p.spacing_mm, upper_mask=p.upper_mask, images=False,
+                               along_scale=p.upper.scale)
+    assert held.details["along_scale"] == p.upper.scale
+    assert abs(held.jsn_px - truth) < 0.5 * abs(rolled.jsn_px - truth)
+    plain_held = engine.register_roi(p.fixed, p.moving, p.spacing_mm, upper_mask=p.upper_mask, images=False,
+                                     along_scale=p.upper.scale)
+    assert abs(plain_held.jsn_px - truth) < 0.1

@@ -271,7 +271,8 @@ class FitImage:
 
 def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, regions: list[np.ndarray], inits: list[BoneMotion],
                  max_iter: int = 50, levels: tuple[int, ...] | None = None, blur_px2: float = 0.0,
-                 soft_slope: np.ndarray | None = None, edge_shares: bool = True, across: bool = False) -> RefineResult:
+                 soft_slope: np.ndarray | None = None, edge_shares: bool = True, across: bool = False,
+                 along_scale: float | None = None) -> RefineResult:
     """Refine each bone's `init` (fixed -> moving, about the ROI centre) on its region.
 
     fixed, moving: ROIs of the same shape, intensities in [0, 1] (as FitImage: their derived
@@ -285,7 +286,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     edge_shares=False leaves each bone's edge share NaN (a reading that does not use it, such as
     the backward fit, spares the edge map and the mapping of its pixels). across=True: the shared
     scale is two, across (x) and along (y) the ROI, as a finger rolled between the visits projects its
-    bones narrower or wider but no shorter.
+    bones narrower or wider but no shorter. along_scale (with across): the one along the ROI held at this
+    value, only the one across fitted (the hand's magnification, known from its other joints).
     """
     fixed_i, moving_i = (im if isinstance(im, FitImage) else FitImage(im) for im in (fixed, moving))
     fixed = fixed_i.pixels
@@ -298,6 +300,10 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     n_s = 2 if across else 1
     geo = np.array([np.mean([np.log(b.scale) for b in inits]) * radius] * n_s
                    + [v for b in inits for v in (b.dtheta_rad * radius, b.dx_px, b.dy_px)])
+    if along_scale is not None:
+        if not across:
+            raise ValueError("along_scale needs across=True")
+        geo[1] = np.log(along_scale) * radius  # held: its row and column of the normal equations are cleared
     n_geo = len(geo)
     tone = np.array([0.0, 1.0, 0.0])
     n_soft = 0 if soft_slope is None else 2 * n_bones
@@ -407,6 +413,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 weighted = block * w[mine]
                 h[at_h] += weighted @ block.T
                 g[par] += weighted @ res[mine]
+            if along_scale is not None:
+                h[1, :], h[:, 1], g[1] = 0.0, 0.0, 0.0
+                h[1, 1] = 1.0
             try:
                 step = -np.linalg.solve(h + ridge * np.trace(h), g)
             except np.linalg.LinAlgError:

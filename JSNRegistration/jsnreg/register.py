@@ -275,14 +275,17 @@ class Engine:
 
     def register_roi(self, fixed: np.ndarray, moving: np.ndarray, spacing_mm: float,
                      upper_mask: np.ndarray | None = None, refine: bool = True, name: str = "",
-                     images: bool = True, block_px: int | None = None) -> JointResult:
+                     images: bool = True, block_px: int | None = None, along_scale: float | None = None) -> JointResult:
         """Measure one joint from its fixed (baseline) and moving (follow-up) ROIs in [0, 1].
 
         A given upper_mask (True = upper bone) always wins over the automatic split. Large ROIs
         are measured on block means of WORK_SIDE_PX-ish size (see work_factor); the results are
         in pixels of the given ROIs. images=False leaves out the warped images and the MSEs (NaN)
         for a caller that makes them at another resolution. block_px overrides the working grid's
-        block size (1: every pixel, as a reference for the working grid's precision).
+        block size (1: every pixel, as a reference for the working grid's precision). along_scale: the
+        magnification along the ROI (its rows, the finger's length) held at this value and only the one
+        across fitted (the kept fit refitted so on the two finer levels): the hand's, measured over its
+        joints (quantify.hand_magnification), so that a finger's own width change is not read as a length one.
         """
         fixed = np.asarray(fixed, dtype=np.float64)
         moving = np.asarray(moving, dtype=np.float64)
@@ -293,7 +296,7 @@ class Engine:
         f_w, m_w = work.down(fixed), work.down(moving)
         mask_w = None if user_mask is None else work.down(user_mask.astype(np.float64)) > 0.5
         upper, lower, confidence, flagged, reason, details, boundary_w = self._measure(
-            f_w, m_w, mask_w, refine, px_per_work_px=k)
+            f_w, m_w, mask_w, refine, px_per_work_px=k, along_scale=along_scale)
         boundary = work.rows_to_full(boundary_w)
         if user_mask is None:
             details["split_rows"] = [float(r) for r in boundary]
@@ -310,7 +313,7 @@ class Engine:
                            flagged=flagged, flag_reason=reason, details=details, images=images_)
 
     def _measure(self, fixed: np.ndarray, moving: np.ndarray, upper_mask: np.ndarray | None, refine: bool,
-                 px_per_work_px: int = 1):
+                 px_per_work_px: int = 1, along_scale: float | None = None):
         """Split, starts, refinement and assessment on the working grid."""
         runner_ups = []  # the automatic split's runner-up joint lines (rows), if any
         smoothed = ndimage.gaussian_filter(fixed, LEVEL_SMOOTH_PX) if refine else None
@@ -335,6 +338,10 @@ class Engine:
             pair = FitImage(fixed), FitImage(moving)  # each derived copy made once for all the fits
             soft = soft_slope(smoothed, boundary)
             fit, start_info = best_of_starts(*pair, regions, starts, soft)
+            if along_scale is not None:
+                fit = refine_bones(*pair, regions, [b.motion for b in fit.bones], levels=(1, 2), soft_slope=soft,
+                                   across=True, along_scale=along_scale)
+                details["along_scale"] = float(along_scale)
             back = backward_fit(*pair, regions, fit)
             roll_px = roll_check(*pair, regions, fit, soft)
             checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows) for rows in runner_ups]

@@ -90,10 +90,10 @@ def to_full_resolution(small: JointResult, fixed: np.ndarray, moving: np.ndarray
 
 
 def register_roi(engine, fixed: np.ndarray, moving: np.ndarray, spacing_mm: float, factor: int,
-                 refine: bool = True, name: str = "") -> JointResult:
+                 refine: bool = True, name: str = "", along_scale: float | None = None) -> JointResult:
     """engine.register_roi at 1 / factor of the resolution, the result in full-resolution pixels."""
     if factor == 1:
-        return engine.register_roi(fixed, moving, spacing_mm, refine=refine, name=name)
+        return engine.register_roi(fixed, moving, spacing_mm, refine=refine, name=name, along_scale=along_scale)
     small = engine.register_roi(block_mean(fixed, factor), block_mean(moving, factor), spacing_mm * factor,
-                                refine=refine, name=name, images=False)
+                                refine=refine, name=name, images=False, along_scale=along_scale)
     return to_full_resolution(small, fixed, moving, spacing_mm, factor)
