@@ -45,8 +45,9 @@ def test_the_hand_magnification_is_the_median_of_the_unflagged_joints(hand, engi
     assert q.hand_magnification(six) is None
 
 
-def test_without_refinement_nothing_is_held(hand, engine):
+@pytest.mark.parametrize("settings", [q.Settings(refine=False), q.Settings(hand_magnification=False)])
+def test_without_refinement_or_when_switched_off_nothing_is_held(hand, engine, settings):
     h, base, follow = hand
     joints = [JointSpec(n, *xy) for n, xy in h.joints.items()]
-    results = q.quantify(base, follow, joints, engine=engine, settings=q.Settings(refine=False))
+    results = q.quantify(base, follow, joints, engine=engine, settings=settings)
     assert all("along_scale" not in r.details for r in results)

@@ -50,6 +50,8 @@ class Settings:
     edge: str = "pad"  # joints near the image edge: "pad" (up to a quarter outside) or "refuse"
     # Full-resolution pixels per working pixel a side (resolution.py); None: chosen from the spacing.
     work_factor: int | None = None
+    # The second pass with the hand's magnification held along each joint's ROI (hand_magnification).
+    hand_magnification: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,7 +213,8 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
     {"joint": name, "reason": why} appended to it, the others measured (for joints nobody placed:
     a detected thumb at the film's edge must not stop a hand's measurement; InputError if none is left).
 
-    With HAND_MAGNIFICATION_MIN_JOINTS or more unflagged joints (refined), every joint is measured again with
+    With HAND_MAGNIFICATION_MIN_JOINTS or more unflagged joints (refined; settings.hand_magnification), every
+    joint is measured again with
     the hand's magnification held along its ROI (hand_magnification; its value in each result's details,
     `along_scale`): a joint's result then depends on the joints measured with it, by about 0.01 px.
 
@@ -250,7 +253,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
             results.append(result)
             if on_progress is not None:
                 on_progress(k + 1, len(joints), joint.name)
-        magnification = hand_magnification(results) if settings.refine else None
+        magnification = hand_magnification(results) if settings.refine and settings.hand_magnification else None
         if magnification is not None:  # the second pass (no progress of its own: the joints are measured)
             again = map_(_measure_joint, [(j, p, magnification) for j, p in zip(joints, placements)])
             results = []

@@ -2,7 +2,7 @@
 
 Each annotated real hand of SPLIT against the same film repositioned as a whole (repositioned_hands.follow_up:
 every joint's true JSN 0, one magnification for the film), measured by quantify once with the second pass
-switched off (quantify.HAND_MAGNIFICATION_MIN_JOINTS beyond any hand) and once as shipped. Per split: each
+switched off (Settings(hand_magnification=False)) and once as shipped. Per split: each
 one's JSN error SD (px), flags, and how far the joints' own fitted magnifications lie from their hand's median.
 
     PYTHONPATH=JSNRegistration python Testing/tools/hand_magnification.py SPLIT [--seed 0]
@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("split", choices=("train", "val", "test"))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    folder, engine, shipped_min = real_hands_dir(), Engine.load(), q.HAND_MAGNIFICATION_MIN_JOINTS
+    folder, engine = real_hands_dir(), Engine.load()
     err, flags, spread = {"one pass": [], "shipped": []}, {"one pass": [], "shipped": []}, []
     for rel, entry in load_annotations(ANNOTATIONS).items():
         if entry["split"] != args.split or not (folder / rel).is_file():
@@ -34,15 +34,13 @@ def main() -> None:
         rng = np.random.default_rng([args.seed, int.from_bytes(rel.encode(), "little") % 2**32])
         follow = Radiograph(follow_up(base.pixels, rng)[0], base.spacing_mm, dict(base.meta))
         joints = [JointSpec(n, float(x), float(y), source="manual") for n, (x, y) in entry["joints"].items()]
-        for label, minimum in (("one pass", 10 ** 6), ("shipped", shipped_min)):
-            q.HAND_MAGNIFICATION_MIN_JOINTS = minimum
-            results = measured(base, follow, joints, engine, [])
+        for label, settings in (("one pass", q.Settings(hand_magnification=False)), ("shipped", q.Settings())):
+            results = measured(base, follow, joints, engine, [], settings)
             err[label] += [r.jsn_mm / base.spacing_mm for r in results]
             flags[label] += [r.flagged for r in results]
             if label == "one pass":
                 scales = np.array([r.upper.scale for r in results if not r.flagged])
                 spread += list(scales / np.median(scales) - 1)
-        q.HAND_MAGNIFICATION_MIN_JOINTS = shipped_min
     cells = "; ".join(f"{label}: JSN error SD {np.std(e, ddof=1):.3f} px, max {np.abs(e).max():.2f}, flagged "
                       f"{np.mean(flags[label]):.1%}" for label, e in err.items())
     print(f"{args.split}: {len(err['shipped'])} joints; {cells}; the joints' magnifications about their hand's "

@@ -41,11 +41,12 @@ def follow_up(pixels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
     return np.clip(exposed + rng.normal(0.0, rng.uniform(*NOISE_SD), pixels.shape), 0, 1).astype(np.float32), m
 
 
-def measured(base: Radiograph, follow: Radiograph, joints: list, engine: Engine, refused: list) -> list:
+def measured(base: Radiograph, follow: Radiograph, joints: list, engine: Engine, refused: list,
+             settings: Settings | None = None) -> list:
     """quantify's results; a joint quantify refuses (its ROI beyond the film's edge) is left out and listed."""
     while joints:
         try:
-            return quantify(base, follow, joints, Settings(), engine)
+            return quantify(base, follow, joints, settings or Settings(), engine)
         except InputError as exc:
             name = str(exc).split()[1]
             if name not in {j.name for j in joints}:
