@@ -51,3 +51,21 @@ def test_without_refinement_or_when_switched_off_nothing_is_held(hand, engine, s
     joints = [JointSpec(n, *xy) for n, xy in h.joints.items()]
     results = q.quantify(base, follow, joints, engine=engine, settings=settings)
     assert all("along_scale" not in r.details for r in results)
+
+
+def test_the_command_line_switches_the_second_pass(tmp_path):
+    import json
+
+    from jsnreg.cli import main
+    from jsnreg.synthetic import write_demo_case
+
+    case = write_demo_case(tmp_path / "case")
+    held = {}
+    for label, extra in (("on", []), ("off", ["--no-hand-magnification"])):
+        out = tmp_path / label
+        assert main(["quantify", str(case["baseline"]), str(case["followup"]), "--joints", str(case["joints"]),
+                     "--out", str(out), *extra]) == 0
+        rows = json.loads((out / "results.json").read_text())["joints"]
+        held[label] = {r["details"].get("along_scale") for r in rows}
+    assert None not in held["on"] and len(held["on"]) == 1
+    assert held["off"] == {None}

@@ -383,7 +383,8 @@ def cmd_quantify(args) -> int:
             joints = [j for j in joints if j.name in only]
             if not joints:
                 raise InputError(f"none of the given joints is among --joints-only {args.joints_only}")
-    settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine)
+    settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine,
+                        hand_magnification=not args.no_hand_magnification)
     engine = Engine.load(args.weights)
     timings = {} if args.timings else None
     _lap(timings, "imports", _LOADED)  # what the command loads, and the network's weights
@@ -556,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--spacing-mm", type=float, help="pixel spacing for files that have none (mm)")
     q.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
     q.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
+    q.add_argument("--no-hand-magnification", action="store_true",
+                   help="one pass: no second one with the hand's magnification held along each joint")
     q.add_argument("--report", action="store_true", help="also write the session and its PDF/HTML report")
     q.add_argument("--workers", type=int, help="processes measuring the joints (default: this machine's cores)")
     q.set_defaults(func=cmd_quantify)

@@ -12,7 +12,8 @@ def cmd_run(args) -> int:
     from .status import print_status
 
     counts = run_cohort(args.manifest, args.store, workers=args.workers, scheduler=args.scheduler,
-                        settings=Settings(roi_mm=args.roi_mm, refine=not args.no_refine),
+                        settings=Settings(roi_mm=args.roi_mm, refine=not args.no_refine,
+                                          hand_magnification=not args.no_hand_magnification),
                         memory_limit=args.memory_limit, progress=not args.no_progress)
     for e in counts["errors"]:
         print(f"not stored: {e}")
@@ -66,6 +67,8 @@ def add_cohort_command(sub) -> None:
     r.add_argument("--memory-limit", default="2GB", help="per local worker (default 2GB)")
     r.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
     r.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
+    r.add_argument("--no-hand-magnification", action="store_true",
+                   help="one pass: no second one with the hand's magnification held along each joint")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
