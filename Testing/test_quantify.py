@@ -69,3 +69,13 @@ def test_the_command_line_switches_the_second_pass(tmp_path):
         held[label] = {r["details"].get("along_scale") for r in rows}
     assert None not in held["on"] and len(held["on"]) == 1
     assert held["off"] == {None}
+
+
+def test_a_cancel_in_the_second_pass_says_so_and_returns_nothing(hand, engine):
+    h, base, follow = hand
+    joints = [JointSpec(n, *xy) for n, xy in h.joints.items()]
+    done = []
+    with pytest.raises(q.Cancelled, match="again with the hand's magnification"):
+        q.quantify(base, follow, joints, engine=engine, on_progress=lambda *e: done.append(e),
+                   should_cancel=lambda: len(done) == len(joints))
+    assert len(done) == len(joints)  # the first pass had reported every joint

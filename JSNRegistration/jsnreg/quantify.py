@@ -258,7 +258,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
             again = map_(_measure_joint, [(j, p, magnification) for j, p in zip(joints, placements)])
             results = []
             for _ in joints:
-                _stop_if_cancelled(should_cancel, len(joints), len(joints))
+                _stop_if_cancelled(should_cancel, len(joints), len(joints), again=True)
                 results.append(next(again))
         # The workers may have finished the last joints before a cancel arrived: it still wins, nothing is returned.
         _stop_if_cancelled(should_cancel, len(joints), len(joints))
@@ -266,9 +266,10 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
     return results
 
 
-def _stop_if_cancelled(should_cancel: Callable[[], bool] | None, done: int, total: int) -> None:
+def _stop_if_cancelled(should_cancel: Callable[[], bool] | None, done: int, total: int, again: bool = False) -> None:
     if should_cancel is not None and should_cancel():
-        raise Cancelled(f"stopped after {done} of {total} joints")
+        raise Cancelled(f"stopped after {done} of {total} joints"
+                        + (", while measuring them again with the hand's magnification" if again else ""))
 
 
 def _measure_joint(baseline: Radiograph, followup: Radiograph, engine: Engine, settings: Settings,
