@@ -214,9 +214,9 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
     a detected thumb at the film's edge must not stop a hand's measurement; InputError if none is left).
 
     With HAND_MAGNIFICATION_MIN_JOINTS or more unflagged joints (refined; settings.hand_magnification), every
-    joint is measured again with
-    the hand's magnification held along its ROI (hand_magnification; its value in each result's details,
-    `along_scale`): a joint's result then depends on the joints measured with it, by about 0.01 px.
+    joint is measured again with the hand's magnification held along its ROI (hand_magnification; its value in
+    each result's details, `along_scale`): a joint's result then depends on the joints measured with it, by
+    about 0.01 px.
 
     workers > 1: the joints are placed and measured in that many forked processes (forked.py;
     only from a process without a GUI). timings, when given, receives the wall and CPU seconds of
