@@ -163,7 +163,9 @@ def test_worker_stops_at_the_cancel_file_and_writes_nothing(demo, tmp_path):
     assert first["event"] == "progress" and first["done"] == 1
     events = [json.loads(line) for line in rest.splitlines()]
     assert proc.returncode == worker.EXIT_CANCELLED, stderr
-    assert events[-1] == {"event": "cancelled"} and len(events) <= 2  # at most the joint under way
+    # at most the joints under way in the worker's two processes when the file appeared (their progress lines
+    # may be written before this test, descheduled after reading the first, touches it)
+    assert events[-1] == {"event": "cancelled"} and len(events) <= 3
     assert not (tmp_path / "out" / job.RESULT_FILE).exists()
 
 
