@@ -12,12 +12,8 @@ import argparse
 import numpy as np
 
 from jsnreg import quantify as q
-from jsnreg.detect_bench import load_annotations
-from jsnreg.images import Radiograph, read_radiograph
-from jsnreg.joints import JointSpec
-from jsnreg.real_hands import ANNOTATIONS, real_hands_dir
 from jsnreg.register import Engine
-from repositioned_hands import follow_up, measured
+from repositioned_hands import hands, measured
 
 
 def main() -> None:
@@ -25,15 +21,9 @@ def main() -> None:
     p.add_argument("split", choices=("train", "val", "test"))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    folder, engine = real_hands_dir(), Engine.load()
+    engine = Engine.load()
     err, flags, spread = {"one pass": [], "shipped": []}, {"one pass": [], "shipped": []}, []
-    for rel, entry in load_annotations(ANNOTATIONS).items():
-        if entry["split"] != args.split or not (folder / rel).is_file():
-            continue
-        base = read_radiograph(folder / rel, spacing_mm=float(entry["spacing_mm_nominal"]))
-        rng = np.random.default_rng([args.seed, int.from_bytes(rel.encode(), "little") % 2**32])
-        follow = Radiograph(follow_up(base.pixels, rng)[0], base.spacing_mm, dict(base.meta))
-        joints = [JointSpec(n, float(x), float(y), source="manual") for n, (x, y) in entry["joints"].items()]
+    for _, _, base, follow, joints in hands(args.split, args.seed):
         for label, settings in (("one pass", q.Settings(hand_magnification=False)), ("shipped", q.Settings())):
             results = measured(base, follow, joints, engine, [], settings)
             err[label] += [r.jsn_mm / base.spacing_mm for r in results]

@@ -56,6 +56,22 @@ def measured(base: Radiograph, follow: Radiograph, joints: list, engine: Engine,
     return []
 
 
+def hands(split: str, seed: int, film=None):
+    """(image path, annotation entry, baseline, follow-up, annotated joints) of each annotated real hand of
+    `split`, the follow-up being its film (or film(pixels, entry), changed before the move) repositioned by
+    follow_up, seeded per hand."""
+    folder = real_hands_dir()
+    for rel, entry in load_annotations(ANNOTATIONS).items():
+        if entry["split"] != split or not (folder / rel).is_file():
+            continue
+        base = read_radiograph(folder / rel, spacing_mm=float(entry["spacing_mm_nominal"]))
+        rng = np.random.default_rng([seed, int.from_bytes(rel.encode(), "little") % 2**32])
+        pixels, _ = follow_up(base.pixels if film is None else film(base.pixels, entry), rng)
+        follow = Radiograph(pixels, base.spacing_mm, dict(base.meta))
+        joints = [JointSpec(n, float(x), float(y), source="manual") for n, (x, y) in entry["joints"].items()]
+        yield rel, entry, base, follow, joints
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("split", choices=("train", "val", "test"))
@@ -63,20 +79,11 @@ def main() -> None:
     p.add_argument("--json")
     p.add_argument("--detected", action="store_true", help="the joints jsnreg.detect finds on the baseline")
     args = p.parse_args()
-    folder = real_hands_dir()
     engine = Engine.load()
     rows, refused = [], []
-    for rel, entry in load_annotations(ANNOTATIONS).items():
-        if entry["split"] != args.split or not (folder / rel).is_file():
-            continue
-        base = read_radiograph(folder / rel, spacing_mm=float(entry["spacing_mm_nominal"]))
-        rng = np.random.default_rng([args.seed, int.from_bytes(rel.encode(), "little") % 2**32])
-        pixels, _ = follow_up(base.pixels, rng)
-        follow = Radiograph(pixels, base.spacing_mm, dict(base.meta))
+    for rel, _, base, follow, joints in hands(args.split, args.seed):
         if args.detected:
             joints = detected_joints(detect_joints(base.pixels, base.spacing_mm))
-        else:
-            joints = [JointSpec(n, float(x), float(y), source="manual") for n, (x, y) in entry["joints"].items()]
         for r in measured(base, follow, joints, engine, refused):
             rows.append({"image": rel, "joint": r.name, "error_px": r.jsn_mm / base.spacing_mm, "error_mm": r.jsn_mm,
                          "flagged": bool(r.flagged), "reason": r.flag_reason, "confidence": r.confidence})

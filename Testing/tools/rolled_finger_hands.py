@@ -15,12 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from jsnreg import quantify as q
-from jsnreg.detect_bench import load_annotations
-from jsnreg.images import Radiograph, read_radiograph
-from jsnreg.joints import JointSpec
-from jsnreg.real_hands import ANNOTATIONS, real_hands_dir
 from jsnreg.register import Engine
-from repositioned_hands import follow_up, measured
+from repositioned_hands import hands, measured
 
 
 def _taper(t: np.ndarray, inner: float, outer: float) -> np.ndarray:
@@ -54,17 +50,15 @@ def main() -> None:
     p.add_argument("--digit", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    folder, engine = real_hands_dir(), Engine.load()
+    engine = Engine.load()
     finger = {f"MCP{args.digit}", f"PIP{args.digit}", f"DIP{args.digit}"}
     rows = {label: [] for label in ("one pass", "two passes")}
-    for rel, entry in load_annotations(ANNOTATIONS).items():
-        if entry["split"] != args.split or not (folder / rel).is_file() or not finger <= set(entry["joints"]):
+    # a hand without the finger's three joints annotated keeps its film (and is not counted)
+    film = lambda pixels, entry: (rolled(pixels, entry["joints"], args.digit, args.factor)  # noqa: E731
+                                  if finger <= set(entry["joints"]) else pixels)
+    for _, entry, base, follow, joints in hands(args.split, args.seed, film):
+        if not finger <= set(entry["joints"]):
             continue
-        base = read_radiograph(folder / rel, spacing_mm=float(entry["spacing_mm_nominal"]))
-        rng = np.random.default_rng([args.seed, int.from_bytes(rel.encode(), "little") % 2**32])
-        film = rolled(base.pixels, entry["joints"], args.digit, args.factor)
-        follow = Radiograph(follow_up(film, rng)[0], base.spacing_mm, dict(base.meta))
-        joints = [JointSpec(n, float(x), float(y), source="manual") for n, (x, y) in entry["joints"].items()]
         for label, settings in (("one pass", q.Settings(hand_magnification=False)), ("two passes", q.Settings())):
             rows[label] += [(r.name in finger, r.jsn_mm / base.spacing_mm, r.flagged)
                             for r in measured(base, follow, joints, engine, [], settings)]
