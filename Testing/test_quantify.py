@@ -79,3 +79,63 @@ def test_a_cancel_in_the_second_pass_says_so_and_returns_nothing(hand, engine):
         q.quantify(base, follow, joints, engine=engine, on_progress=lambda *e: done.append(e),
                    should_cancel=lambda: len(done) == len(joints))
     assert len(done) == len(joints)  # the first pass had reported every joint
+
+
+def _same(a, b) -> bool:
+    """Two results' numbers and details identical (NaN equal to NaN)."""
+    import json
+
+    as_text = lambda r: json.dumps(r.to_dict(), sort_keys=True, default=float)  # noqa: E731
+    return as_text(a) == as_text(b)
+
+
+@pytest.mark.parametrize("size_px, factor", [(128, 1), (256, 2)])
+def test_the_second_pass_from_the_first_is_what_measuring_again_gives(engine, size_px, factor):
+    from jsnreg import resolution
+    from jsnreg.synthetic import make_joint_pair
+
+    rng = np.random.default_rng([5, size_px])
+    for _ in range(3):
+        p = make_joint_pair(rng, size_px=size_px, varied=True)
+        first = resolution.register_roi(engine, p.fixed, p.moving, p.spacing_mm, factor)
+        assert first.first_pass is not None and first.first_pass.kept is not None
+        scale = first.upper.scale * 1.004  # a hand's magnification, a little off this joint's own
+        again = resolution.register_roi(engine, p.fixed, p.moving, p.spacing_mm, factor, along_scale=scale)
+        reused = resolution.register_roi(engine, p.fixed, p.moving, p.spacing_mm, factor, along_scale=scale,
+                                         first_pass=first.first_pass)
+        assert reused.details["along_scale"] == scale
+        assert _same(reused, again)
+        assert "first_pass" not in reused.to_dict()  # in memory only
+
+
+def test_quantify_measures_each_joint_again_as_from_scratch(hand, engine):
+    from jsnreg import resolution
+
+    h, base, follow = hand
+    joints = [JointSpec(n, *xy) for n, xy in h.joints.items()]
+    results = q.quantify(base, follow, joints, engine=engine)
+    scale = results[0].details["along_scale"]
+    placements = q.place_joints(base, follow, joints, q.Settings())
+    for joint, place, result in zip(joints, placements, results):
+        fixed, moving = q.cut_pair(base, follow, place)
+        scratch = resolution.register_roi(engine, fixed, moving, base.spacing_mm, place.work_factor,
+                                          name=joint.name, along_scale=scale)
+        assert (scratch.upper, scratch.lower, scratch.confidence, scratch.flag_reason) == \
+            (result.upper, result.lower, result.confidence, result.flag_reason)
+
+
+def test_a_first_pass_is_taken_only_to_measure_the_same_joint_again(engine):
+    from dataclasses import replace
+
+    from jsnreg.synthetic import make_joint_pair
+
+    p = make_joint_pair(np.random.default_rng(9))
+    first = engine.register_roi(p.fixed, p.moving, p.spacing_mm)
+    with pytest.raises(ValueError, match="along_scale"):
+        engine.register_roi(p.fixed, p.moving, p.spacing_mm, first_pass=first.first_pass)
+    marked = replace(first.first_pass, start_info={**first.first_pass.start_info, "kept_start": "given"})
+    reused = engine.register_roi(p.fixed, p.moving, p.spacing_mm, along_scale=1.0, first_pass=marked)
+    assert reused.details["start_search"]["kept_start"] == "given"  # taken, not redone
+    other = make_joint_pair(np.random.default_rng(9), size_px=160)
+    with pytest.raises(ValueError, match="grid"):
+        engine.register_roi(other.fixed, other.moving, other.spacing_mm, along_scale=1.0, first_pass=first.first_pass)

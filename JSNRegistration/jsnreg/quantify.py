@@ -243,7 +243,7 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
             left_out.extend({"joint": j.name, "reason": why} for j, why in refused)
             joints, placements = map(list, zip(*[(j, p) for j, p in zip(joints, placements) if not isinstance(p, str)]))
         clock.lap("place")
-        measured = map_(_measure_joint, [(j, p, None) for j, p in zip(joints, placements)])
+        measured = map_(_measure_joint, [(j, p, None, None) for j, p in zip(joints, placements)])
         results = []
         for k, joint in enumerate(joints):
             _stop_if_cancelled(should_cancel, k, len(joints))
@@ -255,7 +255,10 @@ def quantify(baseline: Radiograph, followup: Radiograph, joints: list[JointSpec]
                 on_progress(k + 1, len(joints), joint.name)
         magnification = hand_magnification(results) if settings.refine and settings.hand_magnification else None
         if magnification is not None:  # the second pass (no progress of its own: the joints are measured)
-            again = map_(_measure_joint, [(j, p, magnification) for j, p in zip(joints, placements)])
+            # Each joint from its first pass (split, network, fits from the starts): only the fit with the
+            # magnification held and the checks after it are redone.
+            again = map_(_measure_joint, [(j, p, magnification, r.first_pass)
+                                          for j, p, r in zip(joints, placements, results)])
             results = []
             for _ in joints:
                 _stop_if_cancelled(should_cancel, len(joints), len(joints), again=True)
@@ -273,11 +276,13 @@ def _stop_if_cancelled(should_cancel: Callable[[], bool] | None, done: int, tota
 
 
 def _measure_joint(baseline: Radiograph, followup: Radiograph, engine: Engine, settings: Settings,
-                   task: tuple[JointSpec, Placement, float | None]) -> JointResult:
-    joint, place, along_scale = task
+                   task: tuple) -> JointResult:
+    """task: (joint, placement, along_scale or None, the joint's first pass or None)."""
+    joint, place, along_scale, first_pass = task
     fixed, moving = cut_pair(baseline, followup, place)
     result = resolution.register_roi(engine, fixed, moving, baseline.spacing_mm, place.work_factor,
-                                     refine=settings.refine, name=joint.name, along_scale=along_scale)
+                                     refine=settings.refine, name=joint.name, along_scale=along_scale,
+                                     first_pass=first_pass)
     result.position = place.to_dict() | {"source": joint.source, "moved": joint.moved}
     if joint.detect_confidence is not None:
         result.position["detect_confidence"] = joint.detect_confidence

@@ -86,14 +86,19 @@ def to_full_resolution(small: JointResult, fixed: np.ndarray, moving: np.ndarray
     mse_before, mse_after = mse_before_after(images)
     return JointResult(name=small.name, spacing_mm=float(spacing_mm), upper=upper, lower=lower,
                        mse_before=mse_before, mse_after=mse_after, confidence=small.confidence,
-                       flagged=small.flagged, flag_reason=small.flag_reason, details=d, images=images)
+                       flagged=small.flagged, flag_reason=small.flag_reason, details=d, images=images,
+                       first_pass=small.first_pass)
 
 
 def register_roi(engine, fixed: np.ndarray, moving: np.ndarray, spacing_mm: float, factor: int,
-                 refine: bool = True, name: str = "", along_scale: float | None = None) -> JointResult:
-    """engine.register_roi at 1 / factor of the resolution, the result in full-resolution pixels."""
+                 refine: bool = True, name: str = "", along_scale: float | None = None,
+                 first_pass=None) -> JointResult:
+    """engine.register_roi at 1 / factor of the resolution, the result in full-resolution pixels
+    (along_scale and first_pass: as engine.register_roi's; a first pass of the same ROIs and factor)."""
     if factor == 1:
-        return engine.register_roi(fixed, moving, spacing_mm, refine=refine, name=name, along_scale=along_scale)
+        return engine.register_roi(fixed, moving, spacing_mm, refine=refine, name=name, along_scale=along_scale,
+                                   first_pass=first_pass)
     small = engine.register_roi(block_mean(fixed, factor), block_mean(moving, factor), spacing_mm * factor,
-                                refine=refine, name=name, images=False, along_scale=along_scale)
+                                refine=refine, name=name, images=False, along_scale=along_scale,
+                                first_pass=first_pass)
     return to_full_resolution(small, fixed, moving, spacing_mm, factor)

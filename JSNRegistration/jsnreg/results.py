@@ -106,6 +106,9 @@ class JointResult(BonePairMeasures):
     # Diagnostics of the estimate: network-alone motions, predicted SD, etc. (JSON-able).
     details: dict = field(default_factory=dict)
     images: JointImages | None = None
+    # register.FirstPass of the measurement (kept in memory only, for measuring the joint again: quantify's
+    # second pass with the hand's magnification); never written out.
+    first_pass: object | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """JSON form (no images): the CLI's `roi --json` keys plus the joint's extras."""
