@@ -282,6 +282,22 @@ def test_real_fingers_cut_by_the_film_edge_are_named_right(real):
     assert total == 12 and misnamed == 0 and invented == 0, (misnamed, invented)
 
 
+@pytest.mark.parametrize("rel", ["rsna-bone-age/2621.png", "rsna-bone-age/2798.png", "rsna-bone-age/4496.png"])
+def test_a_dip_at_the_film_edge_is_left_out(real, rel):
+    """Train hands cropped halfway between DIP3 and PIP3: the ring finger's DIP lies just beyond the edge, and a
+    DIP4 was reported 0.4-3 mm inside it (the middle phalanx's end read as a joint space)."""
+    from jsnreg.detect_refine import MIN_DIP_EDGE_MM
+
+    truth, _ = scored(load_annotations()[rel])
+    cut, _, beyond = fingers_cut(read_radiograph(real / rel, spacing_mm=0.1).pixels, truth)
+    assert "DIP4" in beyond
+    found = by_name(detect_joints(cut, 0.1))
+    assert not beyond & set(found)
+    h, w = cut.shape
+    assert all(min(x, y, w - 1 - x, h - 1 - y) * 0.1 >= MIN_DIP_EDGE_MM
+               for n, (x, y) in found.items() if n.startswith("DIP"))
+
+
 @pytest.mark.parametrize("rel", ["rsna-bone-age/2768.png", "rsna-bone-age/2783.png", "rsna-bone-age/4557.png"])
 def test_a_joint_placed_beyond_the_film_edge_is_left_out(real, rel):
     """The edge 0.8 of the way from MCP1 to IP1: the thumb's stub is found as a finger and the
