@@ -93,6 +93,40 @@ def test_a_band_that_moves_with_the_other_bone_is_an_ambiguous_split_whatever_th
     assert any("moves with the other bone" in r and f"{jsn_diff:.2f} px" in r for r in reasons) == ambiguous
 
 
+def test_a_line_read_on_the_middle_level_alone_does_not_hide_another_line():
+    """A runner-up line screened on the middle level (no cost gap) is never the 'close' one that would
+    stand in for a line of larger JSN change."""
+    screened = {"jsn_diff_px": 0.1, "cost_gap": None, "band_own": 0.01, "band_other": 0.05}
+    fitted = {"jsn_diff_px": 0.8, "cost_gap": -0.01, "band_own": 0.01, "band_other": 0.05}
+    assert measure.split_alternative({"split_alternatives": [screened, fitted]}) is fitted
+    assert measure.split_alternative({"split_alternatives": [screened]}) is screened
+    reasons = _split_reasons([screened, fitted])
+    assert len(reasons) == 1 and "0.80 px" in reasons[0]
+
+
+def test_a_runner_up_line_that_keeps_the_jsn_is_read_on_the_middle_level(monkeypatch):
+    """Its middle-level fit's JSN within ALT_SCREEN_PX of the kept one: no rule can use it, so the finer
+    levels are spared (no cost gap); beyond it, the line is fitted on both finer levels as before."""
+    from scipy import ndimage
+
+    from jsnreg import register
+    from jsnreg.refine import FitImage
+
+    pair = _pair(28, noise_sigma=0.01)
+    regions = list(bone_regions(pair.upper_mask, None))
+    fit = refine_bones(pair.fixed, pair.moving, regions, [pair.upper, pair.lower])
+    smoothed = ndimage.gaussian_filter(pair.fixed, register.LEVEL_SMOOTH_PX)
+    spread = register.intensity_spread(smoothed)
+    rows = register.split.rows_from_upper_mask(pair.upper_mask) + 4.0  # a line 4 px into the lower bone
+    images = FitImage(pair.fixed), FitImage(pair.moving)
+    summary, screen = register.alternative_split(*images, smoothed, spread, rows, fit)
+    assert summary["jsn_diff_px"] < register.ALT_SCREEN_PX and summary["cost_gap"] is None
+    assert screen.sd_jsn_px == np.inf  # the finest level was not run
+    monkeypatch.setattr(register, "ALT_SCREEN_PX", 0.0)
+    summary, full = register.alternative_split(*images, smoothed, spread, rows, fit)
+    assert summary["cost_gap"] is not None and np.isfinite(full.sd_jsn_px)
+
+
 def test_the_line_whose_band_the_other_bone_explains_best_is_taken():
     line = lambda other, diff, own=0.01: {"jsn_diff_px": diff, "cost_gap": 0.05, "band_own": own,  # noqa: E731
                                           "band_other": other}

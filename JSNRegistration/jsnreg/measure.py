@@ -112,9 +112,10 @@ def _jsn(upper: BoneMotion, lower: BoneMotion) -> float:
 def split_alternative(start_info: dict) -> dict:
     """Of the fits on the runner-up joint lines (register.alternative_split, one per side of the
     split), the one that puts the split most in doubt: the largest JSN change among those of cost
-    less than SPLIT_AMBIGUOUS_COST above the kept fit's, else the largest ({} without any)."""
+    less than SPLIT_AMBIGUOUS_COST above the kept fit's (a line read on the middle level alone has no cost
+    gap: register.ALT_SCREEN_PX), else the largest ({} without any)."""
     alts = [a for a in start_info.get("split_alternatives", ()) if a["jsn_diff_px"] is not None]
-    close = [a for a in alts if a["cost_gap"] < SPLIT_AMBIGUOUS_COST]
+    close = [a for a in alts if a["cost_gap"] is not None and a["cost_gap"] < SPLIT_AMBIGUOUS_COST]
     return max(close or alts, key=lambda a: a["jsn_diff_px"], default={})
 
 

@@ -131,8 +131,16 @@ def fit_regions(smoothed: np.ndarray, spread: float, upper_mask: np.ndarray, bou
     return [w * likeness for w in bone_regions(upper_mask, boundary_rows)]
 
 
+# A runner-up line's fit is first run on the middle level alone; where its JSN lies within this of the kept one
+# (working px times px_per_work_px), no rule can use it (each needs more than measure.SPLIT_BAND_PX = 0.4 px), so
+# that is its reading (its cost gap None: a middle-level cost does not compare with the kept fit's) and the fit
+# on the two finer levels is spared.
+ALT_SCREEN_PX = 0.2
+
+
 def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, spread: float,
-                      runner_up_rows: np.ndarray, fit: RefineResult) -> tuple[dict, RefineResult | None]:
+                      runner_up_rows: np.ndarray, fit: RefineResult, px_per_work_px: int = 1
+                      ) -> tuple[dict, RefineResult | None]:
     """The fit with the split on the runner-up joint line (split.split_candidates), refined from the
     kept fit on the two finer levels (its minimum lies within a few px; the finest level alone missed
     one of the real val pairs' wrong splits, all three levels gave the same as two; its edge shares,
@@ -145,8 +153,13 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, s
     if min(mask.mean(), 1 - mask.mean()) < MIN_REGION_FRAC:
         return {"jsn_px": None, "jsn_diff_px": None, "cost_gap": None}, None
     regions = fit_regions(smoothed, spread, mask, runner_up_rows)
-    alt_fit = refine_bones(fixed, moving, regions, [b.motion for b in fit.bones], levels=(1, 2),
-                           soft_slope=soft_slope(smoothed, runner_up_rows), edge_shares=False)
+    soft = soft_slope(smoothed, runner_up_rows)
+    inits = [b.motion for b in fit.bones]
+    screen = refine_bones(fixed, moving, regions, inits, levels=(1,), soft_slope=soft, edge_shares=False)
+    if abs(fit_jsn_px(screen) - fit_jsn_px(fit)) * px_per_work_px < ALT_SCREEN_PX:
+        return ({"jsn_px": fit_jsn_px(screen), "jsn_diff_px": abs(fit_jsn_px(screen) - fit_jsn_px(fit)),
+                 "cost_gap": None}, screen)
+    alt_fit = refine_bones(fixed, moving, regions, inits, levels=(1, 2), soft_slope=soft, edge_shares=False)
     sigma = min(fit.residual_sd, alt_fit.residual_sd)
     return ({"jsn_px": fit_jsn_px(alt_fit), "jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
              "cost_gap": alt_fit.robust_cost(sigma) - fit.robust_cost(sigma)}, alt_fit)
@@ -160,13 +173,14 @@ SPARE_BAND_RATIO = 2.0
 
 
 def runner_up_check(pair: tuple[FitImage, FitImage], smoothed: np.ndarray, spread: float, fit: RefineResult,
-                    boundary_rows: np.ndarray, line_rows: np.ndarray) -> tuple[dict, RefineResult | None]:
+                    boundary_rows: np.ndarray, line_rows: np.ndarray, px_per_work_px: int = 1
+                    ) -> tuple[dict, RefineResult | None]:
     """A runner-up joint line's band residuals (band_residuals) and, unless its band is clearly its
     own bone's, its fit (alternative_split; else jsn_px, jsn_diff_px and cost_gap None, and no fit)."""
     band = band_residuals(*pair, fit, boundary_rows, line_rows)
     if band["band_other"] >= SPARE_BAND_RATIO * band["band_own"]:
         return {"jsn_px": None, "jsn_diff_px": None, "cost_gap": None, **band}, None
-    summary, alt_fit = alternative_split(*pair, smoothed, spread, line_rows, fit)
+    summary, alt_fit = alternative_split(*pair, smoothed, spread, line_rows, fit, px_per_work_px)
     return {**summary, **band}, alt_fit
 
 
@@ -369,7 +383,7 @@ class Engine:
             details["along_scale"] = float(along_scale)
         back = backward_fit(*pair, regions, fit)
         roll_px = roll_check(*pair, regions, fit, soft)
-        checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows) for rows in runner_ups]
+        checks = [runner_up_check(pair, smoothed, spread, fit, boundary, rows, px_per_work_px) for rows in runner_ups]
         start_info["split_alternatives"] = [summary for summary, _ in checks]
         upper, lower = (b.motion for b in fit.bones)
         taken = measure.line_taken(start_info["split_alternatives"], px_per_work_px)
