@@ -142,7 +142,7 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, s
                       runner_up_rows: np.ndarray, fit: RefineResult, px_per_work_px: int = 1
                       ) -> tuple[dict, RefineResult | None]:
     """The fit with the split on the runner-up joint line (split.split_candidates), refined from the
-    kept fit on the two finer levels (its minimum lies within a few px; the finest level alone missed
+    kept fit on the two finer levels unless the middle level alone keeps its JSN (ALT_SCREEN_PX) (its minimum lies within a few px; the finest level alone missed
     one of the real val pairs' wrong splits, all three levels gave the same as two; its edge shares,
     which nothing reads, are left out): its JSN (`jsn_px`, of the working grid), how far that is from
     the kept one (px) and how much higher its robust cost is at a common noise scale (`cost_gap`, < 0:
