@@ -73,6 +73,24 @@ def test_network_assessment(motion, flagged):
     assert bool(reason) == flagged
 
 
+def test_the_network_alone_is_read_back_and_flagged_when_it_does_not_come_back(engine):
+    """--no-refine: the follow-up registered to the baseline too; a JSN that does not come back as minus
+    itself is flagged (a network answering the same motions both ways: JSN(B->A) = JSN(A->B))."""
+    from test_starts import FixedStartNetwork
+
+    from jsnreg.register import Engine
+
+    pair = _pair(7)
+    r = engine.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask, refine=False)
+    assert r.details["network"]["fb_px"] < measure.NETWORK_FB_PX and not r.flagged and r.confidence == 0.5
+    same = BoneMotion(1.0, 0.0, 0.0, 0.5), BoneMotion(1.0, 0.0, 0.0, -0.5)  # JSN 1 px, both ways
+    stubborn = Engine(FixedStartNetwork(*same), engine.calibration)
+    r = stubborn.register_roi(pair.fixed, pair.moving, pair.spacing_mm, upper_mask=pair.upper_mask, refine=False)
+    assert r.details["network"]["fb_px"] == pytest.approx(2.0)
+    assert r.flagged and "forward and backward disagree by 2.00 px" in r.flag_reason and r.confidence == 0.5
+    assert measure.network_assessment(*same, (128, 128), fb_px=0.5) == (0.5, False, "")
+
+
 def test_user_mask_always_wins(engine):
     pair = _pair(7)
     mask = np.zeros_like(pair.upper_mask)

@@ -365,8 +365,11 @@ class Engine:
         jsn_net = net_upper.dy_px - net_lower.dy_px
         details = {"mask": first.mask_source, "network": {"upper": net_upper.to_dict(), "lower": net_lower.to_dict(),
                                                           "jsn_px": jsn_net * px_per_work_px}}
-        if not refine:
-            confidence, flagged, reason = measure.network_assessment(net_upper, net_lower, fixed.shape)
+        if not refine:  # read the other way too, on the follow-up's own split (measure.NETWORK_FB_PX)
+            back = self.network.predict(moving, fixed, split.upper_mask_from_rows(moving.shape, split.split_rows(moving)))
+            fb_px = abs(jsn_net + back[0].dy_px - back[1].dy_px) * px_per_work_px
+            details["network"]["fb_px"] = fb_px
+            confidence, flagged, reason = measure.network_assessment(net_upper, net_lower, fixed.shape, fb_px)
             return net_upper, net_lower, confidence, flagged, reason, details, boundary, first
         spread = intensity_spread(smoothed)
         regions = fit_regions(smoothed, spread, upper_mask, boundary)

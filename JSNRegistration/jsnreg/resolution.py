@@ -71,7 +71,7 @@ def to_full_resolution(small: JointResult, fixed: np.ndarray, moving: np.ndarray
     boundary = boundary_to_full(d["split_rows"], factor, fixed.shape[1])
     net = d["network"]
     d["network"] = {"upper": _scaled_dict(net["upper"], factor), "lower": _scaled_dict(net["lower"], factor),
-                    "jsn_px": net["jsn_px"] * factor}
+                    "jsn_px": net["jsn_px"] * factor, **({"fb_px": net["fb_px"] * factor} if "fb_px" in net else {})}
     if "refined" in d:
         d["refined"] = {b: _scaled_dict(m, factor) for b, m in d["refined"].items()}
     if "split_rows" in d:
