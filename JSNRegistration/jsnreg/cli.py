@@ -17,6 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import __version__, heap, validate  # noqa: E402
 from .errors import InputError  # noqa: E402
+from .measure_options import add_measure_options  # noqa: E402
 
 _LOADED = time.perf_counter(), time.process_time()  # this module imported (for `--timings`)
 
@@ -369,7 +370,7 @@ def _workers(args) -> int:
 
 def cmd_quantify(args) -> int:
     from .joints import load_joints_json, parse_joint_arg
-    from .quantify import Settings
+    from .measure_options import measure_settings
     from .register import Engine
 
     if args.joint and args.joints:
@@ -383,8 +384,7 @@ def cmd_quantify(args) -> int:
             joints = [j for j in joints if j.name in only]
             if not joints:
                 raise InputError(f"none of the given joints is among --joints-only {args.joints_only}")
-    settings = Settings(roi_mm=args.roi_mm, refine=not args.no_refine,
-                        hand_magnification=not args.no_hand_magnification)
+    settings = measure_settings(args)
     engine = Engine.load(args.weights)
     timings = {} if args.timings else None
     _lap(timings, "imports", _LOADED)  # what the command loads, and the network's weights
@@ -555,10 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "without --joint/--joints the joints are detected on the baseline")
     q.add_argument("--out", required=True, help="output folder")
     q.add_argument("--spacing-mm", type=float, help="pixel spacing for files that have none (mm)")
-    q.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
-    q.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
-    q.add_argument("--no-hand-magnification", action="store_true",
-                   help="one pass: no second one with the hand's magnification held along each joint")
+    add_measure_options(q)
     q.add_argument("--report", action="store_true", help="also write the session and its PDF/HTML report")
     q.add_argument("--workers", type=int, help="processes measuring the joints (default: this machine's cores)")
     q.set_defaults(func=cmd_quantify)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..measure_options import add_measure_options
+
 
 def cmd_run(args) -> int:
-    from ..quantify import Settings
+    from ..measure_options import measure_settings
     from .run import run_cohort
     from .status import print_status
 
     counts = run_cohort(args.manifest, args.store, workers=args.workers, scheduler=args.scheduler,
-                        settings=Settings(roi_mm=args.roi_mm, refine=not args.no_refine,
-                                          hand_magnification=not args.no_hand_magnification),
+                        settings=measure_settings(args),
                         memory_limit=args.memory_limit, progress=not args.no_progress)
     for e in counts["errors"]:
         print(f"not stored: {e}")
@@ -65,10 +66,7 @@ def add_cohort_command(sub) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask.distributed scheduler, "
                        "e.g. tcp://10.0.0.5:8786 (workers must see the images at the manifest's paths)")
     r.add_argument("--memory-limit", default="2GB", help="per local worker (default 2GB)")
-    r.add_argument("--roi-mm", type=float, default=22.0, help="joint ROI side in mm (default 22)")
-    r.add_argument("--no-refine", action="store_true", help="the network alone, no refinement")
-    r.add_argument("--no-hand-magnification", action="store_true",
-                   help="one pass: no second one with the hand's magnification held along each joint")
+    add_measure_options(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
