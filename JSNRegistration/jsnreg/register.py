@@ -156,9 +156,9 @@ def alternative_split(fixed: FitImage, moving: FitImage, smoothed: np.ndarray, s
     soft = soft_slope(smoothed, runner_up_rows)
     inits = [b.motion for b in fit.bones]
     screen = refine_bones(fixed, moving, regions, inits, levels=(1,), soft_slope=soft, edge_shares=False)
-    if abs(fit_jsn_px(screen) - fit_jsn_px(fit)) * px_per_work_px < ALT_SCREEN_PX:
-        return ({"jsn_px": fit_jsn_px(screen), "jsn_diff_px": abs(fit_jsn_px(screen) - fit_jsn_px(fit)),
-                 "cost_gap": None}, screen)
+    moved_px = abs(fit_jsn_px(screen) - fit_jsn_px(fit))
+    if moved_px * px_per_work_px < ALT_SCREEN_PX:
+        return {"jsn_px": fit_jsn_px(screen), "jsn_diff_px": moved_px, "cost_gap": None}, screen
     alt_fit = refine_bones(fixed, moving, regions, inits, levels=(1, 2), soft_slope=soft, edge_shares=False)
     sigma = min(fit.residual_sd, alt_fit.residual_sd)
     return ({"jsn_px": fit_jsn_px(alt_fit), "jsn_diff_px": abs(fit_jsn_px(alt_fit) - fit_jsn_px(fit)),
