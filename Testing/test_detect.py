@@ -9,9 +9,9 @@ import pytest
 from scipy import ndimage
 
 from jsnreg.cli import main
-from jsnreg.detect import detect_joints
+from jsnreg.detect import detect_joints, to_work_px
 from jsnreg.detect_bench import (ANNOTATIONS, fingers_cut, load_annotations, mirrored, real_hands_dir, rotated,
-                                 scored, thumb_cut, two_hands, without_finger)
+                                 scored, shuttered, thumb_cut, two_hands, without_finger)
 from jsnreg.errors import InputError
 from jsnreg.images import read_radiograph, write_png
 from jsnreg.joints import STANDARD_JOINTS, load_joints_json
@@ -122,6 +122,52 @@ def test_fingers_cut_by_the_film_edge_keep_their_joints_names(hand, fraction):
     assert {"MCP2", "MCP3", "MCP4", "PIP2", "PIP3", "PIP4"} <= set(found)
 
 
+def test_a_film_inside_collimator_shutters_keeps_its_joints(hand):
+    """A bright, flat margin round the film (no X-rays reached it) made one outline of the hand and the
+    margin: the hand was refused. Inside its exposed field the joints are found as on the bare film."""
+    pixels, spacing, truth = hand
+    film, moved, beyond = shuttered(pixels, truth, spacing)
+    assert not beyond
+    found = detect_joints(film, spacing)
+    assert_close(by_name(found), moved, 1.0 / spacing)
+    assert {j.side for j in found} == {"R"}
+
+
+def test_a_shutter_over_the_thumb_is_the_film_edge(hand):
+    """The shutter's edge between MCP1 and IP1 cuts the thumb as the film's edge would: nothing
+    beyond it is reported, the fingers keep their names."""
+    pixels, spacing, truth = hand
+    film, kept, beyond = shuttered(pixels, truth, spacing, thumb_fraction=0.5)
+    assert "IP1" in beyond and "MCP1" in kept
+    found = by_name(detect_joints(film, spacing))
+    assert not beyond & set(found)
+    fingers = {n: p for n, p in kept.items() if n[-1] in "2345"}
+    assert_close({n: p for n, p in found.items() if n in fingers}, fingers, 1.5 / spacing)
+
+
+def test_unexposed_margin_only_where_the_film_has_one(hand):
+    """The margin is the bright flat band along the edge; a dark border, a bright marker at the edge
+    or a film without one give none."""
+    from jsnreg.detect import _reduce
+    from jsnreg.detect_field import unexposed
+
+    pixels, spacing, truth = hand
+    small, factor = _reduce(pixels, spacing)
+    mm = spacing * factor
+    assert unexposed(small, mm) is None
+    assert unexposed(np.pad(small, 30), mm) is None
+    marked = small.copy()
+    marked[:20, :20] = small.max()  # a lead marker of 8 mm at the corner
+    assert unexposed(marked, mm) is None
+    film, _, _ = shuttered(pixels, truth, spacing, margin_mm=10.0)
+    small, factor = _reduce(film, spacing)
+    margin = unexposed(small, mm)
+    band = int(10.0 / mm)
+    assert margin[:band - 2].all() and margin[:, -(band - 2):].all()  # the whole band, to its penumbra
+    inner = margin[band + 5:-band - 5, band + 5:-band - 5]
+    assert not inner.any()  # and none of the film inside it
+
+
 def test_names_restrict(hand):
     pixels, spacing, _ = hand
     assert [j.name for j in detect_joints(pixels, spacing, names=["MCP2", "PIP3"])] == ["MCP2", "PIP3"]
@@ -206,9 +252,9 @@ def _val_hand(real, rel):
     from jsnreg.detect import _hands
 
     entry = load_annotations()[rel]
-    fine, _, factor, hands = _hands(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1)
+    fine, _, factor, offset, hands = _hands(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1)
     truth, _ = scored(entry)
-    independent = {n: (p + 0.5) / factor - 0.5 for n, p in truth.items() if n not in entry.get("from_detector", [])}
+    independent = {n: to_work_px(p, factor, offset) for n, p in truth.items() if n not in entry.get("from_detector", [])}
     return fine, hands[0], independent
 
 
@@ -257,6 +303,20 @@ def test_real_thumbs_cut_by_the_film_edge_invent_no_joint_and_misname_no_finger(
             misnamed += n[-1] in "2345" and bool(near) and n not in near
         total += 1
     assert total == 12 and invented <= 1 and misnamed == 0, (invented, misnamed)
+
+
+def test_real_hands_inside_collimator_shutters_are_found_as_filmed(real):
+    """Three val hands inside a bright margin (no X-rays reached it): refused before; now each joint
+    as on the bare film (within 1 mm of where it was found there, no joint more or less)."""
+    annotations = load_annotations()
+    for rel in ("rsna-bone-age/4498.png", "rsna-bone-age/2182.png", "rsna-bone-age/2838.png"):
+        pixels = read_radiograph(real / rel, spacing_mm=0.1).pixels
+        truth, _ = scored(annotations[rel])
+        bare = by_name(detect_joints(pixels, 0.1))
+        film, moved, beyond = shuttered(pixels, truth, 0.1)
+        pad = moved["MCP2"] - truth["MCP2"]
+        found = by_name(detect_joints(film, 0.1))
+        assert_close({n: p - pad for n, p in found.items()}, bare, 10.0)
 
 
 def test_real_fingers_cut_by_the_film_edge_are_named_right(real):
@@ -433,10 +493,10 @@ def _traced_mcp3_moved_proximal(hand, mm_off: float):
     from jsnreg.detect import _Hand, _hands
 
     image, spacing, truth = hand
-    fine, _, factor, hands = _hands(image, spacing)
+    fine, _, factor, offset, hands = _hands(image, spacing)
     h = hands[0]
     moved = [(n, np.asarray(c, float) - mm_off / h.mm * d if n == "MCP3" else c, d, conf) for n, c, d, conf in h.joints]
-    return fine, _Hand(h.side, h.lean, h.radius, h.mm, moved), (truth["MCP3"] + 0.5) / factor - 0.5
+    return fine, _Hand(h.side, h.lean, h.radius, h.mm, moved), to_work_px(truth["MCP3"], factor, offset)
 
 
 def test_an_mcp_traced_on_a_line_far_from_its_joint_is_found_again_by_the_phalanges_proportion(hand, monkeypatch):
@@ -495,9 +555,9 @@ def test_cross_validation_refines_each_hand_with_filters_learned_without_it(monk
     hands = []
     for seed in (2, 3):
         pair = make_hand_pair(seed)
-        fine, _, factor, found = _hands(pair.followup, pair.spacing_mm)
+        fine, _, factor, offset, found = _hands(pair.followup, pair.spacing_mm)
         hands.append((f"generated {seed}", fine, found[0],
-                      {n: (np.asarray(p, float) + 0.5) / factor - 0.5 for n, p in pair.followup_joints.items()}))
+                      {n: to_work_px(p, factor, offset) for n, p in pair.followup_joints.items()}))
     learned_on = []
     learn = detect_train.filters
     monkeypatch.setattr(detect_train, "filters", lambda hs, w=None: (learned_on.append([h[0] for h in hs]), learn(hs, w))[1])

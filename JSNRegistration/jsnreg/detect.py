@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .detect_field import exposed
 from .errors import InputError
 from .joints import STANDARD_JOINTS
 
@@ -521,7 +522,8 @@ class _Hand:
 
 
 def _hands(pixels: np.ndarray, spacing_mm: float):
-    """The work image (finely smoothed), its pixel size (mm), the reduction factor and the hands found."""
+    """The work image (finely smoothed; the exposed field's box), its pixel size (mm), the reduction
+    factor, the box's (row, column) offset in work px and the hands found."""
     image = np.asarray(pixels, dtype=np.float32)
     if image.ndim != 2 or min(image.shape) < 32:
         raise InputError(f"a radiograph must be a 2-D image of at least 32 x 32 px, got shape {image.shape}")
@@ -531,6 +533,7 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
         raise InputError("the image has pixels that are not finite numbers")
     small, factor = _reduce(image, spacing_mm)  # reduced first: all that follows is on ~0.2 Mpx
     mm = spacing_mm * factor
+    small, offset = exposed(small, mm)  # a shuttered film: its exposed field only
     lo, hi = np.percentile(small, [0.5, 99.5])
     if hi - lo <= 0:
         raise InputError("the image is flat: no hand to find")
@@ -545,7 +548,12 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
         hands += [h for h in (_traced_hand(fine, bone, small.shape, mm, *f) for f in parts if f) if h]
     if not hands:
         raise InputError("no hand found: no outline with three to five fingers")
-    return fine, mm, factor, hands
+    return fine, mm, factor, offset, hands
+
+
+def to_work_px(xy, factor: int, offset: tuple[int, int]) -> np.ndarray:
+    """A point (x, y) in input px in the work image's px (`_hands`' factor and (row, column) offset)."""
+    return (np.asarray(xy, float) + 0.5) / factor - 0.5 - np.array([offset[1], offset[0]], float)
 
 
 def _hand_fingers(small: np.ndarray, bone: np.ndarray, mask: np.ndarray, mm: float):
@@ -634,7 +642,7 @@ def detections(pixels: np.ndarray, spacing_mm: float, names=None, passes=None) -
     (default the shipped ones; the confidence's fit uses filters learned without the hand)."""
     from .detect_refine import refine
 
-    fine, mm, factor, hands = _hands(pixels, spacing_mm)
+    fine, mm, factor, (r0, c0), hands = _hands(pixels, spacing_mm)
     two = len(hands) == 2
     if two and hands[0].side == hands[1].side:  # one film, two hands: the less clear thumb is the other side
         weaker = min(hands, key=lambda h: h.lean)
@@ -644,7 +652,7 @@ def detections(pixels: np.ndarray, spacing_mm: float, names=None, passes=None) -
         for name, (x, y), signals in refine(fine, hand, passes):
             full = f"{hand.side}-{name}" if two else name
             if names is None or full in names or name in names:
-                out.append((full, float((x + 0.5) * factor - 0.5), float((y + 0.5) * factor - 0.5), signals,
+                out.append((full, float((x + c0 + 0.5) * factor - 0.5), float((y + r0 + 0.5) * factor - 0.5), signals,
                             hand.side))
     order = {n: k for k, n in enumerate(STANDARD_JOINTS)}
     out.sort(key=lambda j: (j[0][:2] if two else "", order.get(j[0].split("-")[-1], 99)))

@@ -1,6 +1,6 @@
 """`jsnreg bench --detect`: joint detection against annotated real hands, and on variants made
 from them at run time (rotated, mirrored, two hands on one film, a finger removed, the thumb or the
-fingers cut by the film's edge).
+fingers cut by the film's edge, the film inside a collimator's bright margin, its shutter over the thumb).
 
 Scoring per image, at the image's nominal spacing (TOLERANCE_MM = 2 mm):
 - found: a detection within 2 mm of the annotated joint of the same name;
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from . import detect_confidence as dc
 from . import detect_refine
@@ -167,6 +168,31 @@ def fingers_cut(pixels: np.ndarray, truth: dict, fraction: float = 0.5) -> tuple
     return np.ascontiguousarray(pixels[edge:]), inside, set(truth) - set(inside)
 
 
+def shuttered(pixels: np.ndarray, truth: dict, spacing_mm: float, margin_mm: float = 12.0,
+              thumb_fraction: float | None = None) -> tuple[np.ndarray, dict, set]:
+    """The film inside the margin a collimator's shutters leave: no X-rays reached it, so it is flat
+    at the film's brightest level (a little noise, a 1 mm penumbra), margin_mm wide on every side.
+    With thumb_fraction, a shutter also covers the columns thumb_cut(fraction) removes: the joints
+    beyond its edge must not be reported, the others keep their names."""
+    pad = int(round(margin_mm / spacing_mm))
+    h, w = pixels.shape
+    field = np.zeros((h + 2 * pad, w + 2 * pad), bool)
+    field[pad:pad + h, pad:pad + w] = True
+    moved = {n: np.asarray(p, float) + pad for n, p in truth.items()}
+    if thumb_fraction is not None:
+        mcp, ip = moved["MCP1"], moved["IP1"]
+        edge = int(round(mcp[0] + thumb_fraction * (ip[0] - mcp[0])))
+        field[:, edge:] = field[:, edge:] & (ip[0] < mcp[0])
+        field[:, :edge] = field[:, :edge] & (ip[0] > mcp[0])
+    lo, hi = float(np.min(pixels)), float(np.max(pixels))
+    shutter = ndimage.gaussian_filter((~field).astype(np.float64), 0.5 / spacing_mm)
+    noise = np.random.default_rng(0).normal(0.0, 0.01 * (hi - lo), field.shape)
+    film = np.pad(np.asarray(pixels, np.float64), pad, constant_values=hi)
+    out = film * (1 - shutter) + (hi + noise) * shutter
+    inside = {n: p for n, p in moved.items() if field[int(round(p[1])), int(round(p[0]))]}
+    return np.clip(out, lo, hi).astype(np.float32), inside, set(truth) - set(inside)
+
+
 def detection_splits(annotations: dict) -> dict:
     """{image: split} for detection: RSNA hands by their annotation, adult ones by patient
     (jsnreg.real_hands.adult_splits)."""
@@ -229,8 +255,10 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
                 ("rotated -30", *rotated(pixels, truth, -30.0), set()),
                 ("two hands", *two_hands(pixels, truth, entry["side"]), set()),
                 ("no finger 3", *without_finger(pixels, truth, 3))]
+        made.append(("shuttered", *shuttered(pixels, truth, spacing)))
         if "MCP1" in truth and "IP1" in truth:
             made.append(("thumb cut", *thumb_cut(pixels, truth)))
+            made.append(("thumb shuttered", *shuttered(pixels, truth, spacing, thumb_fraction=0.5)))
         if "DIP3" in truth and "PIP3" in truth:
             made.append(("fingers cut", *fingers_cut(pixels, truth)))
         for label, img, vtruth, removed in made:

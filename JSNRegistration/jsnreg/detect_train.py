@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .detect import _hands
+from .detect import _hands, to_work_px
 from .detect_bench import load_annotations, scored
 from .detect_refine import FILTERS, HALF, R_STEPS, SEARCH, joint_type, one_pass, region, thumbward
 from .errors import InputError
@@ -40,11 +40,11 @@ def training_hands(splits=("train",)):
             continue
         spacing = float(entry["spacing_mm_nominal"])
         try:
-            fine, _, factor, hands = _hands(read_radiograph(folder / rel, spacing_mm=spacing).pixels, spacing)
+            fine, _, factor, offset, hands = _hands(read_radiograph(folder / rel, spacing_mm=spacing).pixels, spacing)
         except InputError:
             continue
         truth, _ = scored(entry)
-        yield rel, fine, hands[0], {n: (p + 0.5) / factor - 0.5 for n, p in truth.items()}
+        yield rel, fine, hands[0], {n: to_work_px(p, factor, offset) for n, p in truth.items()}
 
 
 def generated_hands():
@@ -53,8 +53,8 @@ def generated_hands():
     from .synthetic import make_hand_pair
 
     pair = make_hand_pair(1)
-    fine, _, factor, hands = _hands(pair.followup, pair.spacing_mm)
-    truth = {n: (np.asarray(p, float) + 0.5) / factor - 0.5 for n, p in pair.followup_joints.items()}
+    fine, _, factor, offset, hands = _hands(pair.followup, pair.spacing_mm)
+    truth = {n: to_work_px(p, factor, offset) for n, p in pair.followup_joints.items()}
     yield "generated", fine, hands[0], truth
 
 
