@@ -168,6 +168,30 @@ def test_unexposed_margin_only_where_the_film_has_one(hand):
     assert not inner.any()  # and none of the film inside it
 
 
+def test_a_film_stored_inverted_is_refused_with_the_reason(hand, tmp_path, capsys):
+    """Bone dark (MONOCHROME1 saved without its tag): no hand, or a doubtful one, where its negative
+    shows a clear one. Refused, one line, saying so; the film as stored keeps its joints."""
+    pixels, spacing, _ = hand
+    with pytest.raises(InputError, match="stored inverted"):
+        detect_joints(1.0 - pixels, spacing)
+    negative = tmp_path / "negative.png"
+    write_png(negative, 1.0 - pixels)
+    assert main(["detect", str(negative), "--spacing-mm", str(spacing)]) == 2
+    err = capsys.readouterr().err
+    assert "stored inverted" in err and len(err.strip().splitlines()) == 1
+    assert len(detect_joints(pixels, spacing)) == 14
+
+
+def test_real_films_stored_inverted_are_refused_with_the_reason(real):
+    """Adult films (dark background, bright marker) and a child's, stored negative: they gave 8 joints,
+    all misplaced, or were refused as no hand, without a word on why."""
+    for rel, spacing in (("adult-annotated/test_img1_L.png", 0.3), ("adult-annotated/test_img5_R.png", 0.3),
+                         ("rsna-bone-age/4498.png", 0.1)):
+        pixels = read_radiograph(real / rel, spacing_mm=spacing).pixels
+        with pytest.raises(InputError, match="stored inverted"):
+            detect_joints(1.0 - pixels, spacing)
+
+
 def test_names_restrict(hand):
     pixels, spacing, _ = hand
     assert [j.name for j in detect_joints(pixels, spacing, names=["MCP2", "PIP3"])] == ["MCP2", "PIP3"]

@@ -622,6 +622,10 @@ def _distal(axis: np.ndarray, s: float) -> np.ndarray:
     return t / (np.linalg.norm(t) + 1e-9)
 
 
+# A hand whose joints' confidences sum below this (half of 14) is doubtful enough to look at its negative too.
+DOUBTFUL_EXPECTED = 7.0
+
+
 def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[DetectedJoint]:
     """The finger joints of the one or two hands on a PA radiograph (see the module docstring), each
     with its confidence: the estimated probability that it lies within 2 mm of the joint's centre
@@ -629,11 +633,35 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
 
     pixels: (rows, cols) array, bone bright; spacing_mm: mm per pixel (a nominal value will do);
     names: only these joints (e.g. ["MCP2", "PIP2"]; with two hands "L-MCP2" or the bare name for
-    both). Raises InputError when the image is not a hand."""
+    both). Raises InputError when the image is not a hand, or when it looks stored inverted (bone
+    dark: its negative shows a hand, and a much clearer one than the image)."""
     from .detect_confidence import joint_confidence
 
-    found = detections(pixels, spacing_mm, names)
-    return [DetectedJoint(name, x, y, joint_confidence(signals), side) for name, x, y, signals, side in found]
+    try:
+        found, refusal = detections(pixels, spacing_mm), None
+    except InputError as exc:
+        found, refusal = [], exc
+    joints = [DetectedJoint(name, x, y, joint_confidence(signals), side) for name, x, y, signals, side in found]
+    expected = sum(j.confidence for j in joints)  # the joints expected right
+    if expected < DOUBTFUL_EXPECTED:
+        negative = _expected_in_negative(pixels, spacing_mm)
+        if negative >= DOUBTFUL_EXPECTED and negative >= 2 * expected:
+            raise InputError(f"the image looks stored inverted (bone dark): its negative shows a hand with "
+                             f"{negative:.0f} joints likely right, the image {expected:.0f}; invert it before measuring")
+    if refusal is not None:
+        raise refusal
+    return [j for j in joints if names is None or j.name in names or j.name.split("-")[-1] in names]
+
+
+def _expected_in_negative(pixels: np.ndarray, spacing_mm: float) -> float:
+    """How many joints the image's negative shows, each counted by its confidence (0: no hand)."""
+    from .detect_confidence import joint_confidence
+
+    image = np.asarray(pixels, dtype=np.float32)
+    try:
+        return sum(joint_confidence(f[3]) for f in detections(float(np.max(image)) - image, spacing_mm))
+    except InputError:
+        return 0.0
 
 
 def detections(pixels: np.ndarray, spacing_mm: float, names=None, passes=None) -> list[tuple]:
