@@ -664,9 +664,9 @@ def _expected_in_negative(pixels: np.ndarray, spacing_mm: float) -> float:
         return 0.0
 
 
-def detections(pixels: np.ndarray, spacing_mm: float, names=None, passes=None) -> list[tuple]:
-    """detect_joints' joints before their confidence: [(name, x, y, signals, side)] (px of the input;
-    signals: jsnreg.detect_refine._signals), in detect_joints' order. passes: the refinement's filters
+def detections(pixels: np.ndarray, spacing_mm: float, passes=None) -> list[tuple]:
+    """detect_joints' joints before their confidence, all of them: [(name, x, y, signals, side)] (px of
+    the input; signals: jsnreg.detect_refine._signals), in detect_joints' order. passes: the refinement's filters
     (default the shipped ones; the confidence's fit uses filters learned without the hand)."""
     from .detect_refine import refine
 
@@ -678,10 +678,8 @@ def detections(pixels: np.ndarray, spacing_mm: float, names=None, passes=None) -
     out = []
     for hand in hands:
         for name, (x, y), signals in refine(fine, hand, passes):
-            full = f"{hand.side}-{name}" if two else name
-            if names is None or full in names or name in names:
-                out.append((full, float((x + c0 + 0.5) * factor - 0.5), float((y + r0 + 0.5) * factor - 0.5), signals,
-                            hand.side))
+            out.append((f"{hand.side}-{name}" if two else name, float((x + c0 + 0.5) * factor - 0.5),
+                        float((y + r0 + 0.5) * factor - 0.5), signals, hand.side))
     order = {n: k for k, n in enumerate(STANDARD_JOINTS)}
     out.sort(key=lambda j: (j[0][:2] if two else "", order.get(j[0].split("-")[-1], 99)))
     return out
