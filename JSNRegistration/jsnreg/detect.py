@@ -440,18 +440,21 @@ def _choose_joints(finger: _Finger, profile: np.ndarray, radius: float, mm: floa
     short = np.arange(0.0, expect, 1.0) if cut else np.zeros(1)  # the length beyond the edge, px
     best, best_score = None, -np.inf
     for left_out in range(len(fr) if cut else 1):
-        for combo in itertools.combinations(range(len(pos)), len(fr) + 1 - left_out):
-            s = pos[list(combo)]
-            length = s[-1] + short
-            score = (float(np.sum(np.log(depth[list(combo)] / scale)))
-                     - 0.5 * ((length / expect - 1.0) / TIP_TO_MCP_SD) ** 2)
-            for f, sj in zip(fractions[left_out:], s[:-1]):
-                score = score - 0.5 * (((sj + short) / length - f) / FRACTION_SD[finger.digit]) ** 2
-            for f in fractions[:left_out]:
-                score = np.where(f * length < short, score, -np.inf)
-            k = int(np.argmax(score))
-            if score[k] > best_score:
-                best, best_score = (left_out, combo), float(score[k])
+        # every combination at once (rows), at every length beyond the edge (columns)
+        combos = np.array(list(itertools.combinations(range(len(pos)), len(fr) + 1 - left_out)), dtype=int)
+        if combos.size == 0:
+            continue  # fewer valleys than these joints
+        s = pos[combos]
+        length = s[:, -1:] + short
+        score = (np.sum(np.log(depth[combos] / scale), axis=1)[:, None]
+                 - 0.5 * ((length / expect - 1.0) / TIP_TO_MCP_SD) ** 2)
+        for j, f in enumerate(fractions[left_out:]):
+            score = score - 0.5 * (((s[:, j:j + 1] + short) / length - f) / FRACTION_SD[finger.digit]) ** 2
+        for f in fractions[:left_out]:
+            score = np.where(f * length < short, score, -np.inf)
+        c, _ = np.unravel_index(int(np.argmax(score)), score.shape)  # the first best, as combinations are ordered
+        if score[c].max() > best_score:
+            best, best_score = (left_out, tuple(combos[c])), float(score[c].max())
     if best is None:
         return []  # fewer valleys than the finger has joints
     left_out, combo = best
