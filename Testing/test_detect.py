@@ -11,7 +11,7 @@ from scipy import ndimage
 from jsnreg.cli import main
 from jsnreg.detect import detect_joints, to_work_px
 from jsnreg.detect_bench import (ANNOTATIONS, fingers_cut, load_annotations, mirrored, real_hands_dir, rotated,
-                                 scored, shuttered, thumb_cut, two_hands, without_finger)
+                                 score, scored, shuttered, thumb_cut, toned, two_hands, without_finger)
 from jsnreg.errors import InputError
 from jsnreg.images import read_radiograph, write_png
 from jsnreg.joints import STANDARD_JOINTS, load_joints_json
@@ -298,15 +298,15 @@ def test_refinement_brings_real_joints_onto_the_joint_space(real):
     assert after >= 0.8 * total and after >= before + 0.15 * total, (before, after, total)
 
 
-def test_a_finger_cut_by_the_film_edge_does_not_misname_the_others(real):
-    """Train 2859: the little finger leaves the film at its middle phalanx; its trace stops short, so
-    it is left out rather than taken for the thumb (which named the index finger 4, the ring finger 2)."""
+def test_a_finger_near_the_film_edge_does_not_misname_the_others(real):
+    """Train 2859: the little finger runs along the film's edge; as filmed its trace stops short and it is
+    left out rather than taken for the thumb (which named the index finger 4, the ring finger 2); the hand
+    is doubtful, and the mask read at a darker tone curve finds the little finger too, on its joints."""
     rel = "rsna-bone-age/2859.png"
     truth, _ = scored(load_annotations()[rel])
     found = by_name(detect_joints(read_radiograph(real / rel, spacing_mm=0.1).pixels, 0.1))
-    for n in ("MCP2", "MCP3", "MCP4", "DIP2", "DIP4"):
+    for n in ("MCP2", "MCP3", "MCP4", "DIP2", "DIP4", "MCP5", "PIP5", "DIP5"):
         assert np.hypot(*(found[n] - truth[n])) <= 40, n  # 4 mm
-    assert not {"MCP5", "PIP5", "DIP5"} & set(found)
 
 
 def test_real_thumbs_cut_by_the_film_edge_invent_no_joint_and_misname_no_finger(real):
@@ -393,6 +393,42 @@ def test_a_joint_placed_beyond_the_film_edge_is_left_out(real, rel):
     assert "IP1" not in by_name(detect_joints(cut, 0.1))
 
 
+def test_a_hand_processed_much_darker_is_read_at_another_tone_of_its_mask(hand, monkeypatch):
+    """The generated hand with its tone raised to the power 2.2: its mask at the film's own tone shows no
+    fingers (refused); read again at lighter tones of the mask, all 14 joints are found within 1 mm."""
+    import jsnreg.detect as detect
+
+    image, spacing, truth = hand
+    darker = toned(image, 2.2)
+    found = by_name(detect_joints(darker, spacing))
+    assert set(found) == set(truth)
+    assert all(np.hypot(*(found[n] - truth[n])) <= 1.0 / spacing for n in truth)
+    monkeypatch.setattr(detect, "MASK_GAMMAS", ())
+    with pytest.raises(InputError, match="no hand found"):
+        detect_joints(darker, spacing)
+
+
+@pytest.mark.parametrize("rel, least", [("adult-annotated/test_img4_L.png", 10), ("adult-annotated/test_img5_L.png", 9),
+                                        ("adult-annotated/test_img5_R.png", 12)])
+def test_a_real_adult_hand_processed_darker_is_found_from_its_mask_read_at_another_tone(real, monkeypatch, rel, least):
+    """Adult val hands (11-13 of 14 joints found as filmed) with their tone raised to the power 1.6: the hand
+    mask's threshold fell inside the fingertips' soft tissue and 1-2 joints were found; the doubtful hand read
+    again at a lighter tone curve of the mask finds 9-13."""
+    import jsnreg.detect as detect
+
+    entry = load_annotations()[rel]
+    spacing = float(entry["spacing_mm_nominal"])
+    truth, absent = scored(entry)
+    darker = toned(read_radiograph(real / rel, spacing_mm=spacing).pixels, 1.6)
+
+    def found():
+        outcomes = score(detect_joints(darker, spacing), truth, absent, 2.0 / spacing)
+        return sum(o == "found" for _, o in outcomes)
+    assert found() >= least
+    monkeypatch.setattr(detect, "MASK_GAMMAS", ())
+    assert found() <= 3
+
+
 def test_a_real_hand_with_closed_fingers_is_found_from_its_bones(real, monkeypatch):
     """Val 1541, a young child's left hand whose fingers touch up to their tips: the outline shows two
     fingertips and was refused; from the bones, its joints are named right (each nearer its own
@@ -411,6 +447,7 @@ def test_a_real_hand_with_closed_fingers_is_found_from_its_bones(real, monkeypat
         assert min(truth, key=lambda m: np.hypot(*(truth[m] - p))) == n, n
     assert all(np.hypot(*(found[n] - truth[n])) <= 20 for n in ("PIP3", "PIP4", "PIP5", "DIP5"))  # 2 mm
     monkeypatch.setattr(detect, "_bone_fingertips", lambda *args: [])
+    monkeypatch.setattr(detect, "MASK_GAMMAS", ())  # the outline alone, at the film's own tone
     with pytest.raises(InputError, match="three to five fingers"):
         detect_joints(pixels, 0.1)
 

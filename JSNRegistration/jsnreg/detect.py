@@ -1,7 +1,8 @@
 """Finger joints found and named on a PA hand radiograph, classically (no network, < 1 s per hand).
 
 Steps, all on a copy reduced to about WORK_MM per pixel:
-1. hand masks: Otsu threshold of the smoothed image, the large connected parts (one or two hands);
+1. hand masks: Otsu threshold of the smoothed image, the large connected parts (one or two hands); a hand
+   whose joints come out doubtful (step 7) is read again with the threshold at other tone curves;
 2. fingertips: peaks of the distance from the palm centre (the deepest point of the mask's
    distance transform) along the mask's outline, kept when the protrusion is finger-narrow; when
    closed fingers touch and the outline shows fewer than three, also the ends of the bright bone
@@ -524,9 +525,10 @@ class _Hand:
     joints: list
 
 
-def _hands(pixels: np.ndarray, spacing_mm: float):
+def _hands(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0):
     """The work image (finely smoothed; the exposed field's box), its pixel size (mm), the reduction
-    factor, the box's (row, column) offset in work px and the hands found."""
+    factor, the box's (row, column) offset in work px and the hands found; mask_gamma: the tone curve
+    (a power of the [0, 1] image) the hand masks are thresholded at."""
     image = np.asarray(pixels, dtype=np.float32)
     if image.ndim != 2 or min(image.shape) < 32:
         raise InputError(f"a radiograph must be a 2-D image of at least 32 x 32 px, got shape {image.shape}")
@@ -544,7 +546,7 @@ def _hands(pixels: np.ndarray, spacing_mm: float):
     bone = ndimage.gaussian_filter(small, 1.5 / mm)
     fine = ndimage.gaussian_filter(small, 0.3 / mm)
     hands = []
-    for mask in _hand_masks(small, mm):
+    for mask in _hand_masks(small ** mask_gamma if mask_gamma != 1.0 else small, mm):
         found = _hand_fingers(small, bone, mask, mm)
         # two hands that touch (a finger of each) make one outline of 6-10 tips: cut between the palms
         parts = [found] if found else [_hand_fingers(small, bone, half, mm) for half in _touching_halves(mask)]
@@ -627,6 +629,17 @@ def _distal(axis: np.ndarray, s: float) -> np.ndarray:
 
 # A hand whose joints' confidences sum below this (half of 14) is doubtful enough to look at its negative too.
 DOUBTFUL_EXPECTED = 7.0
+# The hand mask's threshold is tone-bound: on a film processed darker (or lighter) it falls inside the thin
+# fingertips' soft tissue (or outside it), the outline ends at the DIPs and the finger proportions fail. A hand
+# with fewer than TONE_DOUBT joints expected right is read again with its mask thresholded at these tone curves
+# (nearest first), and a reading that is not doubtful itself (>= DOUBTFUL_EXPECTED) and expected to get
+# TONE_GAIN more joints right is kept, unless it shows a thumb the first did not: on val hands cropped beside
+# the thumb, two readings at other tones traced the thumb's stub and named its MCP joint IP1 at confidence 0.8.
+# Chosen on the train and val hands as filmed, with their tone raised to the power 0.8 / 1.25 / 1.6, and cut by
+# the film's edge (README, joint detection).
+MASK_GAMMAS = (0.7, 1.4, 0.5, 2.0)
+TONE_DOUBT = 11.0  # of the 14 joints of a hand
+TONE_GAIN = 1.5
 
 
 def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[DetectedJoint]:
@@ -638,16 +651,18 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     names: only these joints (e.g. ["MCP2", "PIP2"]; with two hands "L-MCP2" or the bare name for
     both). Raises InputError when the image is not a hand, or when it looks stored inverted (bone
     dark: its negative shows a hand, and a much clearer one than the image)."""
-    from .detect_confidence import joint_confidence
-
-    try:
-        found, refusal = detections(pixels, spacing_mm), None
-    except InputError as exc:
-        found, refusal = [], exc
-    joints = [DetectedJoint(name, x, y, joint_confidence(signals), side) for name, x, y, signals, side in found]
-    expected = sum(j.confidence for j in joints)  # the joints expected right
+    joints, refusal = _reading(pixels, spacing_mm)
+    for gamma in MASK_GAMMAS:
+        if _expected(joints) >= TONE_DOUBT * (len({j.side for j in joints}) or 1):
+            break
+        other = _reading(pixels, spacing_mm, gamma)
+        if _expected(other[0]) >= max(_expected(joints) + TONE_GAIN, DOUBTFUL_EXPECTED) \
+                and not _adds_a_thumb(joints, other[0]):
+            joints, refusal = other
+    expected = _expected(joints)
     if expected < DOUBTFUL_EXPECTED:
-        negative = _expected_in_negative(pixels, spacing_mm)
+        image = np.asarray(pixels, dtype=np.float32)
+        negative = _expected(_reading(float(np.max(image)) - image, spacing_mm)[0])
         if negative >= DOUBTFUL_EXPECTED and negative >= 2 * expected:
             raise InputError(f"the image looks stored inverted (bone dark): its negative shows a hand with "
                              f"{negative:.0f} joints likely right, the image {expected:.0f}; invert it before measuring")
@@ -656,24 +671,38 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     return [j for j in joints if names is None or j.name in names or j.name.split("-")[-1] in names]
 
 
-def _expected_in_negative(pixels: np.ndarray, spacing_mm: float) -> float:
-    """How many joints the image's negative shows, each counted by its confidence (0: no hand)."""
+def _reading(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0) -> tuple[list[DetectedJoint], InputError | None]:
+    """The joints found with the hand masks thresholded at one tone curve, with their confidences, or
+    ([], the refusal)."""
     from .detect_confidence import joint_confidence
 
-    image = np.asarray(pixels, dtype=np.float32)
     try:
-        return sum(joint_confidence(f[3]) for f in detections(float(np.max(image)) - image, spacing_mm))
-    except InputError:
-        return 0.0
+        found = detections(pixels, spacing_mm, mask_gamma=mask_gamma)
+    except InputError as exc:
+        return [], exc
+    return [DetectedJoint(name, x, y, joint_confidence(signals), side) for name, x, y, signals, side in found], None
 
 
-def detections(pixels: np.ndarray, spacing_mm: float, passes=None) -> list[tuple]:
+def _adds_a_thumb(joints: list[DetectedJoint], other: list[DetectedJoint]) -> bool:
+    """Whether `other` shows a thumb (IP1, MCP1) where `joints`, a hand found, shows none."""
+    def digits(found):
+        return {j.name[-1] for j in found}
+    return bool(joints) and "1" not in digits(joints) and "1" in digits(other)
+
+
+def _expected(joints: list[DetectedJoint]) -> float:
+    """How many of the joints are expected right: the sum of their confidences."""
+    return sum(j.confidence for j in joints)
+
+
+def detections(pixels: np.ndarray, spacing_mm: float, passes=None, mask_gamma: float = 1.0) -> list[tuple]:
     """detect_joints' joints before their confidence, all of them: [(name, x, y, signals, side)] (px of
     the input; signals: jsnreg.detect_refine._signals), in detect_joints' order. passes: the refinement's filters
-    (default the shipped ones; the confidence's fit uses filters learned without the hand)."""
+    (default the shipped ones; the confidence's fit uses filters learned without the hand); mask_gamma: the tone
+    curve of the hand masks' threshold (_hands)."""
     from .detect_refine import refine
 
-    fine, mm, factor, (r0, c0), hands = _hands(pixels, spacing_mm)
+    fine, mm, factor, (r0, c0), hands = _hands(pixels, spacing_mm, mask_gamma)
     two = len(hands) == 2
     if two and hands[0].side == hands[1].side:  # one film, two hands: the less clear thumb is the other side
         weaker = min(hands, key=lambda h: h.lean)

@@ -1,6 +1,7 @@
 """`jsnreg bench --detect`: joint detection against annotated real hands, and on variants made
 from them at run time (rotated, mirrored, two hands on one film, a finger removed, the thumb or the
-fingers cut by the film's edge, the film inside a collimator's bright margin, its shutter over the thumb).
+fingers cut by the film's edge, the film inside a collimator's bright margin, its shutter over the thumb,
+and, on the adult hands too, the film's tone curve changed as another site's processing would).
 
 Scoring per image, at the image's nominal spacing (TOLERANCE_MM = 2 mm):
 - found: a detection within 2 mm of the annotated joint of the same name;
@@ -193,6 +194,17 @@ def shuttered(pixels: np.ndarray, truth: dict, spacing_mm: float, margin_mm: flo
     return np.clip(out, lo, hi).astype(np.float32), inside, set(truth) - set(inside)
 
 
+# Tone curves of the "tone" variants: the film (bone bright) raised to these powers, darker above 1.
+TONE_GAMMAS = (0.8, 1.25, 1.6)
+
+
+def toned(pixels: np.ndarray, gamma: float) -> np.ndarray:
+    """The film with its tone curve raised to the power gamma (its range kept): a darker (gamma > 1) or
+    lighter processing of the same exposure; the joints stay where they are."""
+    top = float(np.max(pixels))
+    return (top * (np.clip(pixels, 0, None) / top) ** gamma).astype(np.float32) if top > 0 else pixels
+
+
 def detection_splits(annotations: dict) -> dict:
     """{image: split} for detection: RSNA hands by their annotation, adult ones by patient
     (jsnreg.real_hands.adult_splits)."""
@@ -248,19 +260,22 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
             add(f"{source}, independent", outcomes)
         rows.append({"image": rel, "source": source, "variant": "",
                      "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
-        if not variants or source.startswith("adult"):
+        if not variants:
             continue
-        made = [("mirrored", *mirrored(pixels, truth), set()),
-                ("rotated +30", *rotated(pixels, truth, 30.0), set()),
-                ("rotated -30", *rotated(pixels, truth, -30.0), set()),
-                ("two hands", *two_hands(pixels, truth, entry["side"]), set()),
-                ("no finger 3", *without_finger(pixels, truth, 3))]
-        made.append(("shuttered", *shuttered(pixels, truth, spacing)))
-        if "MCP1" in truth and "IP1" in truth:
-            made.append(("thumb cut", *thumb_cut(pixels, truth)))
-            made.append(("thumb shuttered", *shuttered(pixels, truth, spacing, thumb_fraction=0.5)))
-        if "DIP3" in truth and "PIP3" in truth:
-            made.append(("fingers cut", *fingers_cut(pixels, truth)))
+        kind = source.split()[0]
+        made = [(f"tone ^{g:g}, {kind}", toned(pixels, g), truth, set()) for g in TONE_GAMMAS]
+        if kind != "adult":  # the geometric variants on the children's hands, as before
+            made += [("mirrored", *mirrored(pixels, truth), set()),
+                     ("rotated +30", *rotated(pixels, truth, 30.0), set()),
+                     ("rotated -30", *rotated(pixels, truth, -30.0), set()),
+                     ("two hands", *two_hands(pixels, truth, entry["side"]), set()),
+                     ("no finger 3", *without_finger(pixels, truth, 3)),
+                     ("shuttered", *shuttered(pixels, truth, spacing))]
+            if "MCP1" in truth and "IP1" in truth:
+                made.append(("thumb cut", *thumb_cut(pixels, truth)))
+                made.append(("thumb shuttered", *shuttered(pixels, truth, spacing, thumb_fraction=0.5)))
+            if "DIP3" in truth and "PIP3" in truth:
+                made.append(("fingers cut", *fingers_cut(pixels, truth)))
         for label, img, vtruth, removed in made:
             try:
                 detected, refused = detect_joints(img, spacing), ""
