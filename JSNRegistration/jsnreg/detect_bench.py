@@ -1,7 +1,8 @@
 """`jsnreg bench --detect`: joint detection against annotated real hands, and on variants made
 from them at run time (rotated, mirrored, two hands on one film, a finger removed, the thumb or the
 fingers cut by the film's edge, the film inside a collimator's bright margin, its shutter over the thumb,
-and, on the adult hands too, the film's tone curve changed as another site's processing would).
+and, on the adult hands too, the film's tone curve changed, blurred or noisier, as another site's processing
+and detector would leave it).
 
 Scoring per image, at the image's nominal spacing (TOLERANCE_MM = 2 mm):
 - found: a detection within 2 mm of the annotated joint of the same name;
@@ -196,6 +197,8 @@ def shuttered(pixels: np.ndarray, truth: dict, spacing_mm: float, margin_mm: flo
 
 # Tone curves of the "tone" variants: the film (bone bright) raised to these powers, darker above 1.
 TONE_GAMMAS = (0.8, 1.25, 1.6)
+BLUR_MM = 0.3  # the "blurred" variant: Gaussian SD (a softer detector or a larger focal spot)
+NOISE_SHARE = 0.02  # the "noisier" variant: white noise SD as a share of the film's range (a lower dose)
 
 
 def toned(pixels: np.ndarray, gamma: float) -> np.ndarray:
@@ -203,6 +206,17 @@ def toned(pixels: np.ndarray, gamma: float) -> np.ndarray:
     lighter processing of the same exposure; the joints stay where they are."""
     top = float(np.max(pixels))
     return (top * (np.clip(pixels, 0, None) / top) ** gamma).astype(np.float32) if top > 0 else pixels
+
+
+def blurred(pixels: np.ndarray, spacing_mm: float, sd_mm: float = BLUR_MM) -> np.ndarray:
+    return ndimage.gaussian_filter(np.asarray(pixels, np.float32), sd_mm / spacing_mm)
+
+
+def noisier(pixels: np.ndarray, share: float = NOISE_SHARE, seed: int = 0) -> np.ndarray:
+    """The film with white noise of SD share x its range added, clipped to its range (seeded)."""
+    lo, hi = float(np.min(pixels)), float(np.max(pixels))
+    noise = np.random.default_rng(seed).normal(0.0, share * (hi - lo), np.shape(pixels))
+    return np.clip(pixels + noise, lo, hi).astype(np.float32)
 
 
 def detection_splits(annotations: dict) -> dict:
@@ -264,6 +278,8 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
             continue
         kind = source.split()[0]
         made = [(f"tone ^{g:g}, {kind}", toned(pixels, g), truth, set()) for g in TONE_GAMMAS]
+        made += [(f"blurred {BLUR_MM:g} mm, {kind}", blurred(pixels, spacing), truth, set()),
+                 (f"noisier {100 * NOISE_SHARE:g} %, {kind}", noisier(pixels), truth, set())]
         if kind != "adult":  # the geometric variants on the children's hands, as before
             made += [("mirrored", *mirrored(pixels, truth), set()),
                      ("rotated +30", *rotated(pixels, truth, 30.0), set()),
