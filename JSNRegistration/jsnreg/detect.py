@@ -671,7 +671,8 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     return [j for j in joints if names is None or j.name in names or j.name.split("-")[-1] in names]
 
 
-def _reading(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0) -> tuple[list[DetectedJoint], InputError | None]:
+def _reading(pixels: np.ndarray, spacing_mm: float,
+             mask_gamma: float = 1.0) -> tuple[list[DetectedJoint], InputError | None]:
     """The joints found with the hand masks thresholded at one tone curve, with their confidences, or
     ([], the refusal)."""
     from .detect_confidence import joint_confidence
@@ -685,9 +686,9 @@ def _reading(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0) -> 
 
 def _adds_a_thumb(joints: list[DetectedJoint], other: list[DetectedJoint]) -> bool:
     """Whether `other` shows a thumb (IP1, MCP1) where `joints`, a hand found, shows none."""
-    def digits(found):
-        return {j.name[-1] for j in found}
-    return bool(joints) and "1" not in digits(joints) and "1" in digits(other)
+    def thumb(found):
+        return any(j.name.endswith("1") for j in found)
+    return bool(joints) and not thumb(joints) and thumb(other)
 
 
 def _expected(joints: list[DetectedJoint]) -> float:
