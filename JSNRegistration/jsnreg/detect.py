@@ -525,10 +525,21 @@ class _Hand:
     joints: list
 
 
-def _hands(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0):
-    """The work image (finely smoothed; the exposed field's box), its pixel size (mm), the reduction
-    factor, the box's (row, column) offset in work px and the hands found; mask_gamma: the tone curve
-    (a power of the [0, 1] image) the hand masks are thresholded at."""
+@dataclass
+class _Work:
+    """The film as the steps read it: reduced (factor), inside its exposed field (its box's (row, column)
+    offset in work px), its range normalised to [0, 1] (small), smoothed at bone scale (bone) and finely
+    (fine); mm: the work pixel size. Made once per film; every reading of its hand masks shares it."""
+
+    small: np.ndarray
+    bone: np.ndarray
+    fine: np.ndarray
+    mm: float
+    factor: int
+    offset: tuple
+
+
+def _work(pixels: np.ndarray, spacing_mm: float) -> _Work:
     image = np.asarray(pixels, dtype=np.float32)
     if image.ndim != 2 or min(image.shape) < 32:
         raise InputError(f"a radiograph must be a 2-D image of at least 32 x 32 px, got shape {image.shape}")
@@ -543,8 +554,21 @@ def _hands(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0):
     if hi - lo <= 0:
         raise InputError("the image is flat: no hand to find")
     small = np.clip((small - lo) / (hi - lo), 0, 1).astype(np.float32)
-    bone = ndimage.gaussian_filter(small, 1.5 / mm)
-    fine = ndimage.gaussian_filter(small, 0.3 / mm)
+    return _Work(small, ndimage.gaussian_filter(small, 1.5 / mm), ndimage.gaussian_filter(small, 0.3 / mm), mm,
+                 factor, offset)
+
+
+def _hands(pixels: np.ndarray, spacing_mm: float):
+    """The work image (finely smoothed; the exposed field's box), its pixel size (mm), the reduction
+    factor, the box's (row, column) offset in work px and the hands found."""
+    work = _work(pixels, spacing_mm)
+    return work.fine, work.mm, work.factor, work.offset, _found_hands(work)
+
+
+def _found_hands(work: _Work, mask_gamma: float = 1.0) -> list:
+    """The hands of the film, their masks thresholded at the tone curve mask_gamma (a power of the [0, 1]
+    image); InputError when there is none."""
+    small, bone, fine, mm = work.small, work.bone, work.fine, work.mm
     hands = []
     for mask in _hand_masks(small ** mask_gamma if mask_gamma != 1.0 else small, mm):
         found = _hand_fingers(small, bone, mask, mm)
@@ -553,7 +577,7 @@ def _hands(pixels: np.ndarray, spacing_mm: float, mask_gamma: float = 1.0):
         hands += [h for h in (_traced_hand(fine, bone, small.shape, mm, *f) for f in parts if f) if h]
     if not hands:
         raise InputError("no hand found: no outline with three to five fingers")
-    return fine, mm, factor, offset, hands
+    return hands
 
 
 def to_work_px(xy, factor: int, offset: tuple[int, int]) -> np.ndarray:
@@ -651,18 +675,19 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     names: only these joints (e.g. ["MCP2", "PIP2"]; with two hands "L-MCP2" or the bare name for
     both). Raises InputError when the image is not a hand, or when it looks stored inverted (bone
     dark: its negative shows a hand, and a much clearer one than the image)."""
-    joints, refusal = _reading(pixels, spacing_mm)
+    work = _work(pixels, spacing_mm)
+    joints, refusal = _reading(work)
     for gamma in MASK_GAMMAS:
         if _expected(joints) >= TONE_DOUBT * (len({j.side for j in joints}) or 1):
             break
-        other = _reading(pixels, spacing_mm, gamma)
+        other = _reading(work, gamma)
         if _expected(other[0]) >= max(_expected(joints) + TONE_GAIN, DOUBTFUL_EXPECTED) \
                 and not _adds_a_thumb(joints, other[0]):
             joints, refusal = other
     expected = _expected(joints)
     if expected < DOUBTFUL_EXPECTED:
         image = np.asarray(pixels, dtype=np.float32)
-        negative = _expected(_reading(float(np.max(image)) - image, spacing_mm)[0])
+        negative = _expected(_reading(_work(float(np.max(image)) - image, spacing_mm))[0])
         if negative >= DOUBTFUL_EXPECTED and negative >= 2 * expected:
             raise InputError(f"the image looks stored inverted (bone dark): its negative shows a hand with "
                              f"{negative:.0f} joints likely right, the image {expected:.0f}; invert it before measuring")
@@ -671,14 +696,13 @@ def detect_joints(pixels: np.ndarray, spacing_mm: float, names=None) -> list[Det
     return [j for j in joints if names is None or j.name in names or j.name.split("-")[-1] in names]
 
 
-def _reading(pixels: np.ndarray, spacing_mm: float,
-             mask_gamma: float = 1.0) -> tuple[list[DetectedJoint], InputError | None]:
+def _reading(work: _Work, mask_gamma: float = 1.0) -> tuple[list[DetectedJoint], InputError | None]:
     """The joints found with the hand masks thresholded at one tone curve, with their confidences, or
     ([], the refusal)."""
     from .detect_confidence import joint_confidence
 
     try:
-        found = detections(pixels, spacing_mm, mask_gamma=mask_gamma)
+        found = _detections(work, mask_gamma=mask_gamma)
     except InputError as exc:
         return [], exc
     return [DetectedJoint(name, x, y, joint_confidence(signals), side) for name, x, y, signals, side in found], None
@@ -696,14 +720,20 @@ def _expected(joints: list[DetectedJoint]) -> float:
     return sum(j.confidence for j in joints)
 
 
-def detections(pixels: np.ndarray, spacing_mm: float, passes=None, mask_gamma: float = 1.0) -> list[tuple]:
-    """detect_joints' joints before their confidence, all of them: [(name, x, y, signals, side)] (px of
-    the input; signals: jsnreg.detect_refine._signals), in detect_joints' order. passes: the refinement's filters
-    (default the shipped ones; the confidence's fit uses filters learned without the hand); mask_gamma: the tone
-    curve of the hand masks' threshold (_hands)."""
+def detections(pixels: np.ndarray, spacing_mm: float, passes=None) -> list[tuple]:
+    """detect_joints' joints before their confidence, all of them, at the film's own tone: [(name, x, y,
+    signals, side)] (px of the input; signals: jsnreg.detect_refine._signals), in detect_joints' order.
+    passes: the refinement's filters (default the shipped ones; the confidence's fit uses filters learned
+    without the hand)."""
+    return _detections(_work(pixels, spacing_mm), passes)
+
+
+def _detections(work: _Work, passes=None, mask_gamma: float = 1.0) -> list[tuple]:
+    """detections on a prepared film, its hand masks thresholded at the tone curve mask_gamma (_found_hands)."""
     from .detect_refine import refine
 
-    fine, mm, factor, (r0, c0), hands = _hands(pixels, spacing_mm, mask_gamma)
+    hands = _found_hands(work, mask_gamma)
+    fine, factor, (r0, c0) = work.fine, work.factor, work.offset
     two = len(hands) == 2
     if two and hands[0].side == hands[1].side:  # one film, two hands: the less clear thumb is the other side
         weaker = min(hands, key=lambda h: h.lean)
