@@ -78,7 +78,8 @@ def test_a_blur_difference_is_estimated_and_does_not_move_the_estimate(blur_fixe
 def test_a_local_change_is_down_weighted():
     truth = BoneMotion(1.0, 0.0, 0.5, 0.9)
     fixed, moving = _pair(truth)
-    moving[30:45, 30:45] = 1.0  # e.g. an erosion or a marker: a large local change
+    # e.g. an erosion: a large local change, noisy as the rest of the film (a flat one would be a clip)
+    moving[30:45, 30:45] = 1.0 + np.random.default_rng(1).normal(0, 0.01, (15, 15))
     b, r = refine_one(fixed, moving, _region())
     assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.05)
     assert b.inlier_fraction < 0.99
@@ -146,6 +147,26 @@ def test_clipped_pixels_are_found_and_left_out():
     b, _ = refine_one(fixed, moving_clipped, _region())
     assert 0.1 < b.usable_fraction < 0.7  # 30 % clipped, and a margin round them
     assert b.motion.dy_px == pytest.approx(truth.dy_px, abs=0.05)
+
+
+def _resampled(image, dy=0.37, dx=0.21):
+    """The image read at a sub-pixel shift with cubic splines, as an ROI is cut from its film."""
+    rows, cols = np.meshgrid(np.arange(image.shape[0]) + dy, np.arange(image.shape[1]) + dx, indexing="ij")
+    return ndimage.map_coordinates(image, [rows, cols], order=3, mode="nearest")
+
+
+@pytest.mark.parametrize("share", [30, 50])
+def test_a_resampled_clip_is_still_found(share):
+    """A saturated follow-up cut with cubic splines no longer holds one value (the splines ring about
+    it): most of its saturated pixels are still found, and no pixel beyond the clip's margin."""
+    from jsnreg.refine import CLIP_MARGIN_PX
+
+    _, moving = _pair(BoneMotion(1.0, 0.0, 0.6, -0.8), noise=0.01)
+    level = np.percentile(moving, 100 - share)
+    saturated = np.minimum(moving, level)
+    found = clipped(_resampled(saturated))
+    assert found[saturated == level].mean() > 0.5
+    assert not found[~ndimage.binary_dilation(saturated == level, iterations=CLIP_MARGIN_PX + 1)].any()
 
 
 def test_cubic_gather_reads_the_spline_as_map_coordinates():

@@ -46,6 +46,11 @@ LEVELS_STRIDE = (4, 2, 1)  # use every n-th pixel on smoothed levels (they carry
 LEVELS_TOL_PX = (0.05, 0.02, 0.01)  # largest step (px) that counts as converged, per level
 MAX_BLUR_PX2 = 4.0  # |sigma_m^2 - sigma_f^2| beyond this is a failed fit, not two detectors
 CLIP_SHARE = 0.005  # an extreme value held by more pixels than this is a clip (saturation)
+# A clip resampled (an ROI cut from the film with cubic splines, by us or by whoever cut the pair) is no
+# longer one value: the splines ring below and above it. Its pixels still lie near the extreme and are
+# flat over 3 x 3 (noise makes any other region vary by more).
+CLIP_BAND = 0.1  # share of the image's range above its minimum (below its maximum) a resampled clip lies in
+CLIP_FLAT = 0.002  # share of the image's range a resampled clip's pixels vary by over 3 x 3
 CLIP_MARGIN_PX = 3  # clipped pixels spread this far through smoothing and spline sampling
 MIN_WEIGHT = 0.1  # pixels weighted lower add little information and 10 % of the time
 EDGE_SMOOTH_PX = 1.0  # gradient energy is read smoothed by this, so an edge's flanks count too
@@ -174,10 +179,15 @@ def _tukey(res: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
 
 def clipped(image: np.ndarray) -> np.ndarray:
     """Pixels at or near a clipped extreme of the image (a saturated detector or look-up table):
-    they carry no position and break any smooth tone curve, so no fit may use them."""
+    they carry no position and break any smooth tone curve, so no fit may use them. A clip is the
+    extreme value itself, or, where the image was resampled, pixels near it that are flat (CLIP_BAND,
+    CLIP_FLAT), held by more than CLIP_SHARE of the pixels."""
     out = np.zeros(image.shape, dtype=bool)
-    for value in (image.min(), image.max()):
-        at = image == value
+    lo, hi = float(image.min()), float(image.max())
+    span = hi - lo
+    flat = ndimage.maximum_filter(image, 3) - ndimage.minimum_filter(image, 3) <= CLIP_FLAT * span
+    for value, near in ((lo, image <= lo + CLIP_BAND * span), (hi, image >= hi - CLIP_BAND * span)):
+        at = (image == value) | (flat & near)
         if at.mean() > CLIP_SHARE:
             out |= at
     return ndimage.binary_dilation(out, iterations=CLIP_MARGIN_PX) if out.any() else out
