@@ -8,14 +8,13 @@ results flagged, automatic split. Needs ../shared/data/real-hands.
 
     PYTHONPATH=JSNRegistration python Testing/tools/processing_study.py SPLIT [SET SHAPE] [--pairs N]
 """
-import argparse
 import io
 
 import numpy as np
 from scipy import ndimage
 
-from jsnreg.real_pairs import ROI_SPACING_MM, make_real_pairs
-from jsnreg.register import Engine
+from jsnreg.real_pairs import ROI_SPACING_MM
+from study_pairs import cell_pairs, summary, variant_errors
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -64,26 +63,10 @@ VARIANTS = {
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("set", nargs="?", default="realistic")
-    ap.add_argument("shape", nargs="?", default="square")
-    ap.add_argument("--pairs", type=int, default=60)
-    args = ap.parse_args()
-    engine = Engine.load()
-    pairs = make_real_pairs(args.split, args.set, args.shape, args.pairs, 2026)
+    args, engine, pairs = cell_pairs(__doc__)
     print(f"{args.split} {args.set} {args.shape}: {len(pairs)} pairs")
     for name, (base, follow) in VARIANTS.items():
-        err, flagged = [], []
-        for p in pairs:
-            r = engine.register_roi(base(p.fixed), follow(p.moving), p.spacing_mm, images=False)
-            err.append(r.jsn_px - p.jsn_px)
-            flagged.append(r.flagged)
-        err, flagged = np.array(err), np.array(flagged)
-        bad = np.abs(err) > 0.5
-        print(f"  {name:40s} SD {err.std():.3f} px, max {np.abs(err).max():.2f}, > 0.5 px {bad.sum()}, "
-              f"unflagged {(bad & ~flagged).sum()}, good flagged {(flagged & ~bad).sum()} of {(~bad).sum()}", flush=True)
-
+        print(f"  {name:40s} {summary(*variant_errors(engine, pairs, base, follow))}", flush=True)
 
 if __name__ == "__main__":
     main()

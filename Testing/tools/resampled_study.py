@@ -10,13 +10,10 @@ Needs ../shared/data/real-hands.
 
     PYTHONPATH=JSNRegistration python Testing/tools/resampled_study.py SPLIT [SET SHAPE] [--pairs N]
 """
-import argparse
-
 import numpy as np
 from scipy import ndimage
 
-from jsnreg.real_pairs import make_real_pairs
-from jsnreg.register import Engine
+from study_pairs import cell_pairs, summary, variant_errors
 
 
 def shifted(image: np.ndarray, order: int, dy: float = 0.37, dx: float = 0.21) -> np.ndarray:
@@ -36,27 +33,11 @@ VARIANTS = {"as made": (lambda a: a, 1), "shifted, linear": (lambda a: shifted(a
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("set", nargs="?", default="realistic")
-    ap.add_argument("shape", nargs="?", default="square")
-    ap.add_argument("--pairs", type=int, default=60)
-    args = ap.parse_args()
-    engine = Engine.load()
-    pairs = make_real_pairs(args.split, args.set, args.shape, args.pairs, 2026)
+    args, engine, pairs = cell_pairs(__doc__)
     clipped = sum(any(np.mean(a == v) > 0.005 for a in (p.fixed, p.moving) for v in (0.0, 1.0)) for p in pairs)
     print(f"{args.split} {args.set} {args.shape}: {len(pairs)} pairs, {clipped} with a clip")
     for name, (look, k) in VARIANTS.items():
-        err, flagged = [], []
-        for p in pairs:
-            r = engine.register_roi(look(p.fixed), look(p.moving), p.spacing_mm / k, images=False)
-            err.append(r.jsn_px / k - p.jsn_px)
-            flagged.append(r.flagged)
-        err, flagged = np.array(err), np.array(flagged)
-        bad = np.abs(err) > 0.5
-        print(f"  {name:20s} SD {err.std():.3f} px, max {np.abs(err).max():.2f}, > 0.5 px {bad.sum()}, "
-              f"unflagged {(bad & ~flagged).sum()}, good flagged {(flagged & ~bad).sum()} of {(~bad).sum()}")
-
+        print(f"  {name:20s} {summary(*variant_errors(engine, pairs, look, look, k))}", flush=True)
 
 if __name__ == "__main__":
     main()
