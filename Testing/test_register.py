@@ -200,6 +200,40 @@ def test_real_pairs_cut_with_cubic_splines_are_measured_as_precisely(engine):
     assert max(np.abs(errors["cut"])) < 0.25 and flagged <= 1
 
 
+def _unsharp(image, radius_px, amount):
+    """The image's detail below radius_px raised by `amount`, as unsharp masking in a film's processing does."""
+    from scipy import ndimage
+
+    return np.clip(image + amount * (image - ndimage.gaussian_filter(image, radius_px)), 0, 1)
+
+
+def test_a_follow_up_processed_otherwise_is_measured(engine):
+    """Generated pairs whose follow-up is unsharp masked (3 mm, x0.7) and the baseline not: the refinement's
+    processing term takes the detail's gain. Without it: JSN error SD 0.30 px, max 0.69 on these pairs."""
+    rng = np.random.default_rng(4)
+    errors = []
+    for _ in range(12):
+        p = make_joint_pair(rng)
+        moving = _unsharp(p.moving, 3.0 / p.spacing_mm, 0.7)
+        errors.append(engine.register_roi(p.fixed, moving, p.spacing_mm, images=False).jsn_px - p.jsn_px)
+    assert np.std(errors) < 0.15 and np.abs(errors).max() < 0.4
+
+
+def test_real_pairs_with_a_follow_up_processed_otherwise_are_measured(engine):
+    """Real val pairs, the follow-up unsharp masked (3 mm, x0.7): without the processing term about half of the
+    good results were flagged (31 of 60) and the JSN error SD was 0.125 px (0.039 as made)."""
+    from jsnreg import real_pairs as rp
+
+    if not rp.available():
+        pytest.skip("real hand radiographs not available (../shared/data/real-hands)")
+    results = [(engine.register_roi(p.fixed, _unsharp(p.moving, 3.0 / rp.ROI_SPACING_MM, 0.7), p.spacing_mm,
+                                    images=False), p.jsn_px)
+               for p in rp.make_real_pairs("val", "realistic", "square", 16, 2026)]
+    errors = [r.jsn_px - truth for r, truth in results]
+    assert np.std(errors) < 0.09 and np.abs(errors).max() < 0.3
+    assert sum(r.flagged for r, _ in results) <= 2
+
+
 def test_an_roi_centred_2_mm_distal_never_gives_an_unflagged_wrong_jsn(engine):
     """Real val joint 4375 MCP3 (a child's: the proximal phalanx's physis a few px beyond the joint
     space), its ROI centred 2 mm distal of the joint, hard motions, wide ROIs: the split takes the

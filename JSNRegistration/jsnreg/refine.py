@@ -52,6 +52,11 @@ CLIP_SHARE = 0.005  # an extreme value held by more pixels than this is a clip (
 CLIP_BAND = 0.1  # share of the image's range above its minimum (below its maximum) a resampled clip lies in
 CLIP_FLAT = 0.002  # share of the image's range a resampled clip's pixels vary by over 3 x 3
 CLIP_MARGIN_PX = 3  # clipped pixels spread this far through smoothing and spline sampling
+# A follow-up processed otherwise than its baseline (unsharp masking: its detail raised against its local mean)
+# is one more shared term, beta * (M - G * M): M the moving image on the level, G a Gaussian of
+# PROCESSING_SIGMA_PX (about 2 mm at the working grid's 0.17 mm/px). Testing/benchmarks.md, "Other storage and
+# processing", has what it gains on real films and costs on generated pairs.
+PROCESSING_SIGMA_PX = 12.0
 MIN_WEIGHT = 0.1  # pixels weighted lower add little information and 10 % of the time
 EDGE_SMOOTH_PX = 1.0  # gradient energy is read smoothed by this, so an edge's flanks count too
 TUKEY_C = 4.685
@@ -267,6 +272,15 @@ class FitImage:
     def spline(self, var_px2: float) -> np.ndarray:
         return self._memo(("spline", var_px2), lambda: _spline(self.smoothed(var_px2)))
 
+    def local_mean(self) -> np.ndarray:
+        return self._memo("local mean", lambda: ndimage.gaussian_filter(
+            self.pixels, PROCESSING_SIGMA_PX, mode="nearest", truncate=3.0))
+
+    def detail(self, var_px2: float) -> np.ndarray:
+        """The smoothed copy less the local mean (made once, unsmoothed: the level's smoothing is small
+        against PROCESSING_SIGMA_PX): what unsharp masking raises."""
+        return self._memo(("detail", var_px2), lambda: self.smoothed(var_px2) - self.local_mean())
+
     def laplace(self, var_px2: float) -> np.ndarray:
         return self._memo(("laplace", var_px2), lambda: ndimage.laplace(self.smoothed(var_px2)))
 
@@ -329,6 +343,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     tone = np.array([0.0, 1.0, 0.0])
     n_soft = 0 if soft_slope is None else 2 * n_bones
     soft = np.zeros(n_soft)  # per bone (a_b, c_b) of the soft-tissue term
+    beta = 0.0  # the processing term's weight (shared)
     applied_px2, tau = 0.0, float(blur_px2)  # blur difference put into the images / fitted to first order
     total_iter, converged = 0, False
     cov = None
@@ -353,6 +368,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # gradient and Laplacian only steer the steps and are read linearly, at a fifth the time.
         coeff_m = moving_i.spline(var_m)
         lap = moving_i.laplace(var_m) if fit_blur else None
+        detail = moving_i.detail(var_m)
         sel = np.zeros(fixed.shape, dtype=bool)
         sel[::stride, ::stride] = True
         if stride == 1 and fixed.size > FINE_MAX_PIXELS:
@@ -377,8 +393,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # the shared scale, its rotation and shift, the shared tone curve (and blur), its soft-tissue
         # pair. The normal equations add the bones' blocks: nothing is spent on the zeros a bone's
         # parameters have on the other bones' pixels (a third of the products, and the large ones).
-        n_par = n_geo + 3 + fit_blur + n_soft
-        shared = list(range(n_geo, n_geo + 3 + fit_blur))  # tone curve (and blur difference)
+        n_par = n_geo + 3 + fit_blur + 1 + n_soft
+        shared = list(range(n_geo, n_geo + 4 + fit_blur))  # tone curve (blur difference), processing
         own = [np.array([*range(n_s), n_s + 3 * k, n_s + 1 + 3 * k, n_s + 2 + 3 * k, *shared,
                          *([n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 1] if n_soft else [])])
                for k in range(n_bones)]
@@ -416,6 +432,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
             if n_soft:
                 res += soft @ basis
+            dv = linear(detail)
+            res += beta * dv
             robust = np.zeros_like(res)
             sds = []
             for mine in spans:
@@ -431,6 +449,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 np.multiply(mv[mine], mv[mine], out=block[n_s + 5])
                 if fit_blur:
                     np.multiply(-0.5 * slope[mine], lv[mine], out=block[n_s + 6])
+                block[n_s + 6 + fit_blur] = dv[mine]
                 weighted = block * w[mine]
                 h[at_h] += weighted @ block.T
                 g[par] += weighted @ res[mine]
@@ -445,6 +464,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             tone += step[n_geo:n_geo + 3]
             if fit_blur:
                 tau += step[n_geo + 3]
+            beta += step[n_geo + 3 + fit_blur]
             if n_soft:
                 soft += step[-n_soft:]
             if np.max(np.abs(step[:n_geo])) < tol_px:
