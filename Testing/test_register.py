@@ -215,8 +215,12 @@ def test_a_follow_up_processed_otherwise_is_measured(engine):
     for _ in range(12):
         p = make_joint_pair(rng)
         moving = _unsharp(p.moving, 3.0 / p.spacing_mm, 0.7)
-        errors.append(engine.register_roi(p.fixed, moving, p.spacing_mm, images=False).jsn_px - p.jsn_px)
+        r = engine.register_roi(p.fixed, moving, p.spacing_mm, images=False)
+        errors.append(r.jsn_px - p.jsn_px)
+        assert r.details["detail_gain"] < -0.1  # the follow-up's raised detail taken away
     assert np.std(errors) < 0.15 and np.abs(errors).max() < 0.4
+    as_made = engine.register_roi(p.fixed, p.moving, p.spacing_mm, images=False)
+    assert abs(as_made.details["detail_gain"]) < 0.1
 
 
 def test_real_pairs_with_a_follow_up_processed_otherwise_are_measured(engine):

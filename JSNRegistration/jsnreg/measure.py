@@ -259,7 +259,7 @@ def assess(fit: RefineResult, back: RefineResult, start_info: dict, jsn_net_px: 
             reasons.append("reported on that runner-up joint line")
     details = {**{k: float(v) for k, v in raw.items()}, "network_refine_diff_px": raw["net_diff_px"],
                "usable_fraction": fit.usable_fraction, "blur_difference_px2": fit.blur_px2,
-               "tone_curve": list(fit.tone), "features": features,
+               "tone_curve": list(fit.tone), "detail_gain": fit.detail_gain, "features": features,
                "backward_jsn_px": sig["backward_jsn_px"], "backward_converged": sig["backward_converged"],
                "start_search": start_info, **({} if roll_px is None else {"roll_check_px": roll_px * px_per_work_px})}
     return confidence, bool(reasons), "; ".join(reasons), details
