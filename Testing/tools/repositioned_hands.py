@@ -7,6 +7,7 @@ them; --detected: the joints jsnreg.detect finds on the baseline, as `jsnreg qua
 places them), measured by `quantify.quantify` as `jsnreg quantify` does. A flag here is a good result flagged
 unless its error is beyond 0.5 px.
 Usage: PYTHONPATH=JSNRegistration python Testing/tools/repositioned_hands.py SPLIT [--detected] [--seed 0] [--json OUT]
+       [--unsharp MM AMOUNT]   (the follow-up film unsharp masked, as another site's processing would leave it)
 (SPLIT: train, val or test; the adult films are all test, as in the registration benchmarks).
 """
 
@@ -56,6 +57,14 @@ def measured(base: Radiograph, follow: Radiograph, joints: list, engine: Engine,
     return []
 
 
+def unsharp(radius_mm: float, amount: float):
+    """A film change for hands(): unsharp masking, the detail below radius_mm raised `amount` times."""
+    def film(pixels: np.ndarray, entry: dict) -> np.ndarray:
+        soft = ndimage.gaussian_filter(pixels, radius_mm / float(entry["spacing_mm_nominal"]))
+        return np.clip(pixels + amount * (pixels - soft), 0, 1).astype(np.float32)
+    return film
+
+
 def hands(split: str, seed: int, film=None):
     """(image path, annotation entry, baseline, follow-up, annotated joints) of each annotated real hand of
     `split`, the follow-up being its film (or film(pixels, entry), changed before the move) repositioned by
@@ -78,10 +87,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     p.add_argument("--detected", action="store_true", help="the joints jsnreg.detect finds on the baseline")
+    p.add_argument("--unsharp", nargs=2, type=float, metavar=("MM", "AMOUNT"),
+                   help="the follow-up film processed otherwise: its detail below MM raised AMOUNT times (unsharp masking)")
     args = p.parse_args()
     engine = Engine.load()
     rows, refused = [], []
-    for rel, _, base, follow, joints in hands(args.split, args.seed):
+    for rel, _, base, follow, joints in hands(args.split, args.seed, film=unsharp(*args.unsharp) if args.unsharp else None):
         if args.detected:
             joints = detected_joints(detect_joints(base.pixels, base.spacing_mm))
         for r in measured(base, follow, joints, engine, refused):
