@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from jsnreg.real_pairs import ROI_SPACING_MM
-from study_pairs import cell_pairs, summary, variant_errors
+from study_pairs import as_made, cell_pairs, summary, variant_errors
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -44,21 +44,17 @@ def twelve_in_sixteen(image: np.ndarray) -> np.ndarray:
     return np.round(image * 4095) / 65535
 
 
-def same(image: np.ndarray) -> np.ndarray:
-    return image
-
-
 # name: (what the baseline becomes, what the follow-up becomes)
 VARIANTS = {
-    "as made": (same, same),
+    "as made": (as_made, as_made),
     "8 bit": (eight_bit, eight_bit),
     "12 bit in 16": (twelve_in_sixteen, twelve_in_sixteen),
     "JPEG 90": (lambda a: jpeg(a, 90), lambda a: jpeg(a, 90)),
     "JPEG 75": (lambda a: jpeg(a, 75), lambda a: jpeg(a, 75)),
-    "follow-up unsharp 1 mm x0.5": (same, lambda a: unsharp(a, 1, 0.5)),
-    "follow-up unsharp 3 mm x0.7": (same, lambda a: unsharp(a, 3, 0.7)),
-    "follow-up unsharp 8 mm x1.0": (same, lambda a: unsharp(a, 8, 1.0)),
-    "follow-up range compressed 10 mm x0.5": (same, lambda a: compressed(a, 10, 0.5)),
+    "follow-up unsharp 1 mm x0.5": (as_made, lambda a: unsharp(a, 1, 0.5)),
+    "follow-up unsharp 3 mm x0.7": (as_made, lambda a: unsharp(a, 3, 0.7)),
+    "follow-up unsharp 8 mm x1.0": (as_made, lambda a: unsharp(a, 8, 1.0)),
+    "follow-up range compressed 10 mm x0.5": (as_made, lambda a: compressed(a, 10, 0.5)),
 }
 
 
@@ -67,6 +63,7 @@ def main():
     print(f"{args.split} {args.set} {args.shape}: {len(pairs)} pairs")
     for name, (base, follow) in VARIANTS.items():
         print(f"  {name:40s} {summary(*variant_errors(engine, pairs, base, follow))}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ Needs ../shared/data/real-hands.
 import numpy as np
 from scipy import ndimage
 
-from study_pairs import cell_pairs, summary, variant_errors
+from study_pairs import as_made, cell_pairs, summary, variant_errors
 
 
 def shifted(image: np.ndarray, order: int, dy: float = 0.37, dx: float = 0.21) -> np.ndarray:
@@ -28,7 +28,7 @@ def enlarged(image: np.ndarray, k: int = 2) -> np.ndarray:
     return ndimage.map_coordinates(image, np.meshgrid(rows, cols, indexing="ij"), order=3, mode="nearest")
 
 
-VARIANTS = {"as made": (lambda a: a, 1), "shifted, linear": (lambda a: shifted(a, 1), 1),
+VARIANTS = {"as made": (as_made, 1), "shifted, linear": (lambda a: shifted(a, 1), 1),
             "shifted, cubic": (lambda a: shifted(a, 3), 1), "enlarged 2x, cubic": (enlarged, 2)}
 
 
@@ -38,6 +38,7 @@ def main():
     print(f"{args.split} {args.set} {args.shape}: {len(pairs)} pairs, {clipped} with a clip")
     for name, (look, k) in VARIANTS.items():
         print(f"  {name:20s} {summary(*variant_errors(engine, pairs, look, look, k))}", flush=True)
+
 
 if __name__ == "__main__":
     main()
