@@ -17,7 +17,8 @@ fitted together: what belongs to the image pair is shared, what belongs to a bon
 - one gain beta of the follow-up's detail D = M - G * M (G a Gaussian of PROCESSING_SIGMA_PX): a
   follow-up processed otherwise (unsharp masking raises the detail against its local mean) is what a
   tone curve and a blur difference cannot follow; unmodelled, on whole real hands with the follow-up
-  unsharp masked (3 mm, x0.7), 23 of 277 JSNs went out more than 0.5 px off and unflagged;
+  unsharp masked (3 mm, x0.7), 23 of 277 JSNs went out more than 0.5 px off and unflagged. The finest
+  level fits it only where the level before found it significant (PROCESSING_MIN_T), else holds it at 0;
 - per bone a rotation and a shift (dx, dy): the bones move independently;
 - optionally, per bone a soft-tissue term a_b S'(x) + c_b S'(x) v / radius, with S'(x) the slope
   across the columns of the soft tissue's level (`soft_slope`): the soft tissue over a bone moves
@@ -61,6 +62,9 @@ CLIP_MARGIN_PX = 3  # clipped pixels spread this far through smoothing and splin
 # PROCESSING_SIGMA_PX (about 2 mm at the working grid's 0.17 mm/px). Testing/benchmarks.md, "Other storage and
 # processing", has what it gains on real films and costs on generated pairs.
 PROCESSING_SIGMA_PX = 12.0
+# The finest level fits it only where the level before found it this many standard errors from zero: a free
+# gain costs precision where the two visits were processed alike (generated pairs: median JSN error +10-20 %).
+PROCESSING_MIN_T = 3.0
 MIN_WEIGHT = 0.1  # pixels weighted lower add little information and 10 % of the time
 EDGE_SMOOTH_PX = 1.0  # gradient energy is read smoothed by this, so an edge's flanks count too
 TUKEY_C = 4.685
@@ -357,15 +361,19 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
     usable_f = ~fixed_i.clipped()
     clipped_m = moving_i.clipped()
     clipped_m = clipped_m.astype(np.float64) if clipped_m.any() else None
-    res = inside = prior = None
+    res = inside = prior = h = None
     levels = [lv for k, lv in enumerate(zip(LEVELS_SMOOTH_PX, LEVELS_STRIDE, LEVELS_TOL_PX))
               if levels is None or k in levels]
     for level, (sigma, stride, tol_px) in enumerate(levels, start=1):
         # Smoothed levels fit the blur difference to first order; the finest level has it put into
         # the images instead (the Laplacian of unsmoothed noise would only add noise).
         fit_blur = sigma > 0.0
+        fit_beta = True
         if not fit_blur:
             applied_px2, tau = float(np.clip(tau, -MAX_BLUR_PX2, MAX_BLUR_PX2)), 0.0
+            if h is not None:  # the level before fitted the blur too: beta is its parameter n_geo + 4
+                fit_beta = _significant(h, n_geo + 4, beta, residual_sd, w)
+                beta = beta if fit_beta else 0.0
         var_f, var_m = _level_vars_px2(sigma, applied_px2)
         f = fixed_i.smoothed(var_f)
         gy, gx = moving_i.gradient(var_m)
@@ -373,7 +381,7 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # gradient and Laplacian only steer the steps and are read linearly, at a fifth the time.
         coeff_m = moving_i.spline(var_m)
         lap = moving_i.laplace(var_m) if fit_blur else None
-        detail = moving_i.detail(var_m)
+        detail = moving_i.detail(var_m) if fit_beta else None
         sel = np.zeros(fixed.shape, dtype=bool)
         sel[::stride, ::stride] = True
         if stride == 1 and fixed.size > FINE_MAX_PIXELS:
@@ -398,8 +406,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         # the shared scale, its rotation and shift, the shared tone curve (and blur), its soft-tissue
         # pair. The normal equations add the bones' blocks: nothing is spent on the zeros a bone's
         # parameters have on the other bones' pixels (a third of the products, and the large ones).
-        n_par = n_geo + 3 + fit_blur + 1 + n_soft
-        shared = list(range(n_geo, n_geo + 4 + fit_blur))  # tone curve (blur difference), processing
+        n_par = n_geo + 3 + fit_blur + fit_beta + n_soft
+        shared = list(range(n_geo, n_geo + 3 + fit_blur + fit_beta))  # tone curve (blur difference, processing)
         own = [np.array([*range(n_s), n_s + 3 * k, n_s + 1 + 3 * k, n_s + 2 + 3 * k, *shared,
                          *([n_par - n_soft + 2 * k, n_par - n_soft + 2 * k + 1] if n_soft else [])])
                for k in range(n_bones)]
@@ -437,8 +445,9 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             res = tone[0] + mv * (tone[1] + tone[2] * mv) - fv
             if n_soft:
                 res += soft @ basis
-            dv = linear(detail)
-            res += beta * dv
+            if fit_beta:
+                dv = linear(detail)
+                res += beta * dv
             robust = np.zeros_like(res)
             sds = []
             for mine in spans:
@@ -454,7 +463,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
                 np.multiply(mv[mine], mv[mine], out=block[n_s + 5])
                 if fit_blur:
                     np.multiply(-0.5 * slope[mine], lv[mine], out=block[n_s + 6])
-                block[n_s + 6 + fit_blur] = dv[mine]
+                if fit_beta:
+                    block[n_s + 6 + fit_blur] = dv[mine]
                 weighted = block * w[mine]
                 h[at_h] += weighted @ block.T
                 g[par] += weighted @ res[mine]
@@ -469,7 +479,8 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
             tone += step[n_geo:n_geo + 3]
             if fit_blur:
                 tau += step[n_geo + 3]
-            beta += step[n_geo + 3 + fit_blur]
+            if fit_beta:
+                beta += step[n_geo + 3 + fit_blur]
             if n_soft:
                 soft += step[-n_soft:]
             if np.max(np.abs(step[:n_geo])) < tol_px:
@@ -502,6 +513,16 @@ def refine_bones(fixed: np.ndarray | FitImage, moving: np.ndarray | FitImage, re
         sd_jsn = float(np.sqrt(max(cov[i, i] + cov[j, j] - 2 * cov[i, j], 0.0)))
     return RefineResult(bones, sd_jsn, residual_sd, tuple(float(t) for t in tone),
                         float(applied_px2 + tau), total_iter, converged, res, prior, inside, float(beta))
+
+
+def _significant(h: np.ndarray, i: int, value: float, residual_sd: float, w: np.ndarray) -> bool:
+    """Whether parameter i of a level's fit (normal matrix h, robust weights w) lies PROCESSING_MIN_T
+    standard errors or more from zero."""
+    try:
+        var = np.linalg.inv(h)[i, i] * residual_sd ** 2 * (len(w) / max(w.sum(), 1.0))
+    except np.linalg.LinAlgError:
+        return True
+    return bool(abs(value) >= PROCESSING_MIN_T * np.sqrt(max(var, 0.0)))
 
 
 def _geometry_rows(rows: np.ndarray, slope: np.ndarray, mx: np.ndarray, my: np.ndarray, rx: np.ndarray,
