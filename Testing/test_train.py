@@ -48,10 +48,24 @@ def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path)
 def test_real_training_chunk_is_seeded_and_mixes_shapes():
     if not real_pairs.available() or not real_pairs.load_joints("val"):
         pytest.skip("no annotated real val hands")
-    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4))
-    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4))
+    a = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4, 0.0))
+    b = train._real_chunk((7, "val", ((0, 6), (1, 6)), "coarse", None, 0.4, 0.0))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[0]) == 12 and len({tuple(s) for s in a[2]}) > 1
+
+
+def test_real_training_pairs_can_be_cut_off_the_joint():
+    """--offset-mm 2: half the real pairs centred 1 or 2 mm proximal or distal of the joint (whole rows of the
+    0.17 mm/px grid), seeded like the others."""
+    assert train.offset_choices(0.0) == (0,)
+    rows = train.offset_choices(2.0)
+    assert rows[0] == 0 and sorted(rows[1:]) == [-12, -6, 6, 12]
+    if not real_pairs.available() or not real_pairs.load_joints("val"):
+        pytest.skip("no annotated real val hands")
+    off = [train._real_chunk((7, "val", ((0, 8), (1, 8)), "coarse", None, 0.4, 2.0)) for _ in range(2)]
+    centred = train._real_chunk((7, "val", ((0, 8), (1, 8)), "coarse", None, 0.4, 0.0))
+    assert np.array_equal(off[0][0], off[1][0]) and np.array_equal(off[0][1], off[1][1])
+    assert not np.array_equal(off[0][0], centred[0])
 
 
 def test_the_hard_share_sets_how_many_real_training_pairs_have_each_bones_larger_own_motion():
@@ -60,7 +74,7 @@ def test_the_hard_share_sets_how_many_real_training_pairs_have_each_bones_larger
     from jsnreg.network import params_to_motions
 
     def own_motion_px(hard_share):
-        _, y, shapes = train._real_chunk((7, "val", ((0, 20), (1, 20)), "coarse", None, hard_share))
+        _, y, shapes = train._real_chunk((7, "val", ((0, 20), (1, 20)), "coarse", None, hard_share, 0.0))
         # the coarse target is both bones' whole motions; their difference is the bones' own motions
         moves = [params_to_motions(t, tuple(s)) for t, s in zip(y, shapes)]
         return np.array([np.hypot(u.dx_px - lo.dx_px, u.dy_px - lo.dy_px) for u, lo in moves])

@@ -451,7 +451,7 @@ def cmd_train(args) -> int:
           epochs=args.epochs, seed=args.seed,
           lr=args.lr, init=Path(args.init) if args.init else None, workers=args.workers,
           **({"hard_share": args.hard_share} if args.hard_share is not None else {}),
-          stage=stage)
+          offset_mm=args.offset_mm, stage=stage)
     return 0
 
 
@@ -584,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hard-share", type=float,
                    help="share of the real training pairs with hard motions, the rest realistic "
                         "(default and validation: train.REAL_MOTION_MIX)")
+    t.add_argument("--offset-mm", type=float, default=0.0,
+                   help="cut half the real training pairs this far (or half as far) off the joint along the finger "
+                        "(train.OFFSET_SHARE), as clicks and detections are")
     t.add_argument("--init", help="start from these weights (fine-tuning) instead of random ones")
     stage = t.add_mutually_exclusive_group()
     stage.add_argument("--fine", action="store_true",
