@@ -10,11 +10,12 @@ from scipy import ndimage
 
 from jsnreg.cli import main
 from jsnreg.detect import detect_joints, to_work_px
-from jsnreg.detect_bench import (ANNOTATIONS, blurred, fingers_cut, load_annotations, mirrored, noisier, real_hands_dir,
+from jsnreg.detect_bench import (blurred, fingers_cut, load_annotations, mirrored, noisier, real_hands_dir,
                                  rotated, score, scored, shuttered, thumb_cut, toned, two_hands, without_finger)
 from jsnreg.errors import InputError
 from jsnreg.images import read_radiograph, write_png
 from jsnreg.joints import STANDARD_JOINTS, load_joints_json
+from jsnreg.real_hands import ANNOTATIONS
 
 
 @pytest.fixture(scope="module")

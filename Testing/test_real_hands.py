@@ -94,3 +94,74 @@ def test_every_joint_inside_its_image(annotations):
         width, height = png_size(folder / key)
         for name, (x, y) in entry["joints"].items():
             assert 0 <= x < width and 0 <= y < height, (key, name, x, y)
+
+
+def test_each_annotated_image_has_its_sha256_recorded(annotations):
+    """The annotations belong to these exact files: annotated_images leaves out a name that holds another."""
+    import json
+
+    from jsnreg.real_hands import IMAGES_SHA256
+
+    recorded = json.loads(IMAGES_SHA256.read_text())
+    assert set(recorded) == set(annotations["images"])
+    folder = real_hands_dir()
+    if folder is None:
+        pytest.skip("real hands not available (../shared/data/real-hands or JSNREG_REAL_HANDS)")
+    for key in ("rsna-bone-age/1437.png", "adult-annotated/test_img5_R.png"):
+        assert hashlib.sha256((folder / key).read_bytes()).hexdigest() == recorded[key], key
+
+
+@pytest.fixture
+def other_folder(tmp_path, monkeypatch):
+    """A real-hands folder of other films, as a held-out set would come: two adult films under new names with
+    their own joints.json (wrist sites too), an annotated adult name holding another patient's film, and an
+    annotated RSNA name holding another child's hand (links to the shared images, nothing copied)."""
+    import json
+
+    folder = real_hands_dir()
+    if folder is None:
+        pytest.skip("real hands not available (../shared/data/real-hands or JSNREG_REAL_HANDS)")
+    own = json.loads((folder / "adult-annotated" / "joints.json").read_text())
+    (tmp_path / "adult-annotated").mkdir()
+    (tmp_path / "rsna-bone-age").mkdir()
+    names = {"ra_0001.png": "test_img1_L.png", "patientB_L.png": "test_img3_L.png",
+             "test_img2_L.png": "test_img6_R.png"}
+    for new, old in names.items():
+        (tmp_path / "adult-annotated" / new).symlink_to(folder / "adult-annotated" / old)
+    (tmp_path / "adult-annotated" / "joints.json").write_text(json.dumps({n: own[o] for n, o in names.items()}))
+    (tmp_path / "rsna-bone-age" / "1437.png").symlink_to(folder / "rsna-bone-age" / "2104.png")
+    (tmp_path / "rsna-bone-age" / "4407.png").symlink_to(folder / "rsna-bone-age" / "4407.png")
+    monkeypatch.setenv("JSNREG_REAL_HANDS", str(tmp_path))
+    return tmp_path, own, names
+
+
+def test_a_folder_of_other_films_is_read_with_its_own_points(other_folder):
+    from jsnreg.real_hands import FINGER_JOINTS, annotated_images, load_annotations
+
+    _, own, names = other_folder
+    images = annotated_images()
+    shipped = load_annotations()["images"]
+    for new, old in names.items():
+        entry = images[f"adult-annotated/{new}"]
+        assert entry["joints"] == {n: p for n, p in own[old]["joints"].items() if n in FINGER_JOINTS}
+        assert entry["split"] == "test" and entry["from_folder"] and entry["spacing_mm_nominal"] == 0.3
+    assert "rsna-bone-age/1437.png" not in images  # another child's hand under an annotated name
+    assert images["rsna-bone-age/4407.png"] == shipped["rsna-bone-age/4407.png"]
+    assert images["rsna-bone-age/2104.png"] == shipped["rsna-bone-age/2104.png"]  # not in the folder: kept
+
+
+def test_the_detection_bench_scores_a_folder_of_other_films(other_folder):
+    """Its films scored as test (nothing was chosen on them), on their finger joints; a split with no hand
+    there is a clear error."""
+    from jsnreg.cli import main
+    from jsnreg.detect_bench import run
+
+    _, _, names = other_folder
+    result = run(splits=("test", "val"), variants=False)
+    scored = {r["image"] for r in result["images"]}
+    assert scored == {f"adult-annotated/{n}" for n in names} | {"rsna-bone-age/4407.png"}
+    adult = result["counts"]["adult test"]
+    assert set(result["counts"]) == {"adult test", "rsna test", "rsna test, independent"}
+    assert sum(sum(c[o] for o in ("found", "misplaced", "misnamed", "missed")) for c in adult.values()) == 30
+    assert adult["DIP2-5"] == dict.fromkeys(adult["DIP2-5"], 0)  # SHS_NET marks no DIP
+    assert main(["bench", "--detect", "--splits", "train", "--no-variants"]) == 2

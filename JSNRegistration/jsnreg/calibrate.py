@@ -81,7 +81,8 @@ def run(split: str = "val", n_pairs: int = 200, seed: int = 0, out: Path | None 
     """Calibrate on `n_pairs` pairs per motion set and ROI shape of `split`; write the file."""
     from .errors import InputError
     from .network import default_network, file_sha256, model_info
-    from .real_pairs import annotation_path, joints_of_split, make_real_pairs
+    from .real_hands import annotation_path
+    from .real_pairs import joints_of_split, make_real_pairs
     from .register import Engine
 
     if split == "test":

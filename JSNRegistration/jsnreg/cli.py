@@ -495,9 +495,9 @@ def cmd_bench(args) -> int:
                  weights_path=Path(args.weights) if args.weights else None, peers=peers, offset_mm=args.offset_mm)
         return 0
     if args.detect:
-        from .detect_bench import ANNOTATIONS, run as run_detect
+        from .detect_bench import run as run_detect
 
-        run_detect(args.annotations or ANNOTATIONS, splits=tuple(args.splits.split(",")),
+        run_detect(args.annotations, splits=tuple(args.splits.split(",")),
                    variants=not args.no_variants, out=Path(args.out), tolerance_mm=args.tolerance_mm)
         return 0
     if args.hand:

@@ -30,17 +30,19 @@ from . import detect_confidence as dc
 from . import detect_refine
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
-from .real_hands import ANNOTATIONS, adult_splits, is_adult, real_hands_dir
+from .real_hands import adult_splits, annotated_images, annotation_path, is_adult, real_hands_dir
 
 TOLERANCE_MM = 2.0
 OUTCOMES = ("found", "misplaced", "misnamed", "invented", "missed")
 TYPES = ("IP1", "MCP1", "MCP2-5", "PIP2-5", "DIP2-5")
-def load_annotations(path=ANNOTATIONS) -> dict:
+def load_annotations(path=None) -> dict:
+    """{image: entry} of the annotated hands in the real-hands folder (jsnreg.real_hands.annotated_images:
+    the annotation file at path, default the package's or $JSNREG_REAL_JOINTS, and the folder's own
+    adult-annotated/joints.json), or InputError."""
     try:
-        data = json.loads(Path(path).read_text())
-        return data["images"]
+        return annotated_images(path)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot read joint annotations {path}: {exc}") from None
+        raise InputError(f"cannot read joint annotations {path or annotation_path()}: {exc}") from None
 
 
 def joint_type(name: str) -> str:
@@ -221,8 +223,8 @@ def noisier(pixels: np.ndarray, share: float = NOISE_SHARE, seed: int = 0) -> np
 
 def detection_splits(annotations: dict) -> dict:
     """{image: split} for detection: RSNA hands by their annotation, adult ones by patient
-    (jsnreg.real_hands.adult_splits)."""
-    adult = adult_splits([rel for rel in annotations if is_adult(rel)])
+    (jsnreg.real_hands.adult_splits); a film with its folder's own points is test (nothing was chosen on it)."""
+    adult = adult_splits([rel for rel, entry in annotations.items() if is_adult(rel) and not entry.get("from_folder")])
     return {rel: adult.get(rel, entry["split"]) for rel, entry in annotations.items()}
 
 
@@ -239,7 +241,7 @@ def _images(folder: Path, annotations: dict, splits):
         yield rel, source, image.pixels, image.spacing_mm, entry
 
 
-def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = True, out=None,
+def run(annotations_path=None, splits=("test", "val"), variants: bool = True, out=None,
         tolerance_mm: float = TOLERANCE_MM) -> dict:
     """Score every annotated image of the given splits (train hands are left out unless asked);
     prints the table, returns {source: {type: {outcome: n}}, "ms_per_hand": ...}."""
@@ -302,10 +304,13 @@ def run(annotations_path=ANNOTATIONS, splits=("test", "val"), variants: bool = T
             confidence.setdefault(f"variants: {label}", []).extend(judged(detected, vtruth, absent | removed, tol))
             rows.append({"image": rel, "source": "variants", "variant": label,
                          "wrong": [refused] * bool(refused) + [f"{n}:{o}" for n, o in outcomes if o != "found"]})
-    ms = 1000 * float(np.median(times)) if times else float("nan")
+    if not times:
+        raise InputError(f"no annotated hand of the split(s) {', '.join(splits)} in {folder} (annotations: "
+                         f"{annotations_path or annotation_path()} and {folder}/adult-annotated/joints.json)")
+    ms = 1000 * float(np.median(times))
     print(f"tolerance {tolerance_mm:g} mm at each image's nominal spacing")
     print(format_table(counts))
-    print(f"detection time: median {ms:.0f} ms per hand, max {1000 * max(times, default=0):.0f} ms "
+    print(f"detection time: median {ms:.0f} ms per hand, max {1000 * max(times):.0f} ms "
           f"({len(times)} original images; variants not timed)")
     reliability = {}
     for source, pairs in confidence.items():

@@ -1,15 +1,23 @@
 """The real hand radiographs (outside the repository) and their shipped joint annotations.
 
 Images live in `<repo>/../shared/data/real-hands` or where JSNREG_REAL_HANDS points; the joint
-centres, sides and train/val/test split ship as `jsnreg/data/real_hands_joints.json`.
+centres, sides and train/val/test split ship as `jsnreg/data/real_hands_joints.json` (or the file
+JSNREG_REAL_JOINTS names), the SHA-256 of each image they were placed on as
+`jsnreg/data/real_hands_sha256.json`. A folder of other films is read too (annotated_images): an
+adult-annotated/joints.json there (as the shared folder's) gives the films it lists their own points.
 """
 
 import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 ANNOTATIONS = Path(__file__).parent / "data" / "real_hands_joints.json"
+IMAGES_SHA256 = Path(__file__).parent / "data" / "real_hands_sha256.json"
+FINGER_JOINTS = ("IP1", "MCP1", "MCP2", "MCP3", "MCP4", "MCP5", "PIP2", "PIP3", "PIP4", "PIP5",
+                 "DIP2", "DIP3", "DIP4", "DIP5")
+ADULT_SPACING_MM = 0.3  # nominal: the adult films were downsized to about this (the folder's README)
 RSNA_DIR = "rsna-bone-age"
 RSNA_COUNTS = {"train": 36, "val": 12, "test": 12}  # by sha256 rank of the file name
 ADULT_DIR = "adult-annotated"
@@ -31,6 +39,48 @@ def real_hands_dir() -> "Path | None":
 def load_annotations() -> dict:
     """The annotation file as a dict: {"version", "method", "images": {relative path: entry}}."""
     return json.loads(ANNOTATIONS.read_text(encoding="utf-8"))
+
+
+def annotation_path() -> Path:
+    """`$JSNREG_REAL_JOINTS`, else the package's data/real_hands_joints.json (may not exist)."""
+    env = os.environ.get("JSNREG_REAL_JOINTS")
+    return Path(env) if env else ANNOTATIONS
+
+
+@lru_cache(maxsize=256)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    from .network import file_sha256
+
+    return file_sha256(Path(path))
+
+
+def image_sha256(path: Path) -> str:
+    """SHA-256 of an image file, computed once per version of it (size, mtime) in a process."""
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def annotated_images(path=None) -> dict:
+    """{relative image path: entry} of the real-hands folder's annotated images: the annotation file's
+    (path, default annotation_path()) whose image is there as annotated, then each film the folder's
+    adult-annotated/joints.json lists that is not in the file, with its own finger joints (the wrist sites
+    left out), split "test", spacing nominal ADULT_SPACING_MM, "from_folder" true. An annotated name whose image in the folder is
+    another file (its SHA-256 not the recorded one) is not taken: its points belong to the file annotated.
+    OSError / ValueError / KeyError when a file cannot be read."""
+    path = Path(path) if path else annotation_path()
+    images = json.loads(path.read_text(encoding="utf-8"))["images"] if path.is_file() else {}
+    recorded = json.loads(IMAGES_SHA256.read_text()) if IMAGES_SHA256.is_file() else {}
+    folder = real_hands_folder()
+    images = {rel: e for rel, e in images.items()
+              if rel not in recorded or not (folder / rel).is_file() or image_sha256(folder / rel) == recorded[rel]}
+    own = folder / ADULT_DIR / "joints.json"
+    if own.is_file():
+        for name, entry in json.loads(own.read_text()).items():
+            images.setdefault(f"{ADULT_DIR}/{name}", {
+                "split": "test", "side": entry.get("side", ""), "spacing_mm_nominal": ADULT_SPACING_MM,
+                "joints": {n: p for n, p in entry["joints"].items() if n in FINGER_JOINTS},
+                "absent": [], "notes": f"{ADULT_DIR}/joints.json", "from_folder": True})
+    return images
 
 
 def rsna_splits(names) -> dict:

@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .real_hands import adult_patient, is_adult, real_hands_folder
+from .real_hands import FINGER_JOINTS as JOINT_NAMES
+from .real_hands import adult_patient, annotated_images, is_adult, real_hands_folder
 from .synthetic import JointPair
 from .transforms import BoneMotion, from_matrix, matrix, roi_centre
 
@@ -60,9 +61,6 @@ HOOD_PX = 224  # covers every ROI point's pre-image under the largest motions (h
 AXIS_RADIUS_MM = 8.0
 BAND_ROWS = SHAPES["square"][0]  # the split is found on the rows a square ROI covers
 K_ATTEN = 0.95  # I = (1 - exp(-mu)) / K: I = 1 is mu = 3, so overlapping bones can exceed the range
-JOINT_NAMES = ("IP1", "MCP1", "MCP2", "MCP3", "MCP4", "MCP5", "PIP2", "PIP3", "PIP4", "PIP5",
-               "DIP2", "DIP3", "DIP4", "DIP5")
-ADULT_SPACING_MM = 0.3
 MOTION_SETS = {
     # own motion per bone: rotation (deg), shift along the axis (px), shift across (px)
     "realistic": dict(rot_deg=2.0, along_px=1.5, across_px=1.0),
@@ -73,26 +71,10 @@ CACHE_VERSION = 2
 MAX_OFFSET_MM = 4.0  # a wide ROI then keeps 17 of its 80 rows below the joint
 
 
-def annotation_path() -> Path:
-    """`$JSNREG_REAL_JOINTS`, else the package's data/real_hands_joints.json (may not exist)."""
-    env = os.environ.get("JSNREG_REAL_JOINTS")
-    return Path(env) if env else Path(__file__).resolve().parent / "data" / "real_hands_joints.json"
-
-
 def load_annotations() -> dict:
-    """{relative image path: entry} as in data/real_hands_joints.json. The adult images' own joints.json fills in
-    when the annotation file lacks them (all adult images are test)."""
-    images = {}
-    path = annotation_path()
-    if path.is_file():
-        images.update(json.loads(path.read_text())["images"])
-    adult = real_hands_folder() / "adult-annotated" / "joints.json"
-    if adult.is_file():
-        for name, entry in json.loads(adult.read_text()).items():
-            images.setdefault(f"adult-annotated/{name}", {
-                "split": "test", "side": entry.get("side", ""), "spacing_mm_nominal": ADULT_SPACING_MM,
-                "joints": entry["joints"], "absent": [], "notes": "adult-annotated/joints.json"})
-    return images
+    """{relative image path: entry} of the annotated real images (real_hands.annotated_images; all adult
+    images are test here)."""
+    return annotated_images()
 
 
 def available() -> bool:

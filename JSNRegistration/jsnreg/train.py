@@ -175,7 +175,7 @@ def _source_key(split: str | None = None) -> str:
     import hashlib
 
     from . import network, real_pairs, synthetic, transforms
-    from .real_pairs import annotation_path
+    from .real_hands import annotation_path
 
     h = hashlib.sha1()
     for path in (network.__file__, real_pairs.__file__, synthetic.__file__, transforms.__file__):
@@ -305,7 +305,8 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     card records their SHA-256 and their own card's command) instead of random ones.
     """
     from .real_hands import real_hands_dir
-    from .real_pairs import annotation_path, load_annotations
+    from .real_hands import annotation_path
+    from .real_pairs import load_annotations
 
     ranges, zoom, suffix = STAGES[stage]
     torch.manual_seed(seed)
