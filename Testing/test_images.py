@@ -166,6 +166,18 @@ def test_colour_png_is_read_as_luminance(tmp_path):
     assert image.meta["photometric"] == "RGB"
 
 
+def test_grey_and_alpha_png_is_read_as_its_grey(tmp_path):
+    """A grey + alpha PNG (which ITK cannot read) is its grey channel; the alpha says nothing of the film."""
+    from PIL import Image
+
+    grey = np.array([[0, 64, 255], [10, 200, 128]], dtype=np.uint8)
+    alpha = np.array([[255, 0, 255], [3, 255, 90]], dtype=np.uint8)
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(tmp_path / "ga.png")
+    image = read_radiograph(tmp_path / "ga.png", spacing_mm=0.1)
+    np.testing.assert_allclose(image.pixels, grey / 255.0, atol=1e-6)
+    assert image.meta["photometric"] == "MONOCHROME2" and image.spacing_mm == 0.1
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
 def test_nrrd_and_metaimage_spacing_from_the_header(tmp_path, suffix):
     write_sitk(tmp_path / f"a{suffix}", PIXELS.astype(np.float32), spacing=(0.16, 0.16))

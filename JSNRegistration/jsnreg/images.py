@@ -429,11 +429,32 @@ def _read_sitk(path: Path, max_pixels: int | None = validate.MAX_IMAGE_PIXELS
                             str(path), max_pixels)
         image = reader.Execute()
     except RuntimeError as exc:
+        grey = _grey_of_grey_alpha_png(path) if io_name == "PNGImageIO" else None
+        if grey is not None:
+            return _read_sitk_array(sitk.GetImageFromArray(grey), io_name, path)
         raise InputError(f"{path}: cannot read the image: "
                          f"{validate.one_line(str(exc).strip().splitlines()[-1] if str(exc).strip() else exc)}") \
             from None
     except MemoryError:
         raise InputError(f"{path}: the image does not fit in memory") from None
+    return _read_sitk_array(image, io_name, path)
+
+
+def _grey_of_grey_alpha_png(path: Path) -> np.ndarray | None:
+    """The grey channel of a grey + alpha PNG (ITK reads no two-channel PNG; Pillow, matplotlib's own
+    dependency, does), or None for any other file."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.getchannel(0)) if im.mode == "LA" else None
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def _read_sitk_array(image, io_name: str, path: Path) -> tuple[np.ndarray, tuple[float, float] | None, dict]:
+    import SimpleITK as sitk
+
     array = sitk.GetArrayFromImage(image)
     components = image.GetNumberOfComponentsPerPixel()
     if image.GetDimension() == 3 and image.GetSize()[2] == 1:
