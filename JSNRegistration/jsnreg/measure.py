@@ -57,13 +57,6 @@ SPLIT_DOUBT = "ambiguous split"  # how a split's reasons begin (assess sets them
 # no error beyond 0.5 px below 0.4 any more; the 35 results at 0.15-0.4 erred at most 0.22 px, within
 # about their predicted SD, so the confidence judges them. Below 0.25 there were too few to trust.
 MIN_EDGE_SHARE = 0.25
-# The pair read the other way (register.backward_fit) giving a JSN farther than this (ROI px) from the forward
-# one: the JSN is not known to better than about that, whatever the fit's curvature says. Whole method, given
-# mask and automatic split, good results' disagreement (95th / 99th percentile / max): real val 0.21 / 0.29 /
-# 0.47 px, real train 0.20 / 0.36 / 1.0, generated 0.23 / 0.44 / 1.4 (seed 2026, 500 pairs); at 0.45 px the
-# two results of generated pair 402 (bones clipped white at follow-up, -0.50 px, predicted SD 0.06 px) are
-# flagged, as are 1 of 480 good real val results, 3 of 480 train and 2 of about 990 generated.
-MAX_FB_PX = 0.45
 LOG_FLOOR_PX = 1e-3  # signals in px are taken as log10(max(value, this))
 SIGNAL_TEXT = {
     "log_sd_jsn": "imprecise (predicted SD {sd_jsn_px:.2f} px)",
@@ -223,8 +216,6 @@ def hard_reasons(fit: RefineResult, start_info: dict, raw: dict, shape: tuple[in
                        f"(that line gives a JSN {raw['split_band_px']:.2f} px different)")
     if raw["edge_share"] < MIN_EDGE_SHARE:
         reasons.append(f"only {raw['edge_share']:.0%} of a bone's edges unsaturated")
-    if raw["fb_px"] > MAX_FB_PX:
-        reasons.append(f"the pair read backwards gives a JSN {raw['fb_px']:.2f} px away")
     if not np.isfinite(raw["sd_jsn_px"]):
         reasons.append("no precision estimate (too few pixels fitted)")
     return reasons
