@@ -136,6 +136,8 @@ def other_folder(tmp_path, monkeypatch):
 
 
 def test_a_folder_of_other_films_is_read_with_its_own_points(other_folder):
+    import json
+
     from jsnreg.real_hands import FINGER_JOINTS, annotated_images, load_annotations
 
     _, own, names = other_folder
@@ -148,6 +150,9 @@ def test_a_folder_of_other_films_is_read_with_its_own_points(other_folder):
     assert "rsna-bone-age/1437.png" not in images  # another child's hand under an annotated name
     assert images["rsna-bone-age/4407.png"] == shipped["rsna-bone-age/4407.png"]
     assert images["rsna-bone-age/2104.png"] == shipped["rsna-bone-age/2104.png"]  # not in the folder: kept
+    own_file = other_folder[0] / "their_points.json"  # another annotation file speaks of the folder's own films
+    own_file.write_text(json.dumps({"images": {"rsna-bone-age/1437.png": shipped["rsna-bone-age/2104.png"]}}))
+    assert annotated_images(own_file)["rsna-bone-age/1437.png"] == shipped["rsna-bone-age/2104.png"]
 
 
 def test_the_detection_bench_scores_a_folder_of_other_films(other_folder):

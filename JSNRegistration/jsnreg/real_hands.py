@@ -64,12 +64,13 @@ def annotated_images(path=None) -> dict:
     """{relative image path: entry} of the real-hands folder's annotated images: the annotation file's
     (path, default annotation_path()) whose image is there as annotated, then each film the folder's
     adult-annotated/joints.json lists that is not in the file, with its own finger joints (the wrist sites
-    left out), split "test", spacing nominal ADULT_SPACING_MM, "from_folder" true. An annotated name whose image in the folder is
-    another file (its SHA-256 not the recorded one) is not taken: its points belong to the file annotated.
-    OSError / ValueError / KeyError when a file cannot be read."""
+    left out), split "test", spacing nominal ADULT_SPACING_MM, "from_folder" true. A name the package's file
+    annotates whose image in the folder is another file (its SHA-256 not the recorded one) is not taken: its
+    points belong to the file annotated. OSError / ValueError / KeyError when a file cannot be read."""
     path = Path(path) if path else annotation_path()
     images = json.loads(path.read_text(encoding="utf-8"))["images"] if path.is_file() else {}
-    recorded = json.loads(IMAGES_SHA256.read_text()) if IMAGES_SHA256.is_file() else {}
+    ours = path.resolve() == ANNOTATIONS.resolve()
+    recorded = json.loads(IMAGES_SHA256.read_text()) if ours and IMAGES_SHA256.is_file() else {}
     folder = real_hands_folder()
     images = {rel: e for rel, e in images.items()
               if rel not in recorded or not (folder / rel).is_file() or image_sha256(folder / rel) == recorded[rel]}
