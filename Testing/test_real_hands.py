@@ -170,3 +170,21 @@ def test_the_detection_bench_scores_a_folder_of_other_films(other_folder):
     assert sum(sum(c[o] for o in ("found", "misplaced", "misnamed", "missed")) for c in adult.values()) == 30
     assert adult["DIP2-5"] == dict.fromkeys(adult["DIP2-5"], 0)  # SHS_NET marks no DIP
     assert main(["bench", "--detect", "--splits", "train", "--no-variants"]) == 2
+
+
+def test_an_annotation_entry_lacking_what_the_benches_read_is_a_clear_error(tmp_path):
+    import json
+
+    from jsnreg.errors import InputError
+    from jsnreg.real_hands import annotated_images
+
+    good = {"split": "test", "spacing_mm_nominal": 0.1, "joints": {"MCP2": [10.0, 20.0]}}
+    for field, value, says in (("spacing_mm_nominal", None, "spacing_mm_nominal"), ("split", "later", "split"),
+                               ("joints", {"MCP2": [10.0]}, "joints"), ("side", "left", "side")):
+        path = tmp_path / f"{field}.json"
+        path.write_text(json.dumps({"images": {"rsna-bone-age/h.png": {**good, field: value}}}))
+        with pytest.raises(InputError, match=f"'rsna-bone-age/h.png': {says}"):
+            annotated_images(path)
+    path = tmp_path / "sideless.json"  # the side is not needed
+    path.write_text(json.dumps({"images": {"rsna-bone-age/h.png": good}}))
+    assert annotated_images(path)["rsna-bone-age/h.png"] == good

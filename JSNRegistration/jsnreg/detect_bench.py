@@ -41,6 +41,8 @@ def load_annotations(path=None) -> dict:
     adult-annotated/joints.json), or InputError."""
     try:
         return annotated_images(path)
+    except InputError:
+        raise
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot read joint annotations {path or annotation_path()}: {exc}") from None
 
@@ -285,10 +287,12 @@ def run(annotations_path=None, splits=("test", "val"), variants: bool = True, ou
         if kind != "adult":  # the geometric variants on the children's hands, as before
             made += [("mirrored", *mirrored(pixels, truth), set()),
                      ("rotated +30", *rotated(pixels, truth, 30.0), set()),
-                     ("rotated -30", *rotated(pixels, truth, -30.0), set()),
-                     ("two hands", *two_hands(pixels, truth, entry["side"]), set()),
-                     ("no finger 3", *without_finger(pixels, truth, 3)),
-                     ("shuttered", *shuttered(pixels, truth, spacing))]
+                     ("rotated -30", *rotated(pixels, truth, -30.0), set())]
+            if entry.get("side"):  # the other hand is this one mirrored: which is which needs the side
+                made.append(("two hands", *two_hands(pixels, truth, entry["side"]), set()))
+            if "MCP3" in truth and "PIP3" in truth:
+                made.append(("no finger 3", *without_finger(pixels, truth, 3)))
+            made.append(("shuttered", *shuttered(pixels, truth, spacing)))
             if "MCP1" in truth and "IP1" in truth:
                 made.append(("thumb cut", *thumb_cut(pixels, truth)))
                 made.append(("thumb shuttered", *shuttered(pixels, truth, spacing, thumb_fraction=0.5)))

@@ -66,9 +66,11 @@ def annotated_images(path=None) -> dict:
     adult-annotated/joints.json lists that is not in the file, with its own finger joints (the wrist sites
     left out), split "test", spacing nominal ADULT_SPACING_MM, "from_folder" true. A name the package's file
     annotates whose image in the folder is another file (its SHA-256 not the recorded one) is not taken: its
-    points belong to the file annotated. OSError / ValueError / KeyError when a file cannot be read."""
+    points belong to the file annotated. OSError / ValueError / KeyError when a file cannot be read,
+    InputError naming the image and field when an entry lacks what the benches read (_checked_entry)."""
     path = Path(path) if path else annotation_path()
     images = json.loads(path.read_text(encoding="utf-8"))["images"] if path.is_file() else {}
+    images = {rel: _checked_entry(path, rel, e) for rel, e in images.items()}
     ours = path.resolve() == ANNOTATIONS.resolve()
     recorded = json.loads(IMAGES_SHA256.read_text()) if ours and IMAGES_SHA256.is_file() else {}
     folder = real_hands_folder()
@@ -82,6 +84,32 @@ def annotated_images(path=None) -> dict:
                 "joints": {n: p for n, p in entry["joints"].items() if n in FINGER_JOINTS},
                 "absent": [], "notes": f"{ADULT_DIR}/joints.json", "from_folder": True})
     return images
+
+
+def _checked_entry(path: Path, rel: str, entry) -> dict:
+    """An annotation file's entry as the benches read it: "split" train / val / test, "spacing_mm_nominal" > 0
+    (mm per pixel; a nominal value will do, never guessed here), "joints" {name: [x, y]} (px of the image),
+    "side" L / R or absent; else InputError saying which image lacks what."""
+    from .errors import InputError
+
+    def bad(what):
+        return InputError(f"{path}: image {rel!r}: {what}")
+
+    if not isinstance(entry, dict):
+        raise bad("the entry is not an object")
+    if entry.get("split") not in ("train", "val", "test"):
+        raise bad(f"split {entry.get('split')!r}: train, val or test is needed")
+    spacing = entry.get("spacing_mm_nominal")
+    if not isinstance(spacing, (int, float)) or isinstance(spacing, bool) or not spacing > 0:
+        raise bad(f"spacing_mm_nominal {spacing!r}: a pixel spacing in mm (> 0) is needed")
+    joints = entry.get("joints")
+    if not isinstance(joints, dict) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)
+            for p in joints.values()):
+        raise bad("joints: {name: [x, y]} in pixels of the image is needed")
+    if entry.get("side", "") not in ("L", "R", ""):
+        raise bad(f"side {entry.get('side')!r}: L or R")
+    return entry
 
 
 def rsna_splits(names) -> dict:
