@@ -128,7 +128,9 @@ def other_folder(tmp_path, monkeypatch):
              "test_img2_L.png": "test_img6_R.png"}
     for new, old in names.items():
         (tmp_path / "adult-annotated" / new).symlink_to(folder / "adult-annotated" / old)
-    (tmp_path / "adult-annotated" / "joints.json").write_text(json.dumps({n: own[o] for n, o in names.items()}))
+    listed = {n: own[o] for n, o in names.items()}
+    listed["patientB_L.png"] = {**listed["patientB_L.png"], "spacing_mm": 0.25}  # a folder may say it
+    (tmp_path / "adult-annotated" / "joints.json").write_text(json.dumps(listed))
     (tmp_path / "rsna-bone-age" / "1437.png").symlink_to(folder / "rsna-bone-age" / "2104.png")
     (tmp_path / "rsna-bone-age" / "4407.png").symlink_to(folder / "rsna-bone-age" / "4407.png")
     monkeypatch.setenv("JSNREG_REAL_HANDS", str(tmp_path))
@@ -146,7 +148,8 @@ def test_a_folder_of_other_films_is_read_with_its_own_points(other_folder):
     for new, old in names.items():
         entry = images[f"adult-annotated/{new}"]
         assert entry["joints"] == {n: p for n, p in own[old]["joints"].items() if n in FINGER_JOINTS}
-        assert entry["split"] == "test" and entry["from_folder"] and entry["spacing_mm_nominal"] == 0.3
+        assert entry["split"] == "test" and entry["from_folder"]
+        assert entry["spacing_mm_nominal"] == (0.25 if new == "patientB_L.png" else 0.3)  # else the nominal
     assert "rsna-bone-age/1437.png" not in images  # another child's hand under an annotated name
     assert images["rsna-bone-age/4407.png"] == shipped["rsna-bone-age/4407.png"]
     assert images["rsna-bone-age/2104.png"] == shipped["rsna-bone-age/2104.png"]  # not in the folder: kept

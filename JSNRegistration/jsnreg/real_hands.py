@@ -64,7 +64,8 @@ def annotated_images(path=None) -> dict:
     """{relative image path: entry} of the real-hands folder's annotated images: the annotation file's
     (path, default annotation_path()) whose image is there as annotated, then each film the folder's
     adult-annotated/joints.json lists that is not in the file, with its own finger joints (the wrist sites
-    left out), split "test", spacing nominal ADULT_SPACING_MM, "from_folder" true. A name the package's file
+    left out), split "test", spacing its "spacing_mm_nominal" or "spacing_mm" if it has one, else the shared
+    folder's nominal ADULT_SPACING_MM, "from_folder" true. A name the package's file
     annotates whose image in the folder is another file (its SHA-256 not the recorded one) is not taken: its
     points belong to the file annotated. OSError / ValueError / KeyError when a file cannot be read,
     InputError naming the image and field when an entry lacks what the benches read (_checked_entry)."""
@@ -80,9 +81,11 @@ def annotated_images(path=None) -> dict:
     if own.is_file():
         for name, entry in json.loads(own.read_text()).items():
             images.setdefault(f"{ADULT_DIR}/{name}", {
-                "split": "test", "side": entry.get("side", ""), "spacing_mm_nominal": ADULT_SPACING_MM,
+                "split": "test", "side": entry.get("side", ""),
+                "spacing_mm_nominal": entry.get("spacing_mm_nominal", entry.get("spacing_mm", ADULT_SPACING_MM)),
                 "joints": {n: p for n, p in entry["joints"].items() if n in FINGER_JOINTS},
                 "absent": [], "notes": f"{ADULT_DIR}/joints.json", "from_folder": True})
+            _checked_entry(own, name, images[f"{ADULT_DIR}/{name}"])
     return images
 
 
