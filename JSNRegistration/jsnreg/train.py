@@ -304,8 +304,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
     card records their SHA-256 and their own card's command) instead of random ones.
     """
-    from .real_hands import real_hands_dir
-    from .real_hands import annotation_path
+    from .real_hands import annotation_path, real_hands_dir
     from .real_pairs import load_annotations
 
     ranges, zoom, suffix = STAGES[stage]
