@@ -172,7 +172,7 @@ def test_grey_and_alpha_png_is_read_as_its_grey(tmp_path):
 
     grey = np.array([[0, 64, 255], [10, 200, 128]], dtype=np.uint8)
     alpha = np.array([[255, 0, 255], [3, 255, 90]], dtype=np.uint8)
-    Image.fromarray(np.dstack([grey, alpha]), "LA").save(tmp_path / "ga.png")
+    Image.fromarray(np.dstack([grey, alpha])).save(tmp_path / "ga.png")  # two 8-bit channels: mode LA
     image = read_radiograph(tmp_path / "ga.png", spacing_mm=0.1)
     np.testing.assert_allclose(image.pixels, grey / 255.0, atol=1e-6)
     assert image.meta["photometric"] == "MONOCHROME2" and image.spacing_mm == 0.1
