@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jsnreg import real_pairs as rp
+from jsnreg.real_hands import annotated_images
 from jsnreg.transforms import roi_centre
 
 H = rp.HOOD_PX
@@ -114,7 +115,7 @@ def test_bad_set_or_shape_is_refused():
 def real():
     if not rp.available():
         pytest.skip("real hand radiographs not available (../shared/data/real-hands)")
-    return rp.load_annotations()
+    return annotated_images()
 
 
 def test_split_rule_no_train_hand_in_val_or_test(real):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jsnreg import real_pairs, train
+from jsnreg import real_hands, real_pairs, train
 from jsnreg.network import network_input
 
 
@@ -27,7 +27,7 @@ def test_network_input_pads_a_non_square_roi_instead_of_stretching_it():
 def test_a_tiny_training_run_uses_train_hands_only_and_writes_its_card(tmp_path):
     if not real_pairs.available():
         pytest.skip("real hand radiographs not available (../shared/data/real-hands)")
-    ann = real_pairs.load_annotations()
+    ann = real_hands.annotated_images()
     if not any(e["split"] == "train" for e in ann.values()):
         pytest.skip("no train hands annotated yet")
     card = train.train(tmp_path / "net.pt", n_train=60, real_share=0.5, n_val=8, epochs=1, batch=16,

@@ -30,23 +30,12 @@ from . import detect_confidence as dc
 from . import detect_refine
 from .detect import DetectedJoint, detect_joints
 from .errors import InputError
-from .real_hands import adult_splits, annotated_images, annotation_path, is_adult, real_hands_dir
+from .real_hands import adult_splits, annotation_path, is_adult, real_hands_dir
+from .real_hands import annotated_images as load_annotations  # {image: entry} of the annotated hands there
 
 TOLERANCE_MM = 2.0
 OUTCOMES = ("found", "misplaced", "misnamed", "invented", "missed")
 TYPES = ("IP1", "MCP1", "MCP2-5", "PIP2-5", "DIP2-5")
-def load_annotations(path=None) -> dict:
-    """{image: entry} of the annotated hands in the real-hands folder (jsnreg.real_hands.annotated_images:
-    the annotation file at path, default the package's or $JSNREG_REAL_JOINTS, and the folder's own
-    adult-annotated/joints.json), or InputError."""
-    try:
-        return annotated_images(path)
-    except InputError:
-        raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot read joint annotations {path or annotation_path()}: {exc}") from None
-
-
 def joint_type(name: str) -> str:
     """The table's row of a joint: IP1, MCP1, MCP2-5, PIP2-5 or DIP2-5."""
     kind = detect_refine.joint_type(name)

@@ -67,9 +67,20 @@ def annotated_images(path=None) -> dict:
     left out), split "test", spacing its "spacing_mm_nominal" or "spacing_mm" if it has one, else the shared
     folder's nominal ADULT_SPACING_MM, "from_folder" true. A name the package's file
     annotates whose image in the folder is another file (its SHA-256 not the recorded one) is not taken: its
-    points belong to the file annotated. OSError / ValueError / KeyError when a file cannot be read,
-    InputError naming the image and field when an entry lacks what the benches read (_checked_entry)."""
+    points belong to the file annotated. InputError when a file cannot be read or an entry lacks what the
+    benches read (_checked_entry: naming the image and the field)."""
+    from .errors import InputError
+
     path = Path(path) if path else annotation_path()
+    try:
+        return _annotated_images(path)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read joint annotations {path}: {exc}") from None
+
+
+def _annotated_images(path: Path) -> dict:
     images = json.loads(path.read_text(encoding="utf-8"))["images"] if path.is_file() else {}
     images = {rel: _checked_entry(path, rel, e) for rel, e in images.items()}
     ours = path.resolve() == ANNOTATIONS.resolve()

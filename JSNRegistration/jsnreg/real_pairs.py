@@ -71,15 +71,9 @@ CACHE_VERSION = 2
 MAX_OFFSET_MM = 4.0  # a wide ROI then keeps 17 of its 80 rows below the joint
 
 
-def load_annotations() -> dict:
-    """{relative image path: entry} of the annotated real images (real_hands.annotated_images; all adult
-    images are test here)."""
-    return annotated_images()
-
-
 def available() -> bool:
     """Real images and some annotation are present."""
-    return real_hands_folder().is_dir() and bool(load_annotations())
+    return real_hands_folder().is_dir() and bool(annotated_images())
 
 
 def offset_rows(offset_mm: float) -> int:
@@ -225,7 +219,7 @@ def load_joints(splits=("train", "val", "test"), workers: int = 1, offset_rows: 
     neighbourhoods centred `offset_rows` distal of the joint."""
     if isinstance(splits, str):
         splits = (splits,)
-    ann = load_annotations()
+    ann = annotated_images()  # all adult images are test here
     keys = sorted(k for k, e in ann.items() if e["split"] in splits and (real_hands_folder() / k).is_file())
     if workers > 1 and len(keys) > 1:
         from concurrent.futures import ProcessPoolExecutor

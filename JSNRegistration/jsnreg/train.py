@@ -67,13 +67,14 @@ CASCADE_SHARE = 0.5
 # -D, -D/2, +D/2, +D (a click or a detection off the joint; the adults' annotations sit 1.3 mm distal): on real
 # val pairs centred 1.3 mm distal the network alone erred by 40-60 % more (SD 0.089 -> 0.128 px realistic square).
 OFFSET_SHARE = 0.5
+OFFSET_FRACTIONS = (-1.0, -0.5, 0.5, 1.0)  # of D
 
 
 def offset_choices(offset_mm: float) -> tuple[int, ...]:
     """The ROI centre offsets (whole neighbourhood rows, + distal) real training pairs are cut at, 0 first."""
     from .real_pairs import offset_rows
 
-    return (0,) + tuple(offset_rows(f * offset_mm) for f in (-1.0, -0.5, 0.5, 1.0)) if offset_mm else (0,)
+    return (0,) + tuple(offset_rows(f * offset_mm) for f in OFFSET_FRACTIONS) if offset_mm else (0,)
 
 
 def _centre_crop(pair, shape: tuple[int, int]):
@@ -304,8 +305,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     annotated) and n_val standard generated pairs. init: weights to start from (fine-tuning; the
     card records their SHA-256 and their own card's command) instead of random ones.
     """
-    from .real_hands import annotation_path, real_hands_dir
-    from .real_pairs import load_annotations
+    from .real_hands import annotated_images, annotation_path, real_hands_dir
 
     ranges, zoom, suffix = STAGES[stage]
     torch.manual_seed(seed)
@@ -316,7 +316,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
     from .network import file_sha256
 
     # The annotated splits whose images are here (a clone without ../shared trains on generated pairs alone).
-    splits = {e["split"] for e in load_annotations().values()} if real_hands_dir() is not None else set()
+    splits = {e["split"] for e in annotated_images().values()} if real_hands_dir() is not None else set()
     n_real = int(round(n_train * real_share)) if "train" in splits else 0
     ann = annotation_path()
     parts, data = [], {"annotations": ann.name, "annotations_sha256": file_sha256(ann) if ann.is_file() else "",
@@ -340,7 +340,7 @@ def train(out_path: Path = DEFAULT_WEIGHTS, n_train: int = 24_000, real_share: f
         data["n_real_train"] = int(len(real[0]))
         data["real_train_hard_share"] = hard_share
         if offset_mm:
-            data["real_train_offsets_mm"] = {"share": OFFSET_SHARE, "mm": [-offset_mm, -offset_mm / 2, offset_mm / 2, offset_mm]}
+            data["real_train_offsets_mm"] = {"share": OFFSET_SHARE, "mm": [f * offset_mm for f in OFFSET_FRACTIONS]}
     n_standard = int(round((n_train - n_real) * standard_share))
     for n, varied, s in ((n_train - n_real - n_standard, True, seed), (n_standard, False, seed + 7)):
         parts.append(generated_dataset(n, s, varied=varied, **kw))
